@@ -1,0 +1,32 @@
+"""The registry of platform adapters: one module per platform, listed here explicitly."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from adapters.base import Adapter
+
+# platform name -> "module:Class"
+_ADAPTERS = {
+    "mastodon": "adapters.mastodon:MastodonAdapter",
+    "bluesky": "adapters.bluesky:BlueskyAdapter",
+    "telegram": "adapters.telegram:TelegramAdapter",
+}
+PLATFORMS: tuple[str, ...] = tuple(_ADAPTERS)
+
+
+class UnknownPlatform(ValueError):
+    def __init__(self, platform: str) -> None:
+        super().__init__(f"unknown platform {platform!r}; known: {', '.join(PLATFORMS)}")
+
+
+def adapter_class(platform: str) -> type[Adapter]:
+    try:
+        module, name = _ADAPTERS[platform].split(":")
+    except KeyError:
+        raise UnknownPlatform(platform) from None
+    return getattr(import_module(module), name)
+
+
+def get_adapter(platform: str, timeout: float | None = None) -> Adapter:
+    return adapter_class(platform)(timeout=timeout)

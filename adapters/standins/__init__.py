@@ -1,0 +1,20 @@
+"""Local stand-ins of the platforms, for tests, the demo and operators' rehearsals."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from adapters.standins.base import Fault, StandIn
+
+_STANDINS = {
+    "mastodon": "adapters.standins.mastodon:MastodonStandIn",
+    "bluesky": "adapters.standins.bluesky:BlueskyStandIn",
+    "telegram": "adapters.standins.telegram:TelegramStandIn",
+}
+
+__all__ = ["Fault", "StandIn", "standin_class"]
+
+
+def standin_class(platform: str) -> type[StandIn]:
+    module, name = _STANDINS[platform].split(":")
+    return getattr(import_module(module), name)

@@ -1,0 +1,78 @@
+"""All configuration, read from the environment (prefix ``CROSSPOST_``) or a ``.env`` file.
+
+Code reads settings through :func:`get_settings` only, so tests can point a whole process at another
+data directory, database or broker by setting variables before the first call.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "crosspost"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CROSSPOST_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Where the embedded database, "
+                           "broker file and credentials key live.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means a SQLite file in data_dir.")
+    broker_url: str = Field("", description="Celery broker URL; empty means kombu's SQLAlchemy transport "
+                            "on a SQLite file in data_dir.")
+    secret_key: SecretStr | None = Field(None, description="Fernet key for credentials at rest; empty means "
+                                         "the key file in data_dir.")
+
+    tick_interval: float = Field(5.0, gt=0, description="Seconds between two beat ticks.")
+    claim_batch: int = Field(500, gt=0, description="Most deliveries one tick claims.")
+    lease_seconds: int = Field(120, gt=0, description="How long a publishing worker owns a delivery.")
+    queued_timeout: int = Field(300, gt=0, description="Seconds a claimed delivery may wait for a worker "
+                                "before the reaper assumes the broker lost its message.")
+    max_attempts: int = Field(5, gt=0, description="Transient failures a delivery may spend before failing.")
+    backoff_base: float = Field(30.0, gt=0, description="First retry delay in seconds; doubles per failure.")
+    backoff_max: float = Field(3600.0, gt=0, description="Longest retry delay in seconds.")
+    account_min_interval: float = Field(1.0, ge=0, description="Least seconds between two publishes on "
+                                        "one account, whatever the platform allows.")
+    http_timeout: float = Field(30.0, gt=0, description="Seconds to wait for a platform to answer.")
+
+    worker_pool: Literal["threads", "prefork", "solo"] = Field(
+        "threads", description="Celery pool; publishing waits on the network, so threads overlap it.")
+    worker_concurrency: int = Field(32, gt=0, description="Concurrent publishes per worker process.")
+    follower_interval: float = Field(3600.0, gt=0, description="Seconds between follower samples.")
+    log_level: str = Field("INFO", description="Log level for workers and commands.")
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'crosspost.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+        return self
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (after the environment changed)."""
+    get_settings.cache_clear()
