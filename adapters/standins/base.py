@@ -161,6 +161,19 @@ class StandIn:
     def state(self) -> dict[str, Any]:
         return {}
 
+    def add_account(self, handle: str, followers: int = 0) -> dict[str, str]:
+        """Create an account on this stand-in; return the credentials crosspost should store for it."""
+        raise NotImplementedError
+
+    def duplicates(self) -> int:
+        """Posts created more than once: same account and same text (every test story is unique)."""
+        with self.lock:
+            seen: dict[tuple[str, str], int] = {}
+            for c in self.created:
+                ident = (str(c.data.get("account")), str(c.data.get("text")))
+                seen[ident] = seen.get(ident, 0) + 1
+        return sum(n - 1 for n in seen.values())
+
     # -- control --------------------------------------------------------------------------------
     def inject(self, *faults: Fault) -> None:
         with self.lock:
@@ -201,11 +214,15 @@ class StandIn:
         if req.method == "GET" and action == "stats":
             with self.lock:
                 return Response(200, {"created": len(self.created), "requests": len(self.requests),
+                                      "duplicates": self.duplicates(),
                                       "early_requests": self.early_requests, **self.state()})
         if req.method == "POST" and action == "faults":
             data = req.json()
             self.inject(*(Fault(**f) for f in (data if isinstance(data, list) else [data])))
             return Response(200, {"ok": True})
+        if req.method == "POST" and action == "accounts":
+            data = req.json()
+            return Response(200, self.add_account(data["handle"], int(data.get("followers", 0))))
         if req.method == "POST" and action == "latency":
             self.latency = float(req.json()["seconds"])
             return Response(200, {"ok": True})
