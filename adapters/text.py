@@ -12,7 +12,7 @@ import regex
 
 # Conservative URL pattern: scheme, then anything up to white space; trailing punctuation that
 # normally closes a sentence is not part of the link.
-URL_RE = re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]}'’”]")
+URL_RE = re.compile("https?://[^\\s<>\"]+[^\\s<>\".,;:!?)\\]}'\u2019\u201d]")
 _REMOTE_MENTION_RE = re.compile(r"(@[\w.]+)@[\w.-]+\w")
 
 

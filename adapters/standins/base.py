@@ -9,6 +9,7 @@ after it created the post). It is controlled in-process (``inject``) or over HTT
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -187,7 +188,8 @@ class StandIn:
             self.retry_blocks.clear()
             self.early_requests = 0
 
-    def record(self, kind: str, data: dict[str, Any], key: str | None = None, id: str | None = None) -> Created:
+    def record(self, kind: str, data: dict[str, Any], key: str | None = None,
+               id: str | None = None) -> Created:
         with self.lock:
             item = Created(id or str(len(self.created) + 1), kind, data, key)
             self.created.append(item)
@@ -304,10 +306,8 @@ class StandIn:
 
             def _drop(self) -> None:
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
             def _answer(self, response: Response) -> None:
                 payload = response.raw if response.raw is not None else (
