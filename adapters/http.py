@@ -133,6 +133,10 @@ def send(
         what = "connection dropped" if sent else "could not connect"
         raise Transient(f"{platform}: {what} on {scrub(_describe(method, url), secrets)}",
                         maybe_sent=sent) from None
+    except requests.RequestException as exc:
+        # InvalidURL and friends quote the whole URL, which may carry a token: name only the kind.
+        raise Rejected(f"{platform}: cannot send {scrub(_describe(method, url), secrets)}: "
+                       f"{type(exc).__name__}") from None
     if response.ok:
         return response
     error = classify(response) if classify else None

@@ -159,6 +159,10 @@ class StandIn:
         return Response(429, fault.body or {"error": "Too many requests"},
                         {"Retry-After": str(int(wait) if float(wait).is_integer() else wait)})
 
+    def fault_response(self, fault: Fault) -> Response:
+        """An injected non-429 error, shaped like the platform's own; subclasses may override."""
+        return Response(fault.status or 500, fault.body or {"error": "injected fault"})
+
     def state(self) -> dict[str, Any]:
         return {}
 
@@ -290,7 +294,7 @@ class StandIn:
                         return
                     if fault.status is not None:
                         response = (standin.rate_limited(fault) if fault.status == 429
-                                    else Response(fault.status, fault.body or {"error": "injected fault"}))
+                                    else standin.fault_response(fault))
                         standin._note_retry_after(req, response)
                         self._answer(response)
                         return

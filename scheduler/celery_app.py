@@ -1,0 +1,40 @@
+"""The Celery app, configured from Settings: JSON only, late acks, prefetch 1, beat runs the tick."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from config.settings import Settings, get_settings
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("crosspost", broker=settings.broker_url, include=["scheduler.tasks"])
+    transport: dict[str, object] = {}
+    if settings.broker_url.startswith("sqla+"):
+        transport["polling_interval"] = 0.2
+    if settings.broker_url.startswith("redis"):
+        # Redelivery of unacked messages after a crash; the state machine makes repeats harmless.
+        transport["visibility_timeout"] = 3600
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=transport,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "tick": {"task": "crosspost.tick", "schedule": settings.tick_interval,
+                     "options": {"expires": settings.tick_interval * 2}},
+        },
+        beat_schedule_filename=str(settings.data_dir / "beat-schedule"),
+        timezone="UTC",
+    )
+    return app
+
+
+app = create_app(get_settings())

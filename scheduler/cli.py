@@ -1,0 +1,378 @@
+"""The ``crosspost`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from config.settings import get_settings
+from scheduler import accounts, deliveries, stories
+from scheduler.db import migrate, session_scope
+from scheduler.deliveries import IllegalTransition
+from scheduler.errors import StoryRejected, UserError
+from scheduler.models import Account, Delivery, Story, utcnow
+from scheduler.vault import VaultError, ensure_key
+
+app = typer.Typer(help="Publish stories to a matrix of social-media accounts.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+accounts_app = typer.Typer(help="The account matrix.", no_args_is_help=True)
+stories_app = typer.Typer(help="Stories and their queueing.", no_args_is_help=True)
+deliveries_app = typer.Typer(help="Deliveries: one story bound for one account.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(stories_app, name="stories")
+app.add_typer(deliveries_app, name="deliveries")
+
+out = Console(soft_wrap=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON array with stable field names.")]
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=get_settings().log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str], title: str | None = None) -> None:
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, default=str))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    out.print(table)
+
+
+@contextmanager
+def db() -> Iterator[Any]:
+    with session_scope() as s:
+        yield s
+
+
+def read_credentials(path: str) -> Any:
+    if path == "-":
+        text, source = sys.stdin.read(), "standard input"
+    else:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise UserError(f"credentials-file: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"credentials-file: {path} is not UTF-8 text") from None
+        source = path
+    return accounts.parse_credentials(text, source)
+
+
+# -- set-up and processes -----------------------------------------------------------------------
+@app.command()
+def init() -> None:
+    """Create the data directory, migrate the database and write a credentials key if there is none."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    wrote = ensure_key(settings)
+    migrate()
+    out.print(f"data directory {settings.data_dir}; database migrated"
+              + ("; new credentials key written" if wrote else ""))
+
+
+@app.command()
+def tick() -> None:
+    """Reap and claim once, handing due deliveries to the workers (for a system crontab)."""
+    from scheduler.tasks import send_publish
+    from scheduler.ticks import tick as run_tick
+
+    result = run_tick(send_publish)
+    r = result.reaped
+    out.print(f"claimed {len(result.claimed)}, sent {result.sent}; reaped {r.requeued} lost messages, "
+              f"{r.retried} expired leases retried, {r.unknown} unknown, {r.failed} failed")
+
+
+def _celery(argv: list[str]) -> None:
+    from scheduler.celery_app import app as celery
+
+    celery.start(argv)
+
+
+def _worker_argv(pool: str | None, concurrency: int | None) -> list[str]:
+    settings = get_settings()
+    return ["worker", "--pool", pool or settings.worker_pool,
+            "--concurrency", str(concurrency or settings.worker_concurrency),
+            "--loglevel", settings.log_level, "--hostname", f"crosspost-{os.getpid()}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+
+
+PoolOpt = Annotated[str | None, typer.Option(help="threads (default), prefork or solo.")]
+ConcOpt = Annotated[int | None, typer.Option(help="Concurrent publishes in this process.")]
+
+
+@app.command()
+def worker(pool: PoolOpt = None, concurrency: ConcOpt = None) -> None:
+    """Run a Celery worker that publishes deliveries."""
+    _celery(_worker_argv(pool, concurrency))
+
+
+@app.command()
+def beat() -> None:
+    """Run Celery beat: one tick every few seconds (run exactly one beat per matrix)."""
+    _celery(["beat", "--loglevel", get_settings().log_level])
+
+
+@app.command()
+def run(pool: PoolOpt = None, concurrency: ConcOpt = None) -> None:
+    """A worker with its beat in one process: the embedded, single-machine way to run."""
+    _celery([*_worker_argv(pool, concurrency), "--beat"])
+
+
+@app.command()
+def demo(keep: Annotated[bool, typer.Option(help="Keep the demo data directory afterwards.")] = False) \
+        -> None:
+    """Start the stand-ins, create a demo matrix, queue stories, publish them all with a real worker."""
+    from scheduler.demo import run_demo
+
+    raise typer.Exit(run_demo(out, keep=keep))
+
+
+# -- accounts -----------------------------------------------------------------------------------
+@accounts_app.command("add")
+def accounts_add(
+    platform: str, handle: str,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="A group such as en or culture; repeatable.")] = None,
+    tz: Annotated[str, typer.Option(help="IANA time zone of the audience.")] = "UTC",
+    base_url: Annotated[str | None, typer.Option(help="API base URL (self-hosted, stand-in).")] = None,
+    credentials_file: Annotated[str | None, typer.Option(help="JSON file of credentials, or - for stdin.")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add an account. Credentials come from a file or standard input, never the command line."""
+    if credentials_file is None:
+        raise UserError("credentials-file: required (a JSON file, or - to read standard input)")
+    creds = read_credentials(credentials_file)
+    with db() as s:
+        account = accounts.add(s, platform, handle, creds, name=name, tags=tag or [], tz=tz,
+                               base_url=base_url)
+        row = accounts.describe(account)
+    emit([row], as_json, ["id", "account", "name", "tags", "tz", "status"])
+
+
+@accounts_app.command("list")
+def accounts_list(as_json: JsonOpt = False) -> None:
+    """Every account with its status and token expiry."""
+    with db() as s:
+        rows = [accounts.describe(a) for a in s.scalars(
+            select(Account).where(Account.status != "removed").order_by(Account.id))]
+    emit(rows, as_json, ["id", "account", "name", "tags", "tz", "status", "token_expires_at"])
+
+
+@accounts_app.command("show")
+def accounts_show(account: str, as_json: JsonOpt = False) -> None:
+    with db() as s:
+        row = accounts.describe(accounts.find(s, account))
+    emit([row], as_json, list(row))
+
+
+def _set_status(account: str, status: str, as_json: bool) -> None:
+    with db() as s:
+        found = accounts.find(s, account)
+        accounts.set_status(s, found, status)
+        row = accounts.describe(found)
+    emit([row], as_json, ["id", "account", "status"])
+
+
+@accounts_app.command("pause")
+def accounts_pause(account: str, as_json: JsonOpt = False) -> None:
+    """Hold the account's deliveries until it is resumed."""
+    _set_status(account, "paused", as_json)
+
+
+@accounts_app.command("resume")
+def accounts_resume(account: str, as_json: JsonOpt = False) -> None:
+    _set_status(account, "active", as_json)
+
+
+@accounts_app.command("remove")
+def accounts_remove(account: str) -> None:
+    """Remove an account; its pending deliveries are cancelled, its history is kept."""
+    with db() as s:
+        found = accounts.find(s, account)
+        cancelled = accounts.remove(s, found, utcnow())
+    out.print(f"removed {found.label}; {cancelled} pending deliveries cancelled")
+
+
+@accounts_app.command("reauth")
+def accounts_reauth(account: str, credentials_file: Annotated[str, typer.Option(help="JSON file, or -.")]) \
+        -> None:
+    """Store new credentials; the account's deliveries waiting in blocked_auth are due again."""
+    creds = read_credentials(credentials_file)
+    with db() as s:
+        found = accounts.find(s, account)
+        released = accounts.reauth(s, found, creds, utcnow())
+    out.print(f"{found.label} re-authorised; {released} blocked deliveries are due again")
+
+
+# -- stories ------------------------------------------------------------------------------------
+@stories_app.command("queue")
+def stories_queue(
+    text: Annotated[str | None, typer.Option(help="The story text.")] = None,
+    file: Annotated[str | None, typer.Option(help="A story.yaml with text, link, variants, to, at.")] = None,
+    link: Annotated[str | None, typer.Option(help="A link to carry with the story.")] = None,
+    variant: Annotated[list[str] | None, typer.Option(help="PLATFORM=TEXT override; repeatable.")] = None,
+    to: Annotated[list[str] | None, typer.Option(help="Account (id or platform:handle) or tag; repeatable.")]
+    = None,
+    at: Annotated[str | None, typer.Option(help="ISO-8601 time with offset, e.g. 2026-12-01T09:00Z.")] = None,
+    now: Annotated[bool, typer.Option("--now", help="Publish as soon as possible (the default).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue a story for accounts and tags. Every problem is listed and nothing is stored if any."""
+    if (text is None) == (file is None):
+        raise UserError("text: give exactly one of --text and --file")
+    if at is not None and now:
+        raise UserError("at: give --at or --now, not both")
+    if file is not None:
+        draft = stories.draft_from_file(stories.load_file(file))
+        draft.targets += to or []
+        draft.link = link or draft.link
+    else:
+        draft = stories.Draft(text=text or "", targets=to or [], link=link)
+    for item in variant or []:
+        platform, body = stories.parse_variant(item)
+        draft.variants[platform] = body
+    if at is not None:
+        draft.at = stories.parse_time(at)
+    if not draft.targets:
+        raise UserError("to: give at least one account or tag with --to")
+    with db() as s:
+        story = stories.queue(s, draft, utcnow())
+        row = stories.describe(s, story)
+    emit([row], as_json, ["id", "due_at", "deliveries", "text"])
+
+
+@stories_app.command("list")
+def stories_list(as_json: JsonOpt = False,
+                 limit: Annotated[int, typer.Option(min=1, help="Newest N stories.")] = 50) -> None:
+    with db() as s:
+        newest = s.scalars(select(Story).order_by(Story.id.desc()).limit(limit))
+        rows = [stories.describe(s, st) for st in newest]
+    emit(rows, as_json, ["id", "status", "due_at", "deliveries", "states", "text"])
+
+
+@stories_app.command("show")
+def stories_show(story: str, as_json: JsonOpt = False) -> None:
+    with db() as s:
+        found = stories.find(s, story)
+        row = stories.describe(s, found)
+        rows = [_delivery_row(d) for d in found.deliveries]
+    if as_json:
+        print(json.dumps([{**row, "delivery_list": rows}], ensure_ascii=False, default=str))
+        return
+    emit([row], False, ["id", "status", "due_at", "text"])
+    emit(rows, False, DELIVERY_COLUMNS)
+
+
+@stories_app.command("cancel")
+def stories_cancel(story: str) -> None:
+    """Cancel every delivery of the story that has not started publishing."""
+    with db() as s:
+        cancelled = stories.cancel(s, stories.find(s, story), utcnow())
+    out.print(f"story {story}: {cancelled} deliveries cancelled")
+
+
+# -- deliveries ---------------------------------------------------------------------------------
+DELIVERY_COLUMNS = ["id", "story", "account", "state", "due_at", "attempts", "published_url", "last_error"]
+
+
+def _delivery_row(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id, "story": d.story_id, "account": d.account.label, "platform": d.account.platform,
+        "state": d.state, "due_at": d.due_at.isoformat(), "attempts": d.attempts, "failures": d.failures,
+        "remote_id": d.remote_id, "published_url": d.published_url,
+        "published_at": d.published_at.isoformat() if d.published_at else None, "last_error": d.last_error,
+    }
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
+    story: Annotated[int | None, typer.Option(help="Only this story's deliveries.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    if state is not None and state not in deliveries.STATES:
+        raise UserError(f"state: {state!r} is not one of {', '.join(deliveries.STATES)}")
+    query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+    if state:
+        query = query.where(Delivery.state == state)
+    if story is not None:
+        query = query.where(Delivery.story_id == story)
+    with db() as s:
+        rows = [_delivery_row(d) for d in s.scalars(query)]
+    emit(rows, as_json, DELIVERY_COLUMNS)
+
+
+def _delivery_id(value: str) -> int:
+    if not value.isdigit():
+        raise UserError(f"delivery: {value!r} is not a delivery id")
+    return int(value)
+
+
+@deliveries_app.command("retry")
+def deliveries_retry(delivery: str) -> None:
+    """Publish a failed delivery again, with a fresh attempt budget."""
+    with db() as s:
+        deliveries.retry_failed(s, _delivery_id(delivery), utcnow())
+    out.print(f"delivery {delivery} is due again")
+
+
+@deliveries_app.command("resolve")
+def deliveries_resolve(
+    delivery: str,
+    published: Annotated[str | None, typer.Option(help="It did go out, at this URL.")] = None,
+    republish: Annotated[bool, typer.Option("--republish", help="It did not go out; publish again.")] = False,
+) -> None:
+    """Decide an `unknown` delivery after checking the platform."""
+    if (published is None) == (not republish):
+        raise UserError("resolve: give exactly one of --published URL and --republish")
+    with db() as s:
+        if published is not None:
+            deliveries.resolve_published(s, _delivery_id(delivery), utcnow(),
+                                         accounts.check_url(published, "published"))
+        else:
+            deliveries.resolve_republish(s, _delivery_id(delivery), utcnow())
+    out.print(f"delivery {delivery} resolved")
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    handled: dict[type[BaseException], Callable[[BaseException], str]] = {
+        StoryRejected: lambda e: "\n".join([str(e).split(":")[0] + ":", *(f"  {p}" for p in e.problems)]),
+        UserError: str, IllegalTransition: str, VaultError: str,
+    }
+    try:
+        app(args=argv)
+    except (UserError, IllegalTransition, VaultError) as exc:
+        render = next(f for t, f in handled.items() if isinstance(exc, t))
+        print(f"error: {render(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except (OperationalError, ProgrammingError) as exc:
+        text = str(exc.orig) if exc.orig else str(exc)
+        if "no such table" in text or "does not exist" in text:
+            print("error: database: not initialised; run `crosspost init`", file=sys.stderr)
+        else:
+            print(f"error: database: {text.splitlines()[0]}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The delivery state machine.
+
+Every transition is one conditional UPDATE on the delivery's state (and, once a worker owns it, on
+its attempt number, which acts as the lease token), so two workers, a late worker and the reaper can
+never both win. Nothing here talks to the network; callers commit.
+
+    awaiting_approval -> scheduled -> queued -> publishing -> published
+                            ^   ^        |          |-> retry_wait -> (queued again when due)
+                            |   '--------'          |-> failed
+                            |  (reaper: lost msg)   |-> blocked_auth
+                            |                       '-> unknown
+       any state before publishing -> cancelled
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from scheduler.db import is_postgres
+from scheduler.models import Account, Attempt, Delivery
+
+STATES = ("awaiting_approval", "scheduled", "queued", "publishing", "retry_wait", "published", "failed",
+          "blocked_auth", "unknown", "cancelled")
+DUE = ("scheduled", "retry_wait")
+CANCELLABLE = ("awaiting_approval", "scheduled", "queued", "retry_wait", "blocked_auth")
+# A success reported by the attempt that still holds this attempt number is recorded even if the reaper
+# moved the delivery on meanwhile: the post exists, and saying so prevents a second one.
+LATE_SUCCESS = ("publishing", "retry_wait", "queued", "unknown")
+TERMINAL = ("published", "failed", "cancelled")
+
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "awaiting_approval": ("scheduled", "cancelled"),
+    "scheduled": ("queued", "cancelled"),
+    "queued": ("publishing", "scheduled", "cancelled", "published"),
+    "publishing": ("published", "retry_wait", "failed", "blocked_auth", "unknown"),
+    "retry_wait": ("queued", "cancelled", "published"),
+    "blocked_auth": ("scheduled", "cancelled"),
+    "unknown": ("published", "scheduled"),
+    "failed": ("scheduled",),
+    "published": (),
+    "cancelled": (),
+}
+
+
+class IllegalTransition(Exception):
+    """An operator asked for something the delivery's state does not allow."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What a worker holds while it publishes: the delivery and the attempt number that is its token."""
+
+    delivery_id: int
+    attempt: int
+
+
+def backoff(failures: int, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
+    """Seconds before the next try after ``failures`` transient failures: exponential, capped, with
+    full jitter in the upper half so a burst of failures does not come back in step."""
+    delay = min(cap, base * (2 ** max(0, failures - 1)))
+    return delay / 2 + rng() * delay / 2
+
+
+# -- tick ---------------------------------------------------------------------------------------
+def claim_due(s: Session, now: datetime, limit: int) -> list[int]:
+    """Mark up to ``limit`` due deliveries of active accounts ``queued``; return their ids."""
+    due = (
+        select(Delivery.id)
+        .join(Account, Account.id == Delivery.account_id)
+        .where(Delivery.state.in_(DUE), Delivery.due_at <= now, Account.status == "active")
+        .order_by(Delivery.due_at)
+        .limit(limit)
+    )
+    if is_postgres(s):
+        due = due.with_for_update(skip_locked=True, of=Delivery)
+    stmt = (
+        update(Delivery)
+        .where(Delivery.id.in_(due.scalar_subquery()), Delivery.state.in_(DUE))
+        .values(state="queued", queued_at=now, updated_at=now)
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return [row[0] for row in s.execute(stmt)]
+
+
+@dataclass
+class Reaped:
+    requeued: int = 0
+    retried: int = 0
+    unknown: int = 0
+    failed: int = 0
+
+
+def reap(s: Session, now: datetime, *, queued_timeout: float, max_attempts: int,
+         recoverable: Callable[[str, datetime | None, datetime], bool]) -> Reaped:
+    """Recover what crashed workers and lost broker messages left behind.
+
+    ``recoverable(platform, first_attempt_at, now)`` says whether a publish whose outcome is unknown
+    may be tried again safely (idempotent key still honoured, or the post can be looked up).
+    """
+    result = Reaped()
+    lost = s.execute(
+        update(Delivery)
+        .where(Delivery.state == "queued", Delivery.queued_at < now - timedelta(seconds=queued_timeout))
+        .values(state="scheduled", queued_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    result.requeued = lost.rowcount or 0
+    expired = s.execute(
+        select(Delivery.id, Delivery.attempts, Delivery.failures, Delivery.first_attempt_at, Account.platform)
+        .join(Account, Account.id == Delivery.account_id)
+        .where(Delivery.state == "publishing", Delivery.lease_until < now)
+        .limit(1000)
+    ).all()
+    for delivery_id, attempt, failures, first_at, platform in expired:
+        lease = Lease(delivery_id, attempt)
+        reason = "lease expired: the worker stopped while publishing"
+        if not recoverable(platform, first_at, now):
+            if _finish(s, lease, now, "unknown", reason=reason + "; the post may or may not exist",
+                       outcome="lease_expired"):
+                result.unknown += 1
+            continue
+        if failures + 1 >= max_attempts:
+            if _finish(s, lease, now, "failed", reason=reason + "; attempts used up",
+                       outcome="lease_expired", extra={"failures": Delivery.failures + 1}):
+                result.failed += 1
+            continue
+        if _finish(s, lease, now, "retry_wait", reason=reason, outcome="lease_expired",
+                   extra={"due_at": now, "failures": Delivery.failures + 1}):
+            result.retried += 1
+    return result
+
+
+# -- a worker's attempt -------------------------------------------------------------------------
+def start(s: Session, delivery_id: int, now: datetime, lease_seconds: float,
+          celery_id: str | None = None) -> Lease | None:
+    """``queued -> publishing``; None if the delivery is not queued (a duplicate message, or cancelled)."""
+    row = s.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.state == "queued")
+        .values(
+            state="publishing",
+            attempts=Delivery.attempts + 1,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            first_attempt_at=func.coalesce(Delivery.first_attempt_at, now),
+            updated_at=now,
+        )
+        .returning(Delivery.attempts)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        return None
+    s.add(Attempt(delivery_id=delivery_id, number=row[0], started_at=now, celery_id=celery_id))
+    return Lease(delivery_id, row[0])
+
+
+def _close_attempt(s: Session, lease: Lease, now: datetime, outcome: str, http_status: int | None,
+                   error: str | None) -> None:
+    s.execute(
+        update(Attempt)
+        .where(Attempt.delivery_id == lease.delivery_id, Attempt.number == lease.attempt,
+               Attempt.ended_at.is_(None))
+        .values(ended_at=now, outcome=outcome, http_status=http_status, error=error)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _finish(s: Session, lease: Lease, now: datetime, state: str, *, reason: str | None, outcome: str,
+            http_status: int | None = None, extra: dict[str, Any] | None = None,
+            from_states: tuple[str, ...] = ("publishing",)) -> bool:
+    changed = s.execute(
+        update(Delivery)
+        .where(Delivery.id == lease.delivery_id, Delivery.attempts == lease.attempt,
+               Delivery.state.in_(from_states))
+        .values(state=state, lease_until=None, last_error=reason, updated_at=now, **(extra or {}))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    _close_attempt(s, lease, now, outcome, http_status, reason)
+    return bool(changed)
+
+
+def published(s: Session, lease: Lease, now: datetime, *, remote_id: str, url: str | None,
+              published_at: datetime | None = None, http_status: int | None = None) -> bool:
+    return _finish(s, lease, now, "published", reason=None, outcome="published", http_status=http_status,
+                   extra={"remote_id": remote_id, "published_url": url, "published_at": published_at or now},
+                   from_states=LATE_SUCCESS)
+
+
+def retry_later(s: Session, lease: Lease, now: datetime, *, due_at: datetime, reason: str,
+                outcome: str, spend: bool, max_attempts: int, http_status: int | None = None) -> str | None:
+    """``publishing -> retry_wait`` (or ``failed`` once a spent attempt exhausts the budget).
+    ``spend`` is false for waits the platform asked for (rate limits): they cost no attempt."""
+    spent = 1 if spend else 0
+    row = s.execute(
+        update(Delivery)
+        .where(Delivery.id == lease.delivery_id, Delivery.attempts == lease.attempt,
+               Delivery.state == "publishing")
+        .values(
+            state=case((Delivery.failures + spent >= max_attempts, "failed"), else_="retry_wait"),
+            failures=Delivery.failures + spent,
+            due_at=due_at,
+            lease_until=None,
+            last_error=reason,
+            updated_at=now,
+        )
+        .returning(Delivery.state)
+        .execution_options(synchronize_session=False)
+    ).first()
+    _close_attempt(s, lease, now, outcome, http_status, reason)
+    return row[0] if row else None
+
+
+def fail(s: Session, lease: Lease, now: datetime, reason: str, http_status: int | None = None) -> bool:
+    return _finish(s, lease, now, "failed", reason=reason, outcome="rejected", http_status=http_status)
+
+
+def unknown(s: Session, lease: Lease, now: datetime, reason: str, http_status: int | None = None) -> bool:
+    return _finish(s, lease, now, "unknown", reason=reason, outcome="unknown", http_status=http_status)
+
+
+def block_auth(s: Session, lease: Lease, account_id: int, now: datetime, reason: str,
+               http_status: int | None = None) -> bool:
+    """``publishing -> blocked_auth`` and the account ``auth_broken`` until an operator re-authorises."""
+    s.execute(update(Account).where(Account.id == account_id, Account.status != "removed")
+              .values(status="auth_broken", status_reason=reason))
+    return _finish(s, lease, now, "blocked_auth", reason=reason, outcome="auth_failed",
+                   http_status=http_status)
+
+
+# -- operators ------------------------------------------------------------------------------------
+def _operator(s: Session, delivery_id: int, now: datetime, allowed: tuple[str, ...], action: str,
+              values: dict[str, Any]) -> None:
+    changed = s.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.state.in_(allowed))
+        .values(updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed:
+        return
+    state = s.scalar(select(Delivery.state).where(Delivery.id == delivery_id))
+    if state is None:
+        raise IllegalTransition(f"delivery {delivery_id} does not exist")
+    raise IllegalTransition(
+        f"delivery {delivery_id} is {state}; {action} needs it to be {' or '.join(allowed)}")
+
+
+def cancel(s: Session, delivery_id: int, now: datetime) -> None:
+    _operator(s, delivery_id, now, CANCELLABLE, "cancel", {"state": "cancelled", "lease_until": None})
+
+
+def retry_failed(s: Session, delivery_id: int, now: datetime) -> None:
+    """An operator's ``deliveries retry``: a failed delivery is due again with a fresh budget."""
+    _operator(s, delivery_id, now, ("failed",), "retry",
+              {"state": "scheduled", "due_at": now, "failures": 0, "last_error": None})
+
+
+def resolve_published(s: Session, delivery_id: int, now: datetime, url: str) -> None:
+    """The operator checked: the post of an ``unknown`` delivery did go out, at ``url``."""
+    _operator(s, delivery_id, now, ("unknown",), "resolve --published",
+              {"state": "published", "published_url": url, "published_at": now, "last_error": None})
+
+
+def resolve_republish(s: Session, delivery_id: int, now: datetime) -> None:
+    """The operator checked: the post of an ``unknown`` delivery did not go out; publish it again."""
+    _operator(s, delivery_id, now, ("unknown",), "resolve --republish",
+              {"state": "scheduled", "due_at": now, "last_error": None})
+
+
+def unblock_account(s: Session, account_id: int, now: datetime) -> int:
+    """After re-authorisation: every ``blocked_auth`` delivery of the account is due again."""
+    return s.execute(
+        update(Delivery)
+        .where(Delivery.account_id == account_id, Delivery.state == "blocked_auth")
+        .values(state="scheduled", due_at=now, updated_at=now, last_error=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0

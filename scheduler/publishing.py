@@ -1,0 +1,217 @@
+"""One attempt at one delivery: take the lease, pass the rate gate, call the adapter, record the outcome.
+
+No transaction is held open across the platform call: the lease is committed first, and every
+outcome is recorded afterwards by a conditional UPDATE on that lease.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from adapters import adapter_class, get_adapter
+from adapters.base import AccountRef, Adapter, Credentials, Post, Published
+from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
+from adapters.http import scrub
+from config.settings import Settings, get_settings
+from scheduler import accounts, deliveries, ratelimit, vault
+from scheduler.db import session_scope
+from scheduler.deliveries import Lease
+from scheduler.models import Account, Attempt, Delivery, utcnow
+
+log = logging.getLogger("crosspost.publish")
+REFRESH_LEASE = timedelta(seconds=60)
+# How soon to come back when another worker is refreshing the same account's token.
+REFRESH_WAIT = timedelta(seconds=5)
+
+
+@dataclass
+class Job:
+    lease: Lease
+    account: AccountRef
+    version: int
+    post: Post
+    key: str
+    first_attempt_at: datetime
+    lookup_first: bool
+
+
+def recoverable(platform: str, first_attempt_at: datetime | None, now: datetime) -> bool:
+    """Whether a publish whose outcome is unknown may be tried again without risking a second post."""
+    caps = adapter_class(platform).caps
+    if caps.can_find:
+        return True
+    if not caps.idempotent:
+        return False
+    window = caps.idempotent_for
+    return window is None or first_attempt_at is None or now - first_attempt_at < window
+
+
+def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: datetime) -> Job | str:
+    with session_scope() as s:
+        lease = deliveries.start(s, delivery_id, now, settings.lease_seconds, celery_id)
+        if lease is None:
+            return "skipped"
+        delivery = s.get(Delivery, delivery_id)
+        assert delivery is not None
+        account = delivery.account
+        wait = ratelimit.take(s, [ratelimit.account_scope(account.id), ratelimit.app_scope(account.platform)],
+                              now, settings.account_min_interval)
+        if wait is not None:
+            deliveries.retry_later(s, lease, now, due_at=wait, reason="waiting for the account's rate gate",
+                                   outcome="deferred", spend=False, max_attempts=settings.max_attempts)
+            return "deferred"
+        caps = adapter_class(account.platform).caps
+        lost_before = s.scalar(select(Attempt.id).where(
+            Attempt.delivery_id == delivery_id, Attempt.number < lease.attempt,
+            Attempt.outcome.in_(("lease_expired", "maybe_sent"))).limit(1)) is not None
+        first_at = delivery.first_attempt_at or now
+        in_window = caps.idempotent and (caps.idempotent_for is None or now - first_at < caps.idempotent_for)
+        story = delivery.story
+        return Job(
+            lease=lease,
+            account=accounts.to_ref(account),
+            version=account.credentials_version,
+            post=Post(text=story.text_for(account.platform), link=story.link, created_at=first_at),
+            key=f"cp{delivery.id}-{delivery.key}",
+            first_attempt_at=first_at,
+            lookup_first=lost_before and caps.can_find and not in_window,
+        )
+
+
+def publish_delivery(delivery_id: int, celery_id: str | None = None) -> str:
+    """Make one attempt at ``delivery_id``; return what happened (for logs and tests)."""
+    settings = get_settings()
+    job = _begin(delivery_id, celery_id, settings, utcnow())
+    if isinstance(job, str):
+        return job
+    adapter = get_adapter(job.account.platform, timeout=settings.http_timeout)
+    try:
+        outcome = _attempt(adapter, job, settings)
+    except Exception as exc:  # a bug in an adapter must not leave the lease to expire silently
+        log.exception("delivery %s: adapter %s crashed", delivery_id, job.account.platform)
+        error = Transient(f"{job.account.platform}: internal error {type(exc).__name__}: {exc}",
+                          maybe_sent=True)
+        outcome = _record_failure(job, error, settings)
+    log.info("delivery %s to %s: %s", delivery_id, f"{job.account.platform}:{job.account.handle}", outcome)
+    return outcome
+
+
+def _attempt(adapter: Adapter, job: Job, settings: Settings) -> str:
+    try:
+        return _record_success(job, _publish_with_refresh(adapter, job))
+    except AdapterError as error:
+        return _record_failure(job, error, settings)
+
+
+def _publish_with_refresh(adapter: Adapter, job: Job) -> Published:
+    try:
+        return _publish(adapter, job)
+    except AuthExpired:
+        job.account.credentials = refresh_credentials(adapter, job.account, job.version)
+        return _publish(adapter, job)
+
+
+def _publish(adapter: Adapter, job: Job) -> Published:
+    if job.lookup_first:
+        found = adapter.find_published(job.account, job.post, job.key)
+        if found is not None:
+            return found
+    return adapter.publish(job.account, job.post, job.key)
+
+
+class RefreshBusy(AdapterError):
+    """Another worker is refreshing this account's credentials right now."""
+
+
+def refresh_credentials(adapter: Adapter, account: AccountRef, seen_version: int) -> Credentials:
+    """Refresh ``account``'s credentials once, under a per-account lease so that two workers never
+    rotate one refresh token; save the result in the same UPDATE that releases the lease."""
+    now = utcnow()
+    with session_scope() as s:
+        got = s.execute(
+            update(Account)
+            .where(Account.id == account.id,
+                   (Account.refresh_lease_until.is_(None)) | (Account.refresh_lease_until < now))
+            .values(refresh_lease_until=now + REFRESH_LEASE)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if not got:
+            raise RefreshBusy(f"{account.platform}: another worker is refreshing the credentials")
+        row = s.get(Account, account.id)
+        assert row is not None
+        if row.credentials_version != seen_version:
+            # Someone refreshed since this attempt began: use theirs.
+            row.refresh_lease_until = None
+            return vault.unseal(row.credentials)
+    try:
+        fresh = adapter.refresh(account)
+    except Exception:
+        with session_scope() as s:
+            s.execute(update(Account).where(Account.id == account.id).values(refresh_lease_until=None))
+        raise
+    merged = account.credentials.merged(**fresh.reveal())
+    with session_scope() as s:
+        s.execute(
+            update(Account)
+            .where(Account.id == account.id)
+            .values(credentials=vault.seal(merged), credentials_version=Account.credentials_version + 1,
+                    refresh_lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+    log.info("account %s:%s: credentials refreshed", account.platform, account.handle)
+    return merged
+
+
+def _record_success(job: Job, result: Published) -> str:
+    with session_scope() as s:
+        ok = deliveries.published(s, job.lease, utcnow(), remote_id=result.remote_id, url=result.url,
+                                  published_at=result.published_at)
+    return "published" if ok else "published-late"
+
+
+def _record_failure(job: Job, error: AdapterError, settings: Settings) -> str:
+    now = utcnow()
+    reason = scrub(error.reason, job.account.credentials.secrets())[:2000]
+    status = error.status
+    lease = job.lease
+    with session_scope() as s:
+        if isinstance(error, RefreshBusy):
+            deliveries.retry_later(s, lease, now, due_at=now + REFRESH_WAIT, reason=reason,
+                                   outcome="deferred", spend=False, max_attempts=settings.max_attempts)
+            return "deferred"
+        if isinstance(error, RateLimited):
+            until = now + timedelta(seconds=error.retry_after)
+            scope = (ratelimit.app_scope(job.account.platform) if error.scope == "app"
+                     else ratelimit.account_scope(job.account.id))
+            ratelimit.block(s, scope, until)
+            deliveries.retry_later(s, lease, now, due_at=until, reason=reason, outcome="rate_limited",
+                                   spend=False, max_attempts=settings.max_attempts, http_status=status)
+            return "rate_limited"
+        if isinstance(error, InProgress):
+            deliveries.retry_later(s, lease, now, due_at=now + timedelta(seconds=error.after), reason=reason,
+                                   outcome="in_progress", spend=False, max_attempts=settings.max_attempts)
+            return "in_progress"
+        if isinstance(error, AuthExpired):
+            deliveries.block_auth(s, lease, job.account.id, now, reason, status)
+            return "blocked_auth"
+        if isinstance(error, Rejected):
+            deliveries.fail(s, lease, now, reason, status)
+            return "failed"
+        maybe_sent = isinstance(error, Transient) and error.maybe_sent
+        if maybe_sent and not recoverable(job.account.platform, job.first_attempt_at, now):
+            deliveries.unknown(s, lease, now, reason + "; the post may or may not exist", status)
+            return "unknown"
+        delay = deliveries.backoff(_failures(s, lease) + 1, settings.backoff_base, settings.backoff_max)
+        state = deliveries.retry_later(s, lease, now, due_at=now + timedelta(seconds=delay), reason=reason,
+                                       outcome="maybe_sent" if maybe_sent else "transient", spend=True,
+                                       max_attempts=settings.max_attempts, http_status=status)
+        return state or "lost-lease"
+
+
+def _failures(s: Session, lease: Lease) -> int:
+    return s.scalar(select(Delivery.failures).where(Delivery.id == lease.delivery_id)) or 0

@@ -1,0 +1,52 @@
+"""The tick: reap what crashed or got lost, claim what is due, and hand each claimed delivery to a
+worker. Beat runs it every few seconds; ``crosspost tick`` runs it once for a system crontab."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from config.settings import get_settings
+from scheduler import deliveries
+from scheduler.db import session_scope
+from scheduler.models import utcnow
+from scheduler.publishing import recoverable
+
+log = logging.getLogger("crosspost.tick")
+
+
+@dataclass
+class TickResult:
+    claimed: list[int] = field(default_factory=list)
+    sent: int = 0
+    reaped: deliveries.Reaped = field(default_factory=deliveries.Reaped)
+
+
+def tick(send: Callable[[int], None], now: datetime | None = None) -> TickResult:
+    settings = get_settings()
+    now = now or utcnow()
+    result = TickResult()
+    with session_scope() as s:
+        result.reaped = deliveries.reap(s, now, queued_timeout=settings.queued_timeout,
+                                        max_attempts=settings.max_attempts, recoverable=recoverable)
+    # Claim in batches until nothing is due, so a burst is queued in one tick.
+    while True:
+        with session_scope() as s:
+            batch = deliveries.claim_due(s, now, settings.claim_batch)
+        result.claimed.extend(batch)
+        for delivery_id in batch:
+            try:
+                send(delivery_id)
+                result.sent += 1
+            except Exception as exc:
+                # The delivery stays queued; the reaper hands it out again after queued_timeout.
+                log.warning("delivery %s: could not hand to the broker: %s", delivery_id, exc)
+        if len(batch) < settings.claim_batch:
+            break
+    r = result.reaped
+    if result.claimed or r.requeued or r.retried or r.unknown or r.failed:
+        log.info("tick: claimed %d, sent %d; reaped: %d requeued, %d retried, %d unknown, %d failed",
+                 len(result.claimed), result.sent, r.requeued, r.retried, r.unknown, r.failed)
+    return result

@@ -1,0 +1,164 @@
+"""Shared fixtures: real SQLite files, a real PostgreSQL database per test module, real Redis.
+
+When CI=true, a missing Redis or PostgreSQL fails the tests that need them; elsewhere they skip.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from cryptography.fernet import Fernet
+
+from config.settings import reset_settings
+from scheduler.db import dispose_engines, migrate
+
+PG_ADMIN = os.environ.get("CROSSPOST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("CROSSPOST_TEST_REDIS", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable ({exc}); start it or run the README's test command"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    return REDIS_URL
+
+
+def _pg_url(dbname: str) -> str:
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> str:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            pass
+    except psycopg.Error as exc:
+        _unavailable("PostgreSQL", exc)
+    return PG_ADMIN
+
+
+def create_pg_database(admin: str) -> str:
+    name = f"cp_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_pg_database(admin: str, name: str) -> None:
+    dispose_engines()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Env:
+    """The crosspost environment of one test: variables for this process and its child processes."""
+
+    def __init__(self, data_dir: Path, database_url: str, broker_url: str) -> None:
+        self.data_dir = data_dir
+        self.vars = {
+            "CROSSPOST_DATA_DIR": str(data_dir),
+            "CROSSPOST_DATABASE_URL": database_url,
+            "CROSSPOST_BROKER_URL": broker_url,
+            "CROSSPOST_SECRET_KEY": Fernet.generate_key().decode(),
+            "CROSSPOST_TICK_INTERVAL": "0.5",
+            "CROSSPOST_LEASE_SECONDS": "6",
+            "CROSSPOST_QUEUED_TIMEOUT": "4",
+            "CROSSPOST_BACKOFF_BASE": "0.5",
+            "CROSSPOST_BACKOFF_MAX": "2",
+            "CROSSPOST_ACCOUNT_MIN_INTERVAL": "0",
+            "CROSSPOST_HTTP_TIMEOUT": "30",
+            "CROSSPOST_LOG_LEVEL": "INFO",
+        }
+
+    @property
+    def database_url(self) -> str:
+        return self.vars["CROSSPOST_DATABASE_URL"]
+
+    def activate(self) -> None:
+        os.environ.update(self.vars)
+        reset_settings()
+        dispose_engines()
+
+    def set(self, **changes: str) -> None:
+        self.vars.update({f"CROSSPOST_{k.upper()}": v for k, v in changes.items()})
+        self.activate()
+
+    def child_env(self) -> dict[str, str]:
+        return {**os.environ, **self.vars}
+
+    def cli(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "scheduler.cli", *args], env=self.child_env(),
+                              input=stdin, capture_output=True, text=True, timeout=timeout)
+
+    def spawn(self, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
+        return subprocess.Popen([sys.executable, "-m", "scheduler.cli", *args], env=self.child_env(),
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    env = Env(tmp_path, f"sqlite:///{tmp_path / 'crosspost.db'}", f"sqla+sqlite:///{tmp_path / 'broker.db'}")
+    for key in env.vars:
+        monkeypatch.setenv(key, env.vars[key])
+    env.activate()
+    migrate()
+    yield env
+    dispose_engines()
+    reset_settings()
+
+
+@pytest.fixture
+def pg_env(tmp_path: Path, pg_admin: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    name = create_pg_database(pg_admin)
+    url = _pg_url(name).replace("postgresql://", "postgresql+psycopg://")
+    env = Env(tmp_path, url, REDIS_URL)
+    for key in env.vars:
+        monkeypatch.setenv(key, env.vars[key])
+    env.activate()
+    migrate()
+    yield env
+    drop_pg_database(pg_admin, name)
+    reset_settings()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_env(request: pytest.FixtureRequest) -> Env:
+    """The same test on the embedded SQLite and on PostgreSQL."""
+    return request.getfixturevalue("sqlite_env" if request.param == "sqlite" else "pg_env")
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition") -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,36 @@
+"""Small builders for rows the tests need, through the same service functions operators use."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from adapters.base import Credentials
+from scheduler import accounts
+from scheduler.models import Account, Delivery, Story
+
+SECRET = "tok-SECRET-do-not-leak-4242"
+
+
+def make_account(s: Session, platform: str = "mastodon", handle: str | None = None,
+                 base_url: str = "http://127.0.0.1:9", creds: dict[str, str] | None = None,
+                 tags: list[str] | None = None) -> Account:
+    handle = handle or f"acct{uuid.uuid4().hex[:8]}"
+    if platform == "telegram" and not handle.startswith("@"):
+        handle = "@" + handle
+    return accounts.add(s, platform, handle, Credentials(creds or {"access_token": SECRET}),
+                        base_url=base_url, tags=tags)
+
+
+def make_delivery(s: Session, account: Account, due: datetime, state: str = "scheduled",
+                  text: str = "hello") -> Delivery:
+    story = Story(text=text, due_at=due, created_at=due)
+    s.add(story)
+    s.flush()
+    delivery = Delivery(story_id=story.id, account_id=account.id, state=state, due_at=due,
+                        created_at=due, updated_at=due)
+    s.add(delivery)
+    s.flush()
+    return delivery
