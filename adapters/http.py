@@ -79,7 +79,10 @@ def parse_reset(value: str | None, now: float | None = None) -> float | None:
 
 def _describe(method: str, url: str) -> str:
     # Only the host and the last path segment: a Telegram URL carries the bot token in its path.
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"{method} (an invalid URL)"
     return f"{method} {parts.netloc}/…/{parts.path.rsplit('/', 1)[-1]}"
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -107,7 +107,8 @@ class Env:
     def child_env(self) -> dict[str, str]:
         return {**os.environ, **self.vars}
 
-    def cli(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, stdin: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "scheduler.cli", *args], env=self.child_env(),
                               input=stdin, capture_output=True, text=True, timeout=timeout)
 
@@ -149,7 +150,8 @@ def db_env(request: pytest.FixtureRequest) -> Env:
     return request.getfixturevalue("sqlite_env" if request.param == "sqlite" else "pg_env")
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition") -> None:  # noqa: ANN001
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.2,
+             what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

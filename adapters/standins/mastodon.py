@@ -1,0 +1,352 @@
+"""A Mastodon instance, as far as crosspost speaks to one (platforms.md section 3).
+
+Implements ``GET /api/v2/instance``, ``POST /api/v1/statuses`` (JSON or form body, Idempotency-Key),
+``GET /api/v1/accounts/verify_credentials`` and ``GET /api/v1/accounts/:id/statuses``, with the
+real server's checks and error bodies: an unknown token is 401, a missing scope or a disabled login
+403, a blank or too-long status or an unknown visibility 422, each as ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
+from adapters.text import URL_RE, graphemes, mastodon_length
+
+VISIBILITIES = ("public", "unlisted", "private", "direct")
+DEFAULT_MAX_CHARACTERS = 500
+IDEMPOTENCY_TTL = 3600.0
+
+# What Mastodon's formatter turns into links: URLs, mentions (local or remote) and hashtags.
+_ENTITY_RE = re.compile(
+    f"(?P<url>{URL_RE.pattern})"
+    r"|(?<![\w/@])@(?P<user>\w+)(?:@(?P<domain>[\w.-]+\w))?"
+    r"|(?<![\w/#])#(?P<tag>\w+)"
+)
+_PARAGRAPH_RE = re.compile(r"\n\s*\n")
+_SCHEME_RE = re.compile(r"https?://(?:www\.)?")
+
+
+@dataclass
+class _Account:
+    id: str
+    username: str
+    followers: int
+    following: int = 0
+    disabled: bool = False
+    created_at: str = field(default_factory=lambda: _iso(datetime.now(UTC)))
+
+
+@dataclass
+class _Token:
+    username: str
+    scopes: frozenset[str]
+
+
+def _iso(when: datetime) -> str:
+    """Mastodon's timestamp format: milliseconds, UTC, ``Z``."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+class MastodonStandIn(StandIn):
+    platform = "mastodon"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.accounts: dict[str, _Account] = {}
+        self.tokens: dict[str, _Token] = {}
+        self.statuses: list[dict[str, Any]] = []
+        # (account id, key) -> (status id, time stored)
+        self.idempotency: dict[tuple[str, str], tuple[str, float]] = {}
+        self._last_id = 0
+        self._defaults()
+        super().__init__(host, port)
+
+    def _defaults(self) -> None:
+        # Settable per test: an instance with another limit, a shorter key memory, a 429 without
+        # Retry-After (Mastodon's own rack-attack answer sends only the X-RateLimit-* headers).
+        self.max_characters = DEFAULT_MAX_CHARACTERS
+        self.characters_reserved_per_url = 23
+        self.max_media_attachments = 4
+        self.idempotency_ttl = IDEMPOTENCY_TTL
+        self.retry_after_header = True
+
+    def register(self) -> None:
+        self.route("GET", r"/api/v2/instance", self.instance)
+        self.route("POST", r"/api/v1/statuses", self.create_status)
+        self.route("GET", r"/api/v1/accounts/verify_credentials", self.verify_credentials)
+        self.route("GET", r"/api/v1/accounts/(?P<id>[^/]+)/statuses", self.account_statuses)
+
+    # -- accounts and control ---------------------------------------------------------------------
+    def add_account(self, handle: str, followers: int = 0,
+                    scopes: tuple[str, ...] = ("read", "write")) -> dict[str, str]:
+        """A new token for ``handle`` (the account is created on first use)."""
+        username = handle.lstrip("@").split("@")[0]
+        token = secrets.token_urlsafe(32)
+        with self.lock:
+            account = self.accounts.get(username)
+            if account is None:
+                account = self.accounts[username] = _Account(self._next_id(), username, followers)
+            account.followers = followers
+            self.tokens[token] = _Token(username, frozenset(scopes))
+        return {"access_token": token}
+
+    def revoke(self, token: str) -> None:
+        with self.lock:
+            self.tokens.pop(token, None)
+
+    def disable(self, handle: str) -> None:
+        with self.lock:
+            self.accounts[handle.lstrip("@").split("@")[0]].disabled = True
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.statuses.clear()
+            self.idempotency.clear()
+            for account in self.accounts.values():
+                account.disabled = False
+            self._defaults()
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            return {"accounts": len(self.accounts), "statuses": len(self.statuses)}
+
+    def rate_limited(self, fault: Fault) -> Response:
+        wait = fault.retry_after if fault.retry_after is not None else 1
+        reset = datetime.now(UTC) + timedelta(seconds=wait)
+        headers = {"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0",
+                   "X-RateLimit-Reset": reset.isoformat(timespec="microseconds").replace("+00:00", "Z")}
+        if self.retry_after_header:
+            headers["Retry-After"] = str(int(wait) if float(wait).is_integer() else wait)
+        return Response(429, fault.body or {"error": "Too many requests"}, headers)
+
+    # -- endpoints ----------------------------------------------------------------------------
+    def instance(self, req: Request) -> Response:
+        host = self.url.split("://", 1)[1]
+        return Response(200, {
+            "domain": host, "title": "crosspost stand-in", "version": "4.5.0", "source_url": "",
+            "configuration": {
+                "urls": {"streaming": f"ws://{host}"},
+                "accounts": {"max_featured_tags": 10},
+                "statuses": {"max_characters": self.max_characters,
+                             "max_media_attachments": self.max_media_attachments,
+                             "characters_reserved_per_url": self.characters_reserved_per_url},
+                "media_attachments": {"supported_mime_types": ["image/jpeg", "image/png", "image/gif",
+                                                               "image/webp", "video/mp4"],
+                                      "image_size_limit": 16_777_216, "image_matrix_limit": 33_177_600,
+                                      "video_size_limit": 103_809_024, "video_frame_rate_limit": 120,
+                                      "video_matrix_limit": 8_294_400},
+                "polls": {"max_options": 4, "max_characters_per_option": 50,
+                          "min_expiration": 300, "max_expiration": 2_629_746},
+            },
+        })
+
+    def create_status(self, req: Request) -> Response:
+        account = self._authorize(req, "write:statuses")
+        params = self._params(req)
+        key = req.headers.get("idempotency-key") or None
+        with self.lock:
+            # Like PostStatusService: a remembered key answers before any validation.
+            if key:
+                seen = self.idempotency.get((account.id, key))
+                if seen and time.time() - seen[1] < self.idempotency_ttl:
+                    return Response(200, self._render(self._status(seen[0])))
+            text = _scalar(params.get("status")) or ""
+            spoiler = _scalar(params.get("spoiler_text")) or ""
+            visibility = _scalar(params.get("visibility")) or "public"
+            media_ids = params.get("media_ids")
+            if isinstance(media_ids, list) and media_ids:
+                if len(media_ids) > self.max_media_attachments:
+                    raise HttpError(422, {"error": "Cannot attach more than "
+                                                   f"{self.max_media_attachments} files"})
+                # This stand-in stores no media, so every id is unknown.
+                raise HttpError(422, {"error": f"Media {', '.join(map(str, media_ids))} not found"})
+            if visibility not in VISIBILITIES:
+                raise HttpError(422, {"error": f"'{visibility}' is not a valid visibility"})
+            if params.get("scheduled_at"):
+                raise HttpError(422, {"error": "the stand-in does not schedule statuses"})
+            if not text.strip():
+                raise HttpError(422, {"error": "Validation failed: Text can't be blank"})
+            length = mastodon_length(text, self.characters_reserved_per_url) + graphemes(spoiler)
+            if length > self.max_characters:
+                raise HttpError(422, {"error": f"Validation failed: Text character limit of "
+                                               f"{self.max_characters} exceeded"})
+            reply_to = _scalar(params.get("in_reply_to_id"))
+            if reply_to:
+                self._status(reply_to)
+            status = self._store(account, text, spoiler, visibility, reply_to)
+            if key:
+                self.idempotency[(account.id, key)] = (status["id"], time.time())
+            self.record("status", {
+                "account": account.username, "text": text, "visibility": visibility,
+                "spoiler_text": spoiler, "format": params["_format"],
+                "user_agent": req.headers.get("user-agent", ""),
+            }, key=key, id=status["id"])
+            return Response(200, self._render(status))
+
+    def verify_credentials(self, req: Request) -> Response:
+        account = self._authorize(req, "read:accounts")
+        with self.lock:
+            body = self._render_account(account)
+            body["source"] = {"privacy": "public", "sensitive": False, "language": None, "note": "",
+                              "fields": []}
+            return Response(200, body)
+
+    def account_statuses(self, req: Request) -> Response:
+        # Public endpoint: a token is optional, but a bad one is still refused.
+        viewer = self._authorize(req, "read:statuses") if req.headers.get("authorization") else None
+        with self.lock:
+            wanted = req.match.group("id") if req.match else ""
+            owner = next((a for a in self.accounts.values() if a.id == wanted), None)
+            if owner is None:
+                raise HttpError(404, {"error": "Record not found"})
+            try:
+                limit = min(max(int(req.query.get("limit", "20")), 1), 40)
+            except ValueError:
+                limit = 20
+            shown = ("public", "unlisted", "private", "direct") if viewer is owner else ("public", "unlisted")
+            found = []
+            for status in reversed(self.statuses):
+                if status["_account"] != owner.username or status["visibility"] not in shown:
+                    continue
+                if req.query.get("exclude_replies") in ("true", "1") and status["in_reply_to_id"]:
+                    continue
+                if "max_id" in req.query and int(status["id"]) >= _int(req.query["max_id"]):
+                    continue
+                if "since_id" in req.query and int(status["id"]) <= _int(req.query["since_id"]):
+                    continue
+                found.append(self._render(status))
+                if len(found) == limit:
+                    break
+            return Response(200, found)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _authorize(self, req: Request, scope: str) -> _Account:
+        with self.lock:
+            token = self.tokens.get(req.bearer() or "")
+            if token is None:
+                raise HttpError(401, {"error": "The access token is invalid"})
+            # A top-level scope ("write") covers its parts ("write:statuses"); "profile" is
+            # enough to read one's own account.
+            granted = token.scopes
+            if not (scope in granted or scope.split(":")[0] in granted
+                    or (scope == "read:accounts" and "profile" in granted)):
+                raise HttpError(403, {"error": "This action is outside the authorized scopes"})
+            account = self.accounts[token.username]
+            if account.disabled:
+                raise HttpError(403, {"error": "Your login is currently disabled"})
+            return account
+
+    def _params(self, req: Request) -> dict[str, Any]:
+        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "application/json":
+            data = req.json()
+            if not isinstance(data, dict):
+                raise HttpError(400, {"error": "Error occurred while parsing request parameters"})
+            return {**data, "_format": "json"}
+        if ctype in ("", "application/x-www-form-urlencoded"):
+            params: dict[str, Any] = {"_format": "form"}
+            for name, values in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items():
+                if name.endswith("[]"):
+                    params[name[:-2]] = values
+                else:
+                    params[name] = values[-1]
+            return params
+        raise HttpError(415, {"error": f"the stand-in reads JSON or form bodies, not {ctype}"})
+
+    def _next_id(self) -> str:
+        # Snowflake-like: milliseconds in the high bits, so ids sort by creation time.
+        with self.lock:
+            self._last_id = max(self._last_id + 1, int(time.time() * 1000) << 16)
+            return str(self._last_id)
+
+    def _store(self, account: _Account, text: str, spoiler: str, visibility: str,
+               reply_to: str | None) -> dict[str, Any]:
+        status_id = self._next_id()
+        status = {
+            "id": status_id, "created_at": _iso(datetime.now(UTC)), "in_reply_to_id": reply_to,
+            "in_reply_to_account_id": None, "sensitive": bool(spoiler), "spoiler_text": spoiler,
+            "visibility": visibility, "language": "en",
+            "uri": f"{self.url}/users/{account.username}/statuses/{status_id}",
+            "url": f"{self.url}/@{account.username}/{status_id}",
+            "replies_count": 0, "reblogs_count": 0, "favourites_count": 0,
+            "content": self._html(text), "reblog": None, "media_attachments": [], "mentions": [],
+            "tags": [], "emojis": [], "card": None, "poll": None, "_account": account.username,
+        }
+        self.statuses.append(status)
+        return status
+
+    def _status(self, status_id: str) -> dict[str, Any]:
+        for status in self.statuses:
+            if status["id"] == status_id:
+                return status
+        raise HttpError(404, {"error": "Record not found"})
+
+    def _render(self, status: dict[str, Any]) -> dict[str, Any]:
+        body = {k: v for k, v in status.items() if not k.startswith("_")}
+        body["account"] = self._render_account(self.accounts[status["_account"]])
+        return body
+
+    def _render_account(self, account: _Account) -> dict[str, Any]:
+        return {
+            "id": account.id, "username": account.username, "acct": account.username,
+            "display_name": account.username, "locked": False, "bot": False,
+            "created_at": account.created_at, "note": "", "url": f"{self.url}/@{account.username}",
+            "followers_count": account.followers, "following_count": account.following,
+            "statuses_count": sum(1 for s in self.statuses if s["_account"] == account.username),
+        }
+
+    def _html(self, text: str) -> str:
+        """Mastodon's plain-text formatter: ``<p>`` per paragraph, ``<br />`` per line break,
+        escaped text, and links whose scheme and tail are hidden in ``invisible`` spans."""
+        paragraphs = [p for p in _PARAGRAPH_RE.split(text.strip()) if p.strip()]
+        return "".join(f"<p>{'<br />'.join(self._line(line) for line in p.split(chr(10)))}</p>"
+                       for p in paragraphs)
+
+    def _line(self, line: str) -> str:
+        out, pos = [], 0
+        for m in _ENTITY_RE.finditer(line):
+            out.append(html.escape(line[pos:m.start()]))
+            pos = m.end()
+            if m["url"]:
+                url = m["url"]
+                scheme = _SCHEME_RE.match(url)
+                prefix = scheme.group() if scheme else ""
+                shown, tail = url[len(prefix):len(prefix) + 30], url[len(prefix) + 30:]
+                out.append(f'<a href="{html.escape(url)}" target="_blank" rel="nofollow noopener" '
+                           f'translate="no"><span class="invisible">{html.escape(prefix)}</span>'
+                           f'<span class="{"ellipsis" if tail else ""}">{html.escape(shown)}</span>'
+                           f'<span class="invisible">{html.escape(tail)}</span></a>')
+            elif m["user"]:
+                # A resolved mention shows only the username, even for a remote account.
+                host = f"https://{m['domain']}" if m["domain"] else self.url
+                out.append(f'<span class="h-card" translate="no"><a href="{html.escape(host)}/@{m["user"]}" '
+                           f'class="u-url mention">@<span>{m["user"]}</span></a></span>')
+            else:
+                out.append(f'<a href="{self.url}/tags/{m["tag"]}" class="mention hashtag" '
+                           f'rel="tag">#<span>{m["tag"]}</span></a>')
+        out.append(html.escape(line[pos:]))
+        return "".join(out)
+
+
+def _scalar(value: Any) -> str | None:
+    """A parameter as Rails would permit it: scalars become text, arrays and objects are dropped."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    return None
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise HttpError(400, {"error": f"invalid id {value!r}"}) from None
