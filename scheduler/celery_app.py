@@ -10,8 +10,8 @@ from config.settings import Settings, get_settings
 def create_app(settings: Settings) -> Celery:
     app = Celery("crosspost", broker=settings.broker_url, include=["scheduler.tasks"])
     transport: dict[str, object] = {}
-    if settings.broker_url.startswith("sqla+"):
-        transport["polling_interval"] = 0.2
+    # kombu's SQLAlchemy transport hands every transport option to create_engine, so its poll
+    # interval (1 s) cannot be tuned here without breaking it.
     if settings.broker_url.startswith("redis"):
         # Redelivery of unacked messages after a crash; the state machine makes repeats harmless.
         transport["visibility_timeout"] = 3600

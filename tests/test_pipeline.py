@@ -1,0 +1,174 @@
+"""The whole pipeline with real processes: `crosspost worker` / `beat` / `run` subprocesses, real
+Redis + PostgreSQL, and the embedded default (SQLite + SQLAlchemy transport), against the stand-ins."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from adapters.base import Credentials
+from adapters.standins import Fault, StandIn, standin_class
+from scheduler import accounts, stories
+from scheduler.db import session_scope
+from scheduler.models import Delivery, utcnow
+from tests.conftest import Env, wait_for
+
+PLATFORMS = ("mastodon", "bluesky", "telegram")
+pytestmark = pytest.mark.workers
+
+
+@pytest.fixture
+def standins() -> Iterator[dict[str, StandIn]]:
+    started = {p: standin_class(p)().start() for p in PLATFORMS}
+    yield started
+    for standin in started.values():
+        standin.stop()
+
+
+class Processes:
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.running: list[subprocess.Popen[bytes]] = []
+        self.env: Env | None = None
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        assert self.env is not None
+        proc = self.env.spawn(*args, log=self.logs / f"{args[0]}.log")
+        self.running.append(proc)
+        return proc
+
+    def kill9(self, proc: subprocess.Popen[bytes]) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.running:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+    def log_tail(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.logs.glob("*.log"))
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    p = Processes(tmp_path)
+    yield p
+    p.stop_all()
+
+
+def matrix(standins: dict[str, StandIn], per_platform: int) -> list[int]:
+    ids = []
+    with session_scope() as s:
+        for platform, standin in standins.items():
+            for i in range(per_platform):
+                handle = f"@{platform}{i}" if platform == "telegram" else f"{platform}{i}"
+                creds = Credentials(standin.add_account(handle, followers=100 + i))
+                ids.append(accounts.add(s, platform, handle, creds, base_url=standin.url, tags=["all"]).id)
+    return ids
+
+
+def queue(n: int, tag: str = "all") -> None:
+    for i in range(n):
+        with session_scope() as s:
+            stories.queue(s, stories.Draft(text=f"Story {i}: the news of the day, told once. #{i}",
+                                           link=f"https://example.org/{i}", targets=[tag]), utcnow())
+
+
+def states() -> dict[str, int]:
+    with session_scope() as s:
+        return dict(s.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all())
+
+
+def settled() -> bool:
+    return not set(states()) & {"scheduled", "queued", "publishing", "retry_wait"}
+
+
+def assert_each_once(standins: dict[str, StandIn], expected_per_platform: int) -> None:
+    for platform, standin in standins.items():
+        assert len(standin.posts()) == expected_per_platform, platform
+        assert standin.duplicates() == 0, platform
+
+
+def run_pipeline(env: Env, procs: Processes, standins: dict[str, StandIn], commands: list[list[str]]) -> None:
+    procs.env = env
+    matrix(standins, per_platform=2)
+    queue(5)
+    for command in commands:
+        procs.start(*command)
+    try:
+        wait_for(lambda: states() == {"published": 30}, 120, what="30 deliveries published")
+    except AssertionError:
+        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+    assert_each_once(standins, 10)
+    with session_scope() as s:
+        urls = s.scalars(select(Delivery.published_url)).all()
+    assert all(urls) and len(set(urls)) == 30
+
+
+def test_redis_postgres_workers_publish_each_delivery_once(
+        pg_env: Env, redis_url: str, standins: dict[str, StandIn], procs: Processes) -> None:
+    redis.Redis.from_url(redis_url).flushall()
+    run_pipeline(pg_env, procs, standins, [["worker"], ["worker", "--concurrency", "4"], ["beat"]])
+
+
+def test_embedded_default_publishes_each_delivery_once(
+        sqlite_env: Env, standins: dict[str, StandIn], procs: Processes) -> None:
+    run_pipeline(sqlite_env, procs, standins, [["run"]])
+
+
+def test_worker_killed_mid_publish(pg_env: Env, redis_url: str, standins: dict[str, StandIn],
+                                   procs: Processes) -> None:
+    """kill -9 while every platform holds the request open after creating the post: the idempotent
+    platforms end published with one post; Telegram, which cannot tell, ends unknown, never posted twice."""
+    redis.Redis.from_url(redis_url).flushall()
+    procs.env = pg_env
+    matrix(standins, per_platform=1)
+    create_paths = {"mastodon": "/api/v1/statuses", "bluesky": "putRecord", "telegram": "sendMessage"}
+    for platform, standin in standins.items():
+        standin.inject(Fault(delay=25, commit=True, path=create_paths[platform]))
+    worker = procs.start("worker")
+    procs.start("beat")
+    queue(1)
+    wait_for(lambda: all(len(s.posts()) == 1 for s in standins.values()), 60, what="posts held open")
+    assert states() == {"publishing": 3}
+    procs.kill9(worker)
+    procs.start("worker")
+    try:
+        wait_for(settled, 60, what="deliveries settled after the crash")
+    except AssertionError:
+        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+    by_platform = {}
+    with session_scope() as s:
+        for d in s.scalars(select(Delivery)):
+            by_platform[d.account.platform] = d.state
+    assert by_platform == {"mastodon": "published", "bluesky": "published", "telegram": "unknown"}
+    assert_each_once(standins, 1)
+
+
+def test_flushall_while_queued_loses_nothing(pg_env: Env, redis_url: str, standins: dict[str, StandIn],
+                                             procs: Processes) -> None:
+    procs.env = pg_env
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    matrix(standins, per_platform=1)
+    queue(3)
+    tick = pg_env.cli("tick")
+    assert tick.returncode == 0, tick.stderr
+    assert states() == {"queued": 9}
+    client.flushall()  # the broker forgets every message
+    procs.start("worker")
+    procs.start("beat")
+    try:
+        wait_for(lambda: states() == {"published": 9}, 60, what="all published after FLUSHALL")
+    except AssertionError:
+        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+    assert_each_once(standins, 3)
