@@ -48,7 +48,7 @@ def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str], title: s
         return
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
     out.print(table)

@@ -38,7 +38,7 @@ TERMINAL = ("published", "failed", "cancelled")
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "awaiting_approval": ("scheduled", "cancelled"),
     "scheduled": ("queued", "cancelled"),
-    "queued": ("publishing", "scheduled", "cancelled", "published"),
+    "queued": ("publishing", "scheduled", "retry_wait", "cancelled", "published"),
     "publishing": ("published", "retry_wait", "failed", "blocked_auth", "unknown"),
     "retry_wait": ("queued", "cancelled", "published"),
     "blocked_auth": ("scheduled", "cancelled"),
@@ -159,6 +159,16 @@ def start(s: Session, delivery_id: int, now: datetime, lease_seconds: float,
         return None
     s.add(Attempt(delivery_id=delivery_id, number=row[0], started_at=now, celery_id=celery_id))
     return Lease(delivery_id, row[0])
+
+
+def defer(s: Session, delivery_id: int, now: datetime, due_at: datetime, reason: str) -> bool:
+    """``queued -> retry_wait`` before any attempt: a rate gate is closed, so come back at ``due_at``."""
+    return bool(s.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.state == "queued")
+        .values(state="retry_wait", due_at=due_at, last_error=reason, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount)
 
 
 def _close_attempt(s: Session, lease: Lease, now: datetime, outcome: str, http_status: int | None,

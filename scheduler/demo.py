@@ -120,7 +120,7 @@ def _report(out: Console, standins: dict[str, StandIn], done: bool, elapsed: flo
             worker: subprocess.Popen[str]) -> int:
     table = Table(title="What went where")
     for column in ("delivery", "story", "account", "state", "attempts", "published at"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     with session_scope() as s:
         rows = s.scalars(select(Delivery).order_by(Delivery.story_id, Delivery.id)).all()
         for d in rows:

@@ -53,18 +53,21 @@ def recoverable(platform: str, first_attempt_at: datetime | None, now: datetime)
 
 def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: datetime) -> Job | str:
     with session_scope() as s:
+        account = s.scalar(select(Account).join(Delivery, Delivery.account_id == Account.id)
+                           .where(Delivery.id == delivery_id, Delivery.state == "queued"))
+        if account is None:
+            return "skipped"  # a duplicate message, or the delivery was cancelled
+        # The gate comes before the attempt: waiting for it is not a try.
+        wait = ratelimit.take(s, [ratelimit.account_scope(account.id), ratelimit.app_scope(account.platform)],
+                              now, settings.account_min_interval)
+        if wait is not None:
+            deliveries.defer(s, delivery_id, now, wait, "waiting for the account's rate gate")
+            return "deferred"
         lease = deliveries.start(s, delivery_id, now, settings.lease_seconds, celery_id)
         if lease is None:
             return "skipped"
         delivery = s.get(Delivery, delivery_id)
         assert delivery is not None
-        account = delivery.account
-        wait = ratelimit.take(s, [ratelimit.account_scope(account.id), ratelimit.app_scope(account.platform)],
-                              now, settings.account_min_interval)
-        if wait is not None:
-            deliveries.retry_later(s, lease, now, due_at=wait, reason="waiting for the account's rate gate",
-                                   outcome="deferred", spend=False, max_attempts=settings.max_attempts)
-            return "deferred"
         caps = adapter_class(account.platform).caps
         lost_before = s.scalar(select(Attempt.id).where(
             Attempt.delivery_id == delivery_id, Attempt.number < lease.attempt,
