@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -72,6 +73,9 @@ class Account(Base):
     # A worker refreshing the credentials holds this lease, so two workers never rotate one token.
     refresh_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Posting schedule: cron expressions evaluated in ``tz``, and the least gap between two posts.
+    schedule: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    min_gap_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(16), default="active")
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -93,6 +97,8 @@ class Story(Base):
     variants: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     targets: Mapped[list[str]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(20), default="approved")
+    # "at" (a fixed instant), "now", or "next_slot" (each account's next free slot after due_at)
+    timing: Mapped[str] = mapped_column(String(16), default="at", server_default="at")
     author: Mapped[str | None] = mapped_column(String(255))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -112,6 +118,8 @@ class Delivery(Base):
         Index("ix_deliveries_state_lease_until", "state", "lease_until"),
         Index("ix_deliveries_state_queued_at", "state", "queued_at"),
         UniqueConstraint("story_id", "account_id"),
+        # Two stories never take the same slot on one account (NULL: not slotted, or slot freed).
+        UniqueConstraint("account_id", "slot_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -119,6 +127,7 @@ class Delivery(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     state: Mapped[str] = mapped_column(String(20))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Idempotency key: the same on every retry of this delivery.
     key: Mapped[str] = mapped_column(String(64), default=lambda: uuid.uuid4().hex)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -162,6 +171,22 @@ class FollowerSample(Base):
     # None with an error: the try failed, and the gap stays visible.
     followers: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class FollowerDaily(Base):
+    """One row per account and UTC day, kept up to date with every sample, so a report over a year
+    of hourly samples reads a few thousand rows instead of millions."""
+
+    __tablename__ = "follower_daily"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    first_followers: Mapped[int] = mapped_column(Integer)
+    last_followers: Mapped[int] = mapped_column(Integer)
+    min_followers: Mapped[int] = mapped_column(Integer)
+    max_followers: Mapped[int] = mapped_column(Integer)
+    last_taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    samples: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class RateGate(Base):
