@@ -1,0 +1,92 @@
+"""Posting schedules: cron expressions evaluated in an account's own time zone, and next-slot assignment.
+
+Daylight-saving rule (documented in the README):
+- A slot whose wall-clock time does not exist that day (02:30 on a spring-forward night) is taken
+  after the change, shifted forward by the length of the gap (02:30 -> 03:30 in New York); if that
+  lands on or before a slot already produced, it is dropped, so a slot never repeats.
+- A slot whose wall-clock time happens twice (01:30 on an autumn night) is taken once, at its first
+  occurrence (summer time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scheduler.errors import UserError
+from scheduler.models import Account, Delivery
+
+# How far ahead a slot is searched before the account is declared full.
+HORIZON = timedelta(days=400)
+LIVE = ("awaiting_approval", "scheduled", "queued", "publishing", "retry_wait", "blocked_auth")
+
+
+def check_cron(expr: str) -> str:
+    expr = " ".join(expr.split())
+    if len(expr.split()) != 5 or not croniter.is_valid(expr):
+        raise UserError(f"cron: {expr!r} is not a 5-field cron expression such as '0 8,12,19 * * 1-5'")
+    return expr
+
+
+def slots(schedule: list[str], tz: str, after: datetime) -> Iterator[datetime]:
+    """Every slot of ``schedule`` strictly after ``after``, in UTC, in order, each once."""
+    zone = ZoneInfo(tz)
+    # Walk wall-clock time: croniter on naive local times never sees the DST jumps.
+    start = after.astimezone(zone).replace(tzinfo=None) - timedelta(hours=3)
+    iters = [croniter(expr, start) for expr in schedule]
+    heads = [it.get_next(datetime) for it in iters]
+    last: datetime | None = None
+    while heads:
+        i = min(range(len(heads)), key=heads.__getitem__)
+        wall = heads[i]
+        heads[i] = iters[i].get_next(datetime)
+        # fold=0: a nonexistent time takes the offset before the change (so it moves forward by
+        # the gap); an ambiguous time takes its first occurrence.
+        instant = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+        if instant <= after or (last is not None and instant <= last):
+            continue
+        last = instant
+        yield instant
+
+
+def _taken(s: Session, account_id: int, start: datetime, end: datetime) -> list[datetime]:
+    """Times on the account already promised to a post, within [start, end]."""
+    return list(s.scalars(select(Delivery.due_at).where(
+        Delivery.account_id == account_id, Delivery.state.in_(LIVE),
+        Delivery.due_at >= start, Delivery.due_at <= end)))
+
+
+def next_free_slot(s: Session, account: Account, after: datetime) -> datetime:
+    """The first slot of ``account`` after ``after`` that is at least ``min_gap_minutes`` from every
+    other pending post of the account."""
+    if not account.schedule:
+        raise UserError(f"{account.label}: has no posting schedule; set one with `crosspost schedule set`")
+    gap = timedelta(minutes=account.min_gap_minutes or 0)
+    # A slot is free when no pending post sits closer than the gap (or at the same instant).
+    for slot in slots(account.schedule, account.tz, after):
+        if slot - after > HORIZON:
+            break
+        if not _taken(s, account.id, slot - gap, slot + gap):
+            return slot
+    raise UserError(f"{account.label}: no free slot in the next {HORIZON.days} days")
+
+
+def lock_account(s: Session, account_id: int) -> None:
+    """Serialise slot assignment per account (PostgreSQL row lock; SQLite writes are serial already)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+
+
+def assign(s: Session, delivery: Delivery, account: Account, after: datetime) -> datetime:
+    """Give ``delivery`` the account's next free slot. The account's row lock makes concurrent queueing
+    take turns; the unique (account, slot) index is the backstop if anything ever bypasses it."""
+    lock_account(s, account.id)
+    slot = next_free_slot(s, account, after)
+    delivery.slot_at = delivery.due_at = slot
+    s.flush()
+    return slot
