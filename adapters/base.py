@@ -31,7 +31,17 @@ class Capabilities:
     idempotent_for: timedelta | None = None
     # ``find_published`` can tell whether a delivery already went out.
     can_find: bool = False
+    # Media: what one post may carry. A platform that publishes only with media sets requires_media.
     requires_media: bool = False
+    max_images: int = 0
+    image_types: frozenset[str] = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+    max_image_bytes: int = 5 * 1024 * 1024
+    max_videos: int = 0
+    video_types: frozenset[str] = frozenset({"video/mp4"})
+    max_video_bytes: int = 512 * 1024 * 1024
+    images_with_video: bool = False
+    # A story too long for one post may go out as a reply chain (``--thread``).
+    threads: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,17 +57,62 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Media:
+    """One image or video, already in the local media store (``path``), with what was read from it."""
+
+    kind: str  # "image" | "video"
+    path: str
+    mime: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    alt: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
 class Post:
     """What one delivery publishes. ``created_at`` is fixed at the first attempt and never changes,
-    so a retried record is identical to the first try."""
+    so a retried record is identical to the first try. ``title`` is for platforms that want one
+    (YouTube); ``thread`` allows a reply chain when the text is too long for one post."""
 
     text: str
     link: str | None = None
     created_at: datetime | None = None
+    media: tuple[Media, ...] = ()
+    title: str | None = None
+    thread: bool = False
+
+    @property
+    def images(self) -> tuple[Media, ...]:
+        return tuple(m for m in self.media if m.kind == "image")
+
+    @property
+    def videos(self) -> tuple[Media, ...]:
+        return tuple(m for m in self.media if m.kind == "video")
 
     @property
     def body(self) -> str:
         return compose(self.text, self.link)
+
+
+class Progress:
+    """What a multi-step publish has done so far (uploaded media ids, thread parts posted, a
+    container id). ``save`` persists it on the delivery at once, so a retry after a crash continues
+    from there instead of starting again; adapters call it after every step that created something."""
+
+    def __init__(self, state: Mapping[str, Any] | None = None,
+                 saver: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.state: dict[str, Any] = dict(state or {})
+        self._saver = saver
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.state.get(name, default)
+
+    def save(self, **changes: Any) -> None:
+        self.state.update(changes)
+        if self._saver is not None:
+            self._saver(dict(self.state))
 
 
 @dataclass(frozen=True)
@@ -155,15 +210,37 @@ class Adapter:
         body = post.body
         if not body.strip():
             problems.append(Problem(self.platform, "text", "is empty"))
-        if self.caps.requires_media:
-            problems.append(Problem(self.platform, "media", "this platform publishes only with media"))
+        problems.extend(self.check_media(post))
         length = self.caps.count(body)
-        if length > self.caps.text_limit:
+        if length > self.caps.text_limit and not (post.thread and self.caps.threads):
+            hint = "; use --thread for a reply chain" if self.caps.threads else ""
             problems.append(Problem(
                 self.platform, "text",
-                f"is {length} {self.caps.unit} long; the limit is {self.caps.text_limit}",
+                f"is {length} {self.caps.unit} long; the limit is {self.caps.text_limit}{hint}",
             ))
         problems.extend(self.check_platform(post))
+        return problems
+
+    def check_media(self, post: Post) -> list[Problem]:
+        caps, p = self.caps, self.platform
+        images, videos = post.images, post.videos
+        problems = []
+        if caps.requires_media and not post.media:
+            problems.append(Problem(p, "media", "this platform publishes only with an image or a video"))
+        if len(images) > caps.max_images:
+            problems.append(Problem(p, "media", f"{len(images)} images; the limit is {caps.max_images}"))
+        if len(videos) > caps.max_videos:
+            problems.append(Problem(p, "media", f"{len(videos)} videos; the limit is {caps.max_videos}"))
+        if images and videos and not caps.images_with_video:
+            problems.append(Problem(p, "media", "images and a video cannot go in one post"))
+        for m in post.media:
+            types, limit = ((caps.image_types, caps.max_image_bytes) if m.kind == "image"
+                            else (caps.video_types, caps.max_video_bytes))
+            if m.mime not in types:
+                problems.append(Problem(p, "media", f"{m.kind} type {m.mime} is not one of "
+                                                    f"{', '.join(sorted(types))}"))
+            if m.size > limit:
+                problems.append(Problem(p, "media", f"{m.kind} is {m.size} bytes; the limit is {limit}"))
         return problems
 
     def check_platform(self, post: Post) -> list[Problem]:
@@ -174,7 +251,10 @@ class Adapter:
     def base_url(self, account: AccountRef) -> str:
         return (account.base_url or self.default_base_url).rstrip("/")
 
-    def publish(self, account: AccountRef, post: Post, key: str) -> Published:
+    def publish(self, account: AccountRef, post: Post, key: str, progress: Progress | None = None) \
+            -> Published:
+        """Publish ``post``; ``key`` is the same on every retry of the delivery, and ``progress`` holds
+        what earlier attempts of a multi-step publish already did."""
         raise NotImplementedError
 
     def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:

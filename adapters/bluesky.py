@@ -15,7 +15,7 @@ import regex
 import requests
 
 from adapters import http
-from adapters.base import AccountRef, Adapter, Capabilities, Credentials, Post, Problem, Published
+from adapters.base import AccountRef, Adapter, Capabilities, Credentials, Post, Problem, Progress, Published
 from adapters.errors import AuthExpired, RateLimited, Rejected, Transient
 from adapters.text import Span, graphemes, link_spans, utf8_bytes
 
@@ -99,7 +99,8 @@ class BlueskyAdapter(Adapter):
         return []
 
     # -- publish -------------------------------------------------------------------------------
-    def publish(self, account: AccountRef, post: Post, key: str) -> Published:
+    def publish(self, account: AccountRef, post: Post, key: str,
+                progress: Progress | None = None) -> Published:
         if post.created_at is None:
             # A time taken now would differ on the retry, and the retry would edit instead of no-op.
             raise ValueError("bluesky: post.created_at must be fixed at the first attempt")

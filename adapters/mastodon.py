@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import requests
 
 from adapters import http
-from adapters.base import AccountRef, Adapter, Capabilities, Post, Problem, Published
+from adapters.base import AccountRef, Adapter, Capabilities, Post, Problem, Progress, Published
 from adapters.errors import AuthExpired, RateLimited, Rejected, Transient
 from adapters.text import mastodon_length
 
@@ -50,7 +50,8 @@ class MastodonAdapter(Adapter):
         return []
 
     # -- publish ------------------------------------------------------------------------------
-    def publish(self, account: AccountRef, post: Post, key: str) -> Published:
+    def publish(self, account: AccountRef, post: Post, key: str,
+                progress: Progress | None = None) -> Published:
         response = self.request(
             account, "POST", f"{self.base_url(account)}/api/v1/statuses",
             json={"status": post.body, "visibility": "public"},

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from adapters import http
-from adapters.base import AccountRef, Adapter, Capabilities, Post, Problem, Published
+from adapters.base import AccountRef, Adapter, Capabilities, Post, Problem, Progress, Published
 from adapters.errors import AdapterError, AuthExpired, RateLimited, Rejected, Transient
 from adapters.text import utf16_units
 
@@ -69,7 +69,8 @@ class TelegramAdapter(Adapter):
         return []
 
     # -- publish ----------------------------------------------------------------------------------
-    def publish(self, account: AccountRef, post: Post, key: str) -> Published:
+    def publish(self, account: AccountRef, post: Post, key: str,
+                progress: Progress | None = None) -> Published:
         # ``key`` cannot be sent anywhere: Telegram has no idempotency key.
         chat = chat_id(account.handle)
         payload: dict[str, Any] = {"chat_id": chat, "text": post.body}

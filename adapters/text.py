@@ -6,6 +6,7 @@ No I/O here, so every rule can be tested on its own with arbitrary Unicode.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import regex
@@ -62,3 +63,70 @@ def link_spans(text: str) -> list[Span]:
         start = utf8_bytes(text[: m.start()])
         spans.append(Span(start, start + utf8_bytes(m.group()), m.group()))
     return spans
+
+
+_SENTENCE_END = regex.compile(r"[.!?\u3002\uff01\uff1f\u2026]+[\"'\u201d\u2019)\]]*\s+")
+_SPACE = regex.compile(r"\s+")
+
+
+def _boundaries(text: str, start: int) -> tuple[list[int], list[int], list[int]]:
+    """Candidate cut points after ``start``: after a sentence, after a word, after a grapheme."""
+    sentences = [m.end() for m in _SENTENCE_END.finditer(text, start)]
+    words = [m.end() for m in _SPACE.finditer(text, start)]
+    graphs = [m.end() for m in regex.finditer(r"\X", text[start:])]
+    return sentences, words, [start + g for g in graphs]
+
+
+def _longest(text: str, start: int, cuts: list[int], fits: Callable[[str], bool]) -> int | None:
+    best = None
+    for cut in cuts:
+        if cut <= start:
+            continue
+        if not fits(text[start:cut]):
+            break
+        best = cut
+    return best
+
+
+def thread_chunks(text: str, limit: int, count: Callable[[str], int]) -> list[str]:
+    """Cut ``text`` into consecutive pieces (joined, they give ``text`` back exactly) such that each
+    piece, stripped and numbered ``i/n``, counts at most ``limit``. Cuts fall after a sentence where
+    one fits, else after a word, else (a single overlong word) between two graphemes."""
+    if count(text.strip()) <= limit:
+        return [text]
+    digits = 1
+    while True:
+        numbering = count(f" {'9' * digits}/{'9' * digits}")
+        budget = limit - numbering
+        if budget <= 0:
+            raise ValueError(f"a limit of {limit} leaves no room for the part numbers")
+        chunks: list[str] = []
+        start = 0
+
+        def fits(piece: str, budget: int = budget) -> bool:
+            return count(piece.strip()) <= budget
+
+        while start < len(text):
+            if fits(text[start:]):
+                chunks.append(text[start:])
+                break
+            sentences, words, graphs = _boundaries(text, start)
+            cut = (_longest(text, start, sentences, fits) or _longest(text, start, words, fits)
+                   or _longest(text, start, graphs, fits))
+            if cut is None:
+                raise ValueError(f"one character of the text alone exceeds a budget of {budget}")
+            chunks.append(text[start:cut])
+            start = cut
+        if len(str(len(chunks))) <= digits:
+            return chunks
+        digits += 1
+
+
+def split_thread(text: str, limit: int, count: Callable[[str], int]) -> list[str]:
+    """The posts of a reply chain for ``text``: each within ``limit``, numbered ``1/3`` when there
+    is more than one."""
+    chunks = thread_chunks(text, limit, count)
+    if len(chunks) == 1:
+        return [text.strip()]
+    n = len(chunks)
+    return [f"{chunk.strip()} {i}/{n}" for i, chunk in enumerate(chunks, 1)]

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 
 def utcnow() -> datetime:
@@ -95,6 +97,9 @@ class Story(Base):
     text: Mapped[str] = mapped_column(Text)
     link: Mapped[str | None] = mapped_column(String(2048))
     variants: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # Media in the local store: [{"kind", "path", "mime", "size", "width", "height", "alt", "sha256"}]
+    media: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
+    thread: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     targets: Mapped[list[str]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(20), default="approved")
     # "at" (a fixed instant), "now", or "next_slot" (each account's next free slot after due_at)
@@ -140,6 +145,8 @@ class Delivery(Base):
     published_url: Mapped[str | None] = mapped_column(String(2048))
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # What a multi-step publish has done (media ids, thread parts posted), so a retry continues.
+    remote_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -7,21 +7,23 @@ outcome is recorded afterwards by a conditional UPDATE on that lease.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from adapters import adapter_class, get_adapter
-from adapters.base import AccountRef, Adapter, Credentials, Post, Published
+from adapters.base import AccountRef, Adapter, Credentials, Media, Post, Progress, Published
 from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
 from adapters.http import scrub
 from config.settings import Settings, get_settings
 from scheduler import accounts, deliveries, ratelimit, vault
 from scheduler.db import session_scope
 from scheduler.deliveries import Lease
-from scheduler.models import Account, Attempt, Delivery, utcnow
+from scheduler.models import Account, Attempt, Delivery, Story, utcnow
 
 log = logging.getLogger("crosspost.publish")
 REFRESH_LEASE = timedelta(seconds=60)
@@ -38,6 +40,31 @@ class Job:
     key: str
     first_attempt_at: datetime
     lookup_first: bool
+    progress: Progress
+
+
+class LeaseLost(Transient):
+    """The reaper took the delivery from this attempt; stop before creating anything more."""
+
+
+def _saver(lease: Lease) -> Callable[[dict[str, Any]], None]:
+    def save(state: dict[str, Any]) -> None:
+        with session_scope() as s:
+            kept = s.execute(
+                update(Delivery)
+                .where(Delivery.id == lease.delivery_id, Delivery.attempts == lease.attempt,
+                       Delivery.state == "publishing")
+                .values(remote_state=state)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        if not kept:
+            raise LeaseLost(f"delivery {lease.delivery_id}: the lease of attempt {lease.attempt} was lost")
+    return save
+
+
+def post_of(story: Story, platform: str, created_at: datetime) -> Post:
+    return Post(text=story.text_for(platform), link=story.link, created_at=created_at,
+                media=tuple(Media(**m) for m in story.media or []), thread=bool(story.thread))
 
 
 def recoverable(platform: str, first_attempt_at: datetime | None, now: datetime) -> bool:
@@ -79,10 +106,11 @@ def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: dat
             lease=lease,
             account=accounts.to_ref(account),
             version=account.credentials_version,
-            post=Post(text=story.text_for(account.platform), link=story.link, created_at=first_at),
+            post=post_of(story, account.platform, first_at),
             key=f"cp{delivery.id}-{delivery.key}",
             first_attempt_at=first_at,
             lookup_first=lost_before and caps.can_find and not in_window,
+            progress=Progress(delivery.remote_state, _saver(lease)),
         )
 
 
@@ -124,7 +152,7 @@ def _publish(adapter: Adapter, job: Job) -> Published:
         found = adapter.find_published(job.account, job.post, job.key)
         if found is not None:
             return found
-    return adapter.publish(job.account, job.post, job.key)
+    return adapter.publish(job.account, job.post, job.key, job.progress)
 
 
 class RefreshBusy(AdapterError):
