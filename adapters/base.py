@@ -68,6 +68,9 @@ class Media:
     height: int | None = None
     alt: str = ""
     sha256: str = ""
+    # Where the platform can fetch it, for APIs that pull media by URL (Instagram, Threads, Facebook,
+    # TikTok PULL_FROM_URL); None when the media store is not published.
+    url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,10 @@ class Transient(AdapterError):
 
 
 class InProgress(AdapterError):
-    """A multi-step publish is waiting on the platform (media processing); come back after ``after``
-    seconds. ``state`` is what the adapter needs to continue (stored on the delivery)."""
+    """A multi-step publish is waiting on the platform (media processing, a container not ready);
+    the scheduler comes back after ``after`` seconds. Save what is needed to continue with
+    ``progress.save(...)`` before raising: adapters never sleep."""
 
-    def __init__(self, reason: str, after: float, state: dict) -> None:
+    def __init__(self, reason: str, after: float) -> None:
         super().__init__(reason)
         self.after = after
-        self.state = state
