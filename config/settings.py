@@ -45,6 +45,15 @@ class Settings(BaseSettings):
                                         "one account, whatever the platform allows.")
     http_timeout: float = Field(30.0, gt=0, description="Seconds to wait for a platform to answer.")
 
+    media_max_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Largest media file accepted.")
+    media_fetch_timeout: float = Field(60.0, gt=0, description="Seconds to fetch one media URL.")
+    media_allow_private: bool = Field(False, description="Allow media URLs on loopback or private "
+                                      "addresses (for stand-ins and rehearsals only).")
+    media_public_url: str = Field("", description="Public base URL where the media directory is served, "
+                                  "for platforms that fetch media by URL (Instagram, Threads, TikTok).")
+    token_refresh_margin: float = Field(3600.0, gt=0, description="Refresh access tokens that expire "
+                                        "within this many seconds.")
+
     worker_pool: Literal["threads", "prefork", "solo"] = Field(
         "threads", description="Celery pool; publishing waits on the network, so threads overlap it.")
     worker_concurrency: int = Field(32, gt=0, description="Concurrent publishes per worker process.")
@@ -62,6 +71,10 @@ class Settings(BaseSettings):
     @property
     def key_file(self) -> Path:
         return self.data_dir / "secret.key"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
 
     @property
     def embedded(self) -> bool:
