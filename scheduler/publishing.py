@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -155,6 +155,18 @@ def _publish(adapter: Adapter, job: Job) -> Published:
     return adapter.publish(job.account, job.post, job.key, job.progress)
 
 
+def expires_at(credentials: Credentials) -> datetime | None:
+    """When the access token expires, from the ``expires_at`` value adapters store (ISO-8601)."""
+    value = credentials.get("expires_at")
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 class RefreshBusy(AdapterError):
     """Another worker is refreshing this account's credentials right now."""
 
@@ -187,11 +199,12 @@ def refresh_credentials(adapter: Adapter, account: AccountRef, seen_version: int
         raise
     merged = account.credentials.merged(**fresh.reveal())
     with session_scope() as s:
+        # One UPDATE: the rotated refresh token, its version and the expiry land together or not at all.
         s.execute(
             update(Account)
             .where(Account.id == account.id)
             .values(credentials=vault.seal(merged), credentials_version=Account.credentials_version + 1,
-                    refresh_lease_until=None)
+                    refresh_lease_until=None, token_expires_at=expires_at(merged))
             .execution_options(synchronize_session=False)
         )
     log.info("account %s:%s: credentials refreshed", account.platform, account.handle)
