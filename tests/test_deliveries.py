@@ -268,3 +268,14 @@ def test_backoff_grows_and_is_capped() -> None:
     assert deliveries.backoff(1, 30, 3600, rng=lambda: 1.0) == 30
     assert deliveries.backoff(3, 30, 3600, rng=lambda: 1.0) == 120
     assert deliveries.backoff(30, 30, 3600, rng=lambda: 1.0) == 3600
+
+
+def test_defer_returns_a_queued_delivery_without_an_attempt() -> None:
+    d = new()
+    claim()
+    with session_scope() as s:
+        assert deliveries.defer(s, d, NOW, NOW + timedelta(seconds=5), "gate closed")
+        assert not deliveries.defer(s, d, NOW, NOW, "again")  # no longer queued
+        row = s.get(Delivery, d)
+        assert (row.state, row.due_at, row.attempts) == ("retry_wait", NOW + timedelta(seconds=5), 0)
+    assert "retry_wait" in deliveries.TRANSITIONS["queued"]
