@@ -11,6 +11,8 @@ _ADAPTERS = {
     "mastodon": "adapters.mastodon:MastodonAdapter",
     "bluesky": "adapters.bluesky:BlueskyAdapter",
     "telegram": "adapters.telegram:TelegramAdapter",
+    "facebook": "adapters.facebook:FacebookAdapter",
+    "instagram": "adapters.instagram:InstagramAdapter",
 }
 PLATFORMS: tuple[str, ...] = tuple(_ADAPTERS)
 

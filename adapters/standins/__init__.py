@@ -10,6 +10,8 @@ _STANDINS = {
     "mastodon": "adapters.standins.mastodon:MastodonStandIn",
     "bluesky": "adapters.standins.bluesky:BlueskyStandIn",
     "telegram": "adapters.standins.telegram:TelegramStandIn",
+    "facebook": "adapters.standins.facebook:FacebookStandIn",
+    "instagram": "adapters.standins.instagram:InstagramStandIn",
 }
 
 __all__ = ["Fault", "StandIn", "standin_class"]

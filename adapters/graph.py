@@ -1,0 +1,182 @@
+"""What the Meta Graph family (Facebook Pages, Instagram, Threads) shares: one error envelope, one
+set of error codes, usage headers that say how long to wait, and media containers that are polled
+until ready (platforms.md sections 4.8, 5.4, 5.7, 6.5, 6.8 and 12.2).
+
+The API other adapters may rely on: ``GRAPH_VERSION``, ``GraphError``/``parse_error``,
+``usage_wait``, ``classify``, ``container_state``, ``parse_time`` and ``GraphAdapter``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import requests
+
+from adapters import http
+from adapters.base import AccountRef, Adapter
+from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
+
+# Pinned: every Graph version lives about two years, and an unpinned call silently follows the app's
+# default version. The Pages docs' examples are at v24/v25.
+GRAPH_VERSION = "v24.0"
+
+# Platform limits (4 app, 17 user, 32 page via user token, 613 custom, 341 app limit) and the
+# Business Use Case limits (80000-80014: 80001 Pages, 80002 Instagram, 80004 ads...).
+RATE_CODES = frozenset({4, 17, 32, 613, 341, *range(80000, 80015)})
+_APP_CODES = frozenset({4, 341})
+AUTH_CODES = frozenset({102, 104, 190})
+TRANSIENT_CODES = frozenset({1, 2})
+PERMISSION_CODES = frozenset({3, 10, *range(200, 300)})
+# Graph says "wait" without saying how long when no usage header is sent. The platform windows roll
+# over an hour (app/user) or 24 h (BUC); five minutes re-checks without hammering (calls made while
+# throttled still count).
+DEFAULT_WAIT = 300.0
+
+
+@dataclass(frozen=True)
+class GraphError:
+    """The ``{"error": {...}}`` envelope of a failed Graph call."""
+
+    status: int
+    message: str
+    type: str = ""
+    code: int | None = None
+    subcode: int | None = None
+    transient: bool = False
+    user_message: str = ""
+    trace: str = ""
+
+    def describe(self) -> str:
+        """The platform's words for operators: message, the user-facing text, codes and the trace id
+        Meta support asks for."""
+        codes = f"code {self.code}" + (f"/{self.subcode}" if self.subcode else "")
+        text = self.message
+        if self.user_message and self.user_message not in text:
+            text = f"{text}: {self.user_message}"
+        return f"{text} ({codes}{f', fbtrace_id {self.trace}' if self.trace else ''})"
+
+
+def parse_error(response: requests.Response) -> GraphError | None:
+    """The Graph error in ``response``, or None when the body is not a Graph envelope."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    return GraphError(
+        status=response.status_code, message=str(error.get("message") or "no message"),
+        type=str(error.get("type") or ""), code=_int(error.get("code")),
+        subcode=_int(error.get("error_subcode")),
+        transient=error.get("is_transient") is True,
+        user_message=str(error.get("error_user_msg") or error.get("error_user_title") or ""),
+        trace=str(error.get("fbtrace_id") or ""),
+    )
+
+
+def usage_wait(response: requests.Response) -> float | None:
+    """Seconds to wait from ``X-Business-Use-Case-Usage`` (``estimated_time_to_regain_access``, in
+    minutes, per business object: the longest counts) or ``Retry-After``."""
+    waits = []
+    try:
+        usage = json.loads(response.headers.get("X-Business-Use-Case-Usage") or "{}")
+    except ValueError:
+        usage = {}
+    for entries in (usage.values() if isinstance(usage, dict) else ()):
+        for entry in entries if isinstance(entries, list) else [entries]:
+            minutes = entry.get("estimated_time_to_regain_access") if isinstance(entry, dict) else None
+            if isinstance(minutes, int | float) and not isinstance(minutes, bool) and minutes > 0:
+                waits.append(float(minutes) * 60)
+    retry_after = http.parse_retry_after(response.headers.get("Retry-After"))
+    if retry_after:
+        waits.append(retry_after)
+    return max(waits) if waits else None
+
+
+def classify(response: requests.Response, platform: str) -> AdapterError | None:
+    """The typed error for a failed Graph call; None when the answer is no Graph envelope (then the
+    HTTP status decides, as for any platform)."""
+    error = parse_error(response)
+    if error is None:
+        return None
+    reason = f"{platform}: {error.describe()}"
+    code, status = error.code, response.status_code
+    if code in RATE_CODES or status == 429:
+        return RateLimited(reason, usage_wait(response) or DEFAULT_WAIT, status=status,
+                           scope="app" if code in _APP_CODES else "account")
+    if code in AUTH_CODES:
+        return AuthExpired(reason, status=status)
+    if error.transient or code in TRANSIENT_CODES or status >= 500:
+        # A create may have gone through before the fault: never repeat it blindly.
+        return Transient(reason, status=status, maybe_sent=True)
+    if code in PERMISSION_CODES:
+        return Rejected(f"{reason}; the token lacks a permission or the account a role", status=status)
+    if code == 506:
+        return Rejected(f"{reason}; a duplicate of a recent post", status=status)
+    if code == 368 and error.subcode == 1390008:
+        # "You're posting too fast": a spam throttle that lifts, not a refusal of the content.
+        return RateLimited(reason, usage_wait(response) or 3600.0, status=status)
+    return Rejected(reason, status=status)
+
+
+def container_state(platform: str, status_code: str | None, detail: str = "", *, after: float = 60.0) -> str:
+    """What a media container's status means for the next step (single read, no waiting):
+    ``"FINISHED"`` publish it, ``"PUBLISHED"`` it already went out, ``"EXPIRED"`` create it again.
+    ``IN_PROGRESS`` raises InProgress (come back after ``after`` seconds) and ``ERROR`` raises
+    Rejected with the platform's reason; the caller saves the container id before asking."""
+    if status_code in ("FINISHED", "PUBLISHED", "EXPIRED"):
+        return status_code
+    if status_code == "IN_PROGRESS":
+        raise InProgress(f"{platform}: the media is still processing", after=after)
+    if status_code == "ERROR":
+        raise Rejected(f"{platform}: media processing failed: {detail or 'no details'}")
+    raise Transient(f"{platform}: unknown container status {status_code!r}")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Graph times: ISO-8601 with a ``+0000`` offset."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class GraphAdapter(Adapter):
+    """Base of a Graph adapter: versioned URLs, the token as a Bearer header (never in a URL, where
+    logs and error texts could pick it up), JSON answers, and the Graph error mapping."""
+
+    api_version: ClassVar[str] = GRAPH_VERSION
+
+    def graph_url(self, account: AccountRef, path: str) -> str:
+        return f"{self.base_url(account)}/{self.api_version}/{path.lstrip('/')}"
+
+    def call(self, account: AccountRef, method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
+        """One Graph call with ``token``; the JSON object it answered."""
+        headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {token}"}
+        response = self.request(account, method, self.graph_url(account, path), headers=headers, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise Transient(f"{self.platform}: {method} …/{path.rsplit('/', 1)[-1]} answered "
+                            f"{response.status_code} without a JSON object",
+                            status=response.status_code, maybe_sent=method != "GET")
+        return body
+
+    def classify(self, response: requests.Response) -> Exception | None:
+        return classify(response, self.platform)
