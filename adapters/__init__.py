@@ -13,6 +13,7 @@ _ADAPTERS = {
     "telegram": "adapters.telegram:TelegramAdapter",
     "facebook": "adapters.facebook:FacebookAdapter",
     "instagram": "adapters.instagram:InstagramAdapter",
+    "x": "adapters.x:XAdapter",
 }
 PLATFORMS: tuple[str, ...] = tuple(_ADAPTERS)
 

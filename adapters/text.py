@@ -78,13 +78,16 @@ def _boundaries(text: str, start: int) -> tuple[list[int], list[int], list[int]]
 
 
 def _longest(text: str, start: int, cuts: list[int], fits: Callable[[str], bool]) -> int | None:
-    best = None
-    for cut in cuts:
-        if cut <= start:
-            continue
-        if not fits(text[start:cut]):
-            break
-        best = cut
+    """The furthest cut whose piece fits; binary search, since a longer piece never counts less and
+    some counters (X's) are slow."""
+    cuts = [c for c in cuts if c > start]
+    lo, hi, best = 0, len(cuts) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if fits(text[start:cuts[mid]]):
+            best, lo = cuts[mid], mid + 1
+        else:
+            hi = mid - 1
     return best
 
 

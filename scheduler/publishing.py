@@ -147,9 +147,17 @@ def _publish_with_refresh(adapter: Adapter, job: Job) -> Published:
         return _publish(adapter, job)
 
 
+class Undecidable(AdapterError):
+    """An earlier attempt may have posted, and the platform will not let us look: an operator decides."""
+
+
 def _publish(adapter: Adapter, job: Job) -> Published:
     if job.lookup_first:
-        found = adapter.find_published(job.account, job.post, job.key)
+        try:
+            found = adapter.find_published(job.account, job.post, job.key)
+        except Rejected as exc:  # e.g. an API tier without timeline reads
+            raise Undecidable(f"{exc.reason}; cannot tell whether an earlier attempt posted",
+                              status=exc.status) from None
         if found is not None:
             return found
     return adapter.publish(job.account, job.post, job.key, job.progress)
@@ -240,6 +248,9 @@ def _record_failure(job: Job, error: AdapterError, settings: Settings) -> str:
             deliveries.retry_later(s, lease, now, due_at=now + timedelta(seconds=error.after), reason=reason,
                                    outcome="in_progress", spend=False, max_attempts=settings.max_attempts)
             return "in_progress"
+        if isinstance(error, Undecidable):
+            deliveries.unknown(s, lease, now, reason, status)
+            return "unknown"
         if isinstance(error, AuthExpired):
             deliveries.block_auth(s, lease, job.account.id, now, reason, status)
             return "blocked_auth"

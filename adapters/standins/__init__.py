@@ -12,6 +12,7 @@ _STANDINS = {
     "telegram": "adapters.standins.telegram:TelegramStandIn",
     "facebook": "adapters.standins.facebook:FacebookStandIn",
     "instagram": "adapters.standins.instagram:InstagramStandIn",
+    "x": "adapters.standins.x:XStandIn",
 }
 
 __all__ = ["Fault", "StandIn", "standin_class"]
