@@ -14,6 +14,10 @@ _ADAPTERS = {
     "facebook": "adapters.facebook:FacebookAdapter",
     "instagram": "adapters.instagram:InstagramAdapter",
     "x": "adapters.x:XAdapter",
+    "threads": "adapters.threads:ThreadsAdapter",
+    "linkedin": "adapters.linkedin:LinkedInAdapter",
+    "youtube": "adapters.youtube:YouTubeAdapter",
+    "tiktok": "adapters.tiktok:TikTokAdapter",
 }
 PLATFORMS: tuple[str, ...] = tuple(_ADAPTERS)
 

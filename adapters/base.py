@@ -263,6 +263,12 @@ class Adapter:
     def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:
         return None
 
+    @classmethod
+    def resumable(cls, state: Mapping[str, Any]) -> bool:
+        """Whether the saved progress of an interrupted publish lets a retry continue without risking a
+        second post (the platform already holds our post's id and only needs polling, say)."""
+        return False
+
     def followers(self, account: AccountRef) -> int:
         raise NotImplementedError
 

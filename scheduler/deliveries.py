@@ -99,11 +99,12 @@ class Reaped:
 
 
 def reap(s: Session, now: datetime, *, queued_timeout: float, max_attempts: int,
-         recoverable: Callable[[str, datetime | None, datetime], bool]) -> Reaped:
+         recoverable: Callable[[str, datetime | None, datetime, dict[str, Any] | None], bool]) -> Reaped:
     """Recover what crashed workers and lost broker messages left behind.
 
-    ``recoverable(platform, first_attempt_at, now)`` says whether a publish whose outcome is unknown
-    may be tried again safely (idempotent key still honoured, or the post can be looked up).
+    ``recoverable(platform, first_attempt_at, now, remote_state)`` says whether a publish whose
+    outcome is unknown may be tried again safely (idempotent key still honoured, the post can be looked
+    up, or the saved progress lets it continue).
     """
     result = Reaped()
     lost = s.execute(
@@ -114,15 +115,16 @@ def reap(s: Session, now: datetime, *, queued_timeout: float, max_attempts: int,
     )
     result.requeued = lost.rowcount or 0
     expired = s.execute(
-        select(Delivery.id, Delivery.attempts, Delivery.failures, Delivery.first_attempt_at, Account.platform)
+        select(Delivery.id, Delivery.attempts, Delivery.failures, Delivery.first_attempt_at, Account.platform,
+               Delivery.remote_state)
         .join(Account, Account.id == Delivery.account_id)
         .where(Delivery.state == "publishing", Delivery.lease_until < now)
         .limit(1000)
     ).all()
-    for delivery_id, attempt, failures, first_at, platform in expired:
+    for delivery_id, attempt, failures, first_at, platform, state in expired:
         lease = Lease(delivery_id, attempt)
         reason = "lease expired: the worker stopped while publishing"
-        if not recoverable(platform, first_at, now):
+        if not recoverable(platform, first_at, now, state):
             if _finish(s, lease, now, "unknown", reason=reason + "; the post may or may not exist",
                        outcome="lease_expired"):
                 result.unknown += 1

@@ -13,6 +13,10 @@ _STANDINS = {
     "facebook": "adapters.standins.facebook:FacebookStandIn",
     "instagram": "adapters.standins.instagram:InstagramStandIn",
     "x": "adapters.standins.x:XStandIn",
+    "threads": "adapters.standins.threads:ThreadsStandIn",
+    "linkedin": "adapters.standins.linkedin:LinkedInStandIn",
+    "youtube": "adapters.standins.youtube:YouTubeStandIn",
+    "tiktok": "adapters.standins.tiktok:TikTokStandIn",
 }
 
 __all__ = ["Fault", "StandIn", "standin_class"]
