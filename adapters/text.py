@@ -133,3 +133,22 @@ def split_thread(text: str, limit: int, count: Callable[[str], int]) -> list[str
         return [text.strip()]
     n = len(chunks)
     return [f"{chunk.strip()} {i}/{n}" for i, chunk in enumerate(chunks, 1)]
+
+
+def title_from(text: str, limit: int, count: Callable[[str], int] = len) -> str:
+    """The first non-blank line of ``text``, cut after the last whole word that fits ``limit`` with an
+    ellipsis (between two graphemes when a single word is too long)."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if count(line) <= limit:
+        return line
+    room, cut = limit - count("…"), ""
+    for word in regex.finditer(r"\S+", line):
+        if count(line[:word.end()]) > room:
+            break
+        cut = line[:word.end()]
+    if not cut:
+        for grapheme in regex.findall(r"\X", line):
+            if count(cut + grapheme) > room:
+                break
+            cut += grapheme
+    return cut.rstrip(" ,;:-\u2013\u2014") + "…"

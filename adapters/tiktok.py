@@ -38,8 +38,7 @@ from adapters.base import (
     Published,
 )
 from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
-from adapters.text import utf16_units
-from adapters.youtube import title_from
+from adapters.text import title_from, utf16_units
 
 MB = 1024 * 1024
 VIDEO_CAPTION_LIMIT = 2200

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -37,7 +36,7 @@ from adapters.base import (
     Published,
 )
 from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
-from adapters.text import utf8_bytes, utf16_units
+from adapters.text import title_from, utf8_bytes, utf16_units
 
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 TITLE_LIMIT = 100
@@ -51,25 +50,6 @@ _CLOCK_SKEW = timedelta(minutes=2)
 _MISSING_POLLS = 5  # videos.list may lag just after an upload; then the video was deleted
 _QUOTA_REASONS = frozenset({"quotaExceeded", "dailyLimitExceeded"})
 _SHORT_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
-
-
-def title_from(text: str, limit: int, count: Callable[[str], int] = len) -> str:
-    """The first non-blank line of ``text``, cut after the last whole word that fits ``limit`` with an
-    ellipsis (between two graphemes when a single word is too long)."""
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    if count(line) <= limit:
-        return line
-    room, cut = limit - count("…"), ""
-    for word in regex.finditer(r"\S+", line):
-        if count(line[:word.end()]) > room:
-            break
-        cut = line[:word.end()]
-    if not cut:
-        for grapheme in regex.findall(r"\X", line):
-            if count(cut + grapheme) > room:
-                break
-            cut += grapheme
-    return cut.rstrip(" ,;:-\u2013\u2014") + "…"
 
 
 def until_quota_reset(now: datetime | None = None) -> float:
