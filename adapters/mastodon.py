@@ -1,23 +1,31 @@
-"""Mastodon (and API-compatible servers): one status per delivery on the account's own instance.
+"""Mastodon (and API-compatible servers): statuses with images or a video, and reply-chain threads,
+on the account's own instance.
 
-Reference: platforms.md section 3. Publishing is safe to repeat for an hour thanks to the
-``Idempotency-Key`` header; after that, ``find_published`` looks the status up on the account's
-timeline. Tokens never expire and cannot be refreshed.
+Reference: platforms.md section 3. A status is safe to repeat for an hour thanks to the
+``Idempotency-Key`` header (one key per part of a thread); after that, ``find_published`` looks the
+status up on the account's timeline. Media go up first (``POST /api/v2/media``); a video is processed
+asynchronously, so its id is saved in the delivery's progress and the adapter returns InProgress until
+``GET /api/v1/media/:id`` says it is ready. Tokens never expire and cannot be refreshed.
 """
 
 from __future__ import annotations
 
 import html
+import os
 import re
+import threading
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
 
 from adapters import http
-from adapters.base import AccountRef, Adapter, Capabilities, Post, Problem, Progress, Published
-from adapters.errors import AuthExpired, RateLimited, Rejected, Transient
-from adapters.text import mastodon_length
+from adapters.base import AccountRef, Adapter, Capabilities, Media, Post, Problem, Progress, Published
+from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
+from adapters.text import mastodon_length, split_thread
 
 # Mastodon answers at most 40 statuses a page; a few pages cover any plausible burst of posts
 # since a delivery's first attempt without walking an account's whole history.
@@ -25,11 +33,44 @@ _PAGE_SIZE = 40
 _MAX_PAGES = 5
 # Our clock and the instance's may disagree a little.
 _CLOCK_SKEW = timedelta(minutes=1)
+# Instance defaults (platforms.md 3.3-3.4); MediaAttachment's own description limit.
+TEXT_LIMIT = 500
+ALT_TEXT_LIMIT = 1500
+IMAGE_PIXELS = 33_177_600
+VIDEO_PIXELS = 8_294_400
+# An instance's configuration changes rarely; one read an hour per base URL is plenty.
+INSTANCE_TTL = 3600.0
+POLL_AFTER = 5.0
+# Processing that failed answers 206 for ever: stop waiting after an hour.
+MAX_PROCESSING = 3600.0
+# The instance deletes unattached media after a day; an older saved id is uploaded again.
+MEDIA_REUSE = 20 * 3600.0
 
 _BREAK_RE = re.compile(r"<br\s*/?>|</p>", re.IGNORECASE)
 _TAG_RE = re.compile(r"<[^>]*>")
 # Rendered HTML shows a remote mention ``@user@domain`` as ``@user``.
 _REMOTE_MENTION_RE = re.compile(r"(@[\w.]+)@[\w.-]+\w")
+
+
+@dataclass(frozen=True)
+class InstanceLimits:
+    """What one instance allows (``GET /api/v2/instance``), with the documented defaults."""
+
+    max_characters: int = TEXT_LIMIT
+    url_length: int = 23
+
+    def count(self, text: str) -> int:
+        return mastodon_length(text, self.url_length)
+
+
+_instances: dict[str, tuple[float, InstanceLimits]] = {}
+_instances_lock = threading.Lock()
+
+
+def forget_instances() -> None:
+    """Drop every cached instance configuration, so the next publish reads it again."""
+    with _instances_lock:
+        _instances.clear()
 
 
 class MastodonAdapter(Adapter):
@@ -38,31 +79,168 @@ class MastodonAdapter(Adapter):
 
     # -- caps ---------------------------------------------------------------------------------
     # 500 is the default instance limit; check() is pure, so a story is held to it even where the
-    # instance allows more. An instance that allows less answers 422, which becomes Rejected.
+    # instance allows more. An instance that allows less is caught at publish time (_parts).
+    # 4 images or 1 video, never both; sizes and types are the instance defaults.
     caps: ClassVar[Capabilities] = Capabilities(
-        text_limit=500, count=mastodon_length, unit="characters",
+        text_limit=TEXT_LIMIT, count=mastodon_length, unit="characters",
         idempotent=True, idempotent_for=timedelta(hours=1), can_find=True,
+        max_images=4, max_image_bytes=16 * 1024 * 1024, max_videos=1,
+        video_types=frozenset({"video/mp4", "video/quicktime"}), max_video_bytes=103_809_024,
+        threads=True,
     )
 
     # -- check_platform -------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
-        """Nothing beyond the shared rules: a text-and-link status has no other constraint."""
-        return []
+        problems = []
+        for n, m in enumerate(post.media, 1):
+            if len(m.alt) > ALT_TEXT_LIMIT:
+                problems.append(Problem(self.platform, "media", f"alt text of media {n} is {len(m.alt)} "
+                                                                f"characters; the limit is {ALT_TEXT_LIMIT}"))
+            limit = IMAGE_PIXELS if m.kind == "image" else VIDEO_PIXELS
+            if m.width and m.height and m.width * m.height > limit:
+                problems.append(Problem(self.platform, "media", f"{m.kind} {n} is {m.width}x{m.height} "
+                                                                f"({m.width * m.height} pixels); the limit "
+                                                                f"is {limit} pixels"))
+        return problems
 
     # -- publish ------------------------------------------------------------------------------
     def publish(self, account: AccountRef, post: Post, key: str,
                 progress: Progress | None = None) -> Published:
-        response = self.request(
-            account, "POST", f"{self.base_url(account)}/api/v1/statuses",
-            json={"status": post.body, "visibility": "public"},
-            headers={**self._auth(account), "Idempotency-Key": key},
-        )
+        progress = progress if progress is not None else Progress()
+        parts: list[str] = list(progress.get("thread") or [])
+        if not parts:
+            parts = self._parts(account, post)
+            if len(parts) > 1:
+                # Saved once, so a retry never splits differently (the instance's limit may change).
+                progress.save(thread=parts)
+        posted: list[str] = list(progress.get("parts") or [])
+        media_ids = self._upload_all(account, post, progress) if post.media and not posted else []
+        for i in range(len(posted), len(parts)):
+            body: dict[str, Any] = {"status": parts[i], "visibility": "public"}
+            if i == 0 and media_ids:
+                body["media_ids"] = media_ids
+            if posted:
+                body["in_reply_to_id"] = posted[-1]
+            # Each part its own key: a retried part returns itself, never the part before it.
+            status = self._create(account, body, key if len(parts) == 1 else f"{key}:{i}", progress)
+            posted.append(str(status["id"]))
+            if i == 0:
+                progress.save(parts=posted, first={"url": status.get("url") or status.get("uri"),
+                                                   "published_at": status.get("created_at")})
+            else:
+                progress.save(parts=posted)
+        first = progress.get("first") or {}
+        return Published(remote_id=posted[0], url=first.get("url"),
+                         published_at=_parse_time(first.get("published_at")))
+
+    def _create(self, account: AccountRef, body: dict[str, Any], key: str,
+                progress: Progress) -> dict[str, Any]:
+        try:
+            response = self.request(account, "POST", f"{self.base_url(account)}/api/v1/statuses", json=body,
+                                    headers={**self._auth(account), "Idempotency-Key": key})
+        except Rejected as exc:
+            if "media_ids" not in body or "not finished processing" not in exc.reason:
+                raise
+            # The instance still processes what GET /media called ready: poll again on the next try.
+            progress.save(media=[{**e, "ready": False} for e in progress.get("media") or []])
+            raise InProgress(f"{self.platform}: the instance is still processing the media",
+                             after=POLL_AFTER) from None
         status = self._json(response)
         if not isinstance(status, dict) or not status.get("id"):
             # A 2xx without a status: it may exist; a retry with the same key returns it if so.
             raise Transient(f"{self.platform}: the instance answered {response.status_code} without a status",
                             status=response.status_code, maybe_sent=True)
-        return self._published(status)
+        return status
+
+    def _parts(self, account: AccountRef, post: Post) -> list[str]:
+        """The statuses for ``post``: one if it fits this instance, else a thread when allowed."""
+        limits = self.instance(account)
+        body, length = post.body, limits.count(post.body)
+        if length <= limits.max_characters:
+            return [body]
+        if post.thread:
+            return split_thread(body, min(TEXT_LIMIT, limits.max_characters), limits.count)
+        raise Rejected(f"{self.platform}: text: is {length} characters long; the instance "
+                       f"{urlsplit(self.base_url(account)).netloc} allows {limits.max_characters} "
+                       "(its max_characters); use --thread for a reply chain")
+
+    def instance(self, account: AccountRef) -> InstanceLimits:
+        """The account's instance limits, read once per base URL and kept for INSTANCE_TTL."""
+        base, now = self.base_url(account), time.monotonic()
+        with _instances_lock:
+            cached = _instances.get(base)
+        if cached and cached[0] > now:
+            return cached[1]
+        try:
+            data = self._json(self.request(account, "GET", f"{base}/api/v2/instance"))
+        except Rejected:
+            # No /api/v2/instance (before Mastodon 4.0, some compatible servers): the defaults; the
+            # instance's own 422 still guards its real limit.
+            data = None
+        limits = _instance_limits(data)
+        with _instances_lock:
+            _instances[base] = (now + INSTANCE_TTL, limits)
+        return limits
+
+    # -- media upload -------------------------------------------------------------------------
+    def _upload_all(self, account: AccountRef, post: Post, progress: Progress) -> list[str]:
+        """Every media's id, uploading only what no earlier attempt saved; InProgress while the
+        instance processes any of them."""
+        entries: list[dict[str, Any] | None] = list(progress.get("media") or [])
+        entries += [None] * (len(post.media) - len(entries))
+        for i, media in enumerate(post.media):
+            entry = entries[i]
+            if entry and time.time() - float(entry.get("at", 0)) > MEDIA_REUSE:
+                entry = None
+            if entry and not entry.get("ready"):
+                entry = self._poll(account, entry, i, progress)
+            if entry is None:
+                entry = self._upload(account, media, i)
+            if entry != entries[i]:
+                entries[i] = entry
+                progress.save(media=entries)
+        waiting = [str(i + 1) for i, e in enumerate(entries) if e and not e.get("ready")]
+        if waiting:
+            raise InProgress(f"{self.platform}: media {', '.join(waiting)} of {len(entries)} still "
+                             "processing", after=POLL_AFTER)
+        return [str(e["id"]) for e in entries if e]
+
+    def _upload(self, account: AccountRef, media: Media, index: int) -> dict[str, Any]:
+        try:
+            file = open(media.path, "rb")  # noqa: SIM115 - closed below, after the request
+        except OSError as exc:
+            raise Rejected(f"{self.platform}: media {index + 1} cannot be read from the media store "
+                           f"({exc.strerror})") from None
+        with file:
+            response = self.request(
+                account, "POST", f"{self.base_url(account)}/api/v2/media", headers=self._auth(account),
+                data={"description": media.alt} if media.alt else None,
+                files={"file": (os.path.basename(media.path), file, media.mime)},
+            )
+        data = self._json(response)
+        if not isinstance(data, dict) or not data.get("id"):
+            raise Transient(f"{self.platform}: media upload answered {response.status_code} without an id",
+                            status=response.status_code, maybe_sent=True)
+        # 200: processed; 202: accepted, still processing.
+        return {"id": str(data["id"]), "ready": response.status_code == 200, "at": time.time()}
+
+    def _poll(self, account: AccountRef, entry: dict[str, Any], index: int,
+              progress: Progress) -> dict[str, Any] | None:
+        """``entry`` marked ready when the instance says so (200, not 206); None when it is gone."""
+        try:
+            response = self.request(account, "GET", f"{self.base_url(account)}/api/v1/media/{entry['id']}",
+                                    headers=self._auth(account))
+        except Rejected as exc:
+            if exc.status == 404:
+                return None  # cleaned up by the instance: upload it again
+            raise
+        if response.status_code == 200:
+            return {**entry, "ready": True}
+        if time.time() - float(entry.get("at", 0)) > MAX_PROCESSING:
+            progress.save(media=None)  # "publish again" starts with a fresh upload
+            raise Rejected(f"{self.platform}: media {index + 1} was still processing after "
+                           f"{MAX_PROCESSING:.0f} s; the instance probably failed to process it")
+        return entry
 
     # -- followers ----------------------------------------------------------------------------
     def followers(self, account: AccountRef) -> int:
@@ -85,7 +263,8 @@ class MastodonAdapter(Adapter):
         account_id = self._me(account).get("id")
         if not account_id:
             raise Transient(f"{self.platform}: verify_credentials has no account id")
-        wanted = _normalise(post.body)
+        # A thread is found by its first part, the only one that is not a reply.
+        wanted = _normalise(self._parts(account, post)[0] if post.thread else post.body)
         since = post.created_at - _CLOCK_SKEW if post.created_at else None
         url = f"{self.base_url(account)}/api/v1/accounts/{account_id}/statuses"
         params: dict[str, Any] = {"limit": _PAGE_SIZE, "exclude_replies": "true"}
@@ -165,6 +344,20 @@ def _parse_time(value: Any) -> datetime | None:
         return None
     # The API always sends UTC; a server that omits the zone still means UTC.
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _instance_limits(data: Any) -> InstanceLimits:
+    """The limits in an instance's answer; a missing or odd value keeps its default."""
+    config = data.get("configuration") if isinstance(data, dict) else None
+    statuses = config.get("statuses") if isinstance(config, dict) else None
+    statuses = statuses if isinstance(statuses, dict) else {}
+
+    def positive(name: str, default: int) -> int:
+        value = statuses.get(name)
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        return value if ok else default
+
+    return InstanceLimits(positive("max_characters", TEXT_LIMIT), positive("characters_reserved_per_url", 23))
 
 
 def _html_text(content: str) -> str:

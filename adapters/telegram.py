@@ -4,13 +4,21 @@ The account handle is the channel (``@name`` or a numeric ``-100...`` id) and th
 one bot token, which is an administrator of that channel. The token travels in the URL path
 (``/bot<token>/<method>``), so every error text built here keeps the URL out of it.
 
-Telegram has no idempotency key and a bot cannot read channel history, so a publish whose answer was
-lost cannot be repeated safely or looked up: the scheduler leaves such a delivery to an operator.
+A story is one request: ``sendMessage`` for text, ``sendPhoto`` or ``sendVideo`` for one file,
+``sendMediaGroup`` for an album of 2-10, the story's text as the (first) caption; files are uploaded
+as multipart parts. Telegram has no idempotency key and a bot cannot read channel history, so a
+publish whose answer was lost cannot be repeated safely or looked up: the scheduler leaves such a
+delivery to an operator. The message that did go out is saved in the delivery's progress, so a retry
+after it (a worker that died before recording success) sends nothing again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
@@ -18,10 +26,19 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from adapters import http
-from adapters.base import AccountRef, Adapter, Capabilities, Post, Problem, Progress, Published
+from adapters.base import AccountRef, Adapter, Capabilities, Media, Post, Problem, Progress, Published
 from adapters.errors import AdapterError, AuthExpired, RateLimited, Rejected, Transient
 from adapters.text import utf16_units
 
+CAPTION_LIMIT = 1024
+ALBUM_LIMIT = 10
+# Upload limits as python-telegram-bot reads "10 MB" and "50 MB"; TDLib's are 10 MiB and 50 MiB, so
+# these decimal ones are the safe side.
+PHOTO_BYTES = 10_000_000
+UPLOAD_BYTES = 50_000_000
+# sendPhoto: width + height at most 10000, and no side more than 20 times the other.
+PHOTO_SIDES = 10_000
+PHOTO_RATIO = 20
 # BotFather issues "<bot id>:<secret>"; anything else could change the path the URL points at.
 _TOKEN_RE = re.compile(r"\d+:[A-Za-z0-9_-]+")
 _NUMERIC_RE = re.compile(r"-?\d+")
@@ -57,37 +74,82 @@ class TelegramAdapter(Adapter):
 
     # -- caps -------------------------------------------------------------------------------------
     # Plain text (no parse_mode), so the limit applies to the body as sent; Telegram counts entity
-    # offsets in UTF-16 units and the same unit is the safe reading of the 4096 limit.
+    # offsets in UTF-16 units and the same unit is the safe reading of the 4096 limit. Photos and
+    # videos mix in an album of up to 10 (check_platform counts them together). A GIF sent as a photo
+    # would lose its animation, and only MPEG-4 plays as a video: neither is offered.
     caps: ClassVar[Capabilities] = Capabilities(
         text_limit=4096, count=utf16_units, unit="UTF-16 code units", idempotent=False, can_find=False,
+        max_images=ALBUM_LIMIT, image_types=frozenset({"image/jpeg", "image/png", "image/webp"}),
+        max_image_bytes=PHOTO_BYTES, max_videos=ALBUM_LIMIT, video_types=frozenset({"video/mp4"}),
+        max_video_bytes=UPLOAD_BYTES, images_with_video=True,
     )
 
     # -- check_platform ---------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
-        """Nothing beyond the shared rules: without parse_mode there is nothing to escape and nothing
-        Telegram would silently drop."""
-        return []
+        """With media the text travels as a caption (1024 units, not 4096); an album holds 10 items;
+        a photo's sides are bounded. Without parse_mode there is nothing to escape."""
+        problems = []
+        if post.media:
+            length = utf16_units(post.body)
+            if length > CAPTION_LIMIT:
+                problems.append(Problem(self.platform, "text", f"is {length} UTF-16 code units long; with "
+                                        f"media it goes as a caption, whose limit is {CAPTION_LIMIT}"))
+            if len(post.media) > ALBUM_LIMIT:
+                problems.append(Problem(self.platform, "media", f"{len(post.media)} images and videos; an "
+                                        f"album holds at most {ALBUM_LIMIT}"))
+        for n, m in enumerate(post.media, 1):
+            if m.kind != "image" or not (m.width and m.height):
+                continue
+            long, short = max(m.width, m.height), min(m.width, m.height)
+            if m.width + m.height > PHOTO_SIDES or long > PHOTO_RATIO * short:
+                problems.append(Problem(self.platform, "media", f"photo {n} is {m.width}x{m.height}; "
+                                        f"Telegram wants width + height <= {PHOTO_SIDES} and a ratio of at "
+                                        f"most {PHOTO_RATIO}:1"))
+        return problems
 
     # -- publish ----------------------------------------------------------------------------------
     def publish(self, account: AccountRef, post: Post, key: str,
                 progress: Progress | None = None) -> Published:
         # ``key`` cannot be sent anywhere: Telegram has no idempotency key.
+        progress = progress if progress is not None else Progress()
         chat = chat_id(account.handle)
-        payload: dict[str, Any] = {"chat_id": chat, "text": post.body}
-        if post.link:
-            # The body may carry other URLs too; the preview should be the story's.
-            payload["link_preview_options"] = {"url": post.link}
-        message = self._call(account, "sendMessage", payload)
-        message_id = message.get("message_id") if isinstance(message, dict) else None
-        if not isinstance(message_id, int):
-            raise Transient("telegram: sendMessage succeeded without a message_id", maybe_sent=True)
+        sent = progress.get("message")
+        if isinstance(sent, dict):
+            return _published(chat, sent)  # it went out on an earlier attempt
+        if not post.media:
+            method = "sendMessage"
+            payload: dict[str, Any] = {"chat_id": chat, "text": post.body}
+            if post.link:
+                # The body may carry other URLs too; the preview should be the story's.
+                payload["link_preview_options"] = {"url": post.link}
+            message = self._call(account, method, payload)
+        elif len(post.media) == 1:
+            media = post.media[0]
+            field, method = ("photo", "sendPhoto") if media.kind == "image" else ("video", "sendVideo")
+            fields = {"chat_id": chat, "caption": post.body, **_video_fields(media)}
+            message = self._call(account, method, fields, files={field: media})
+        else:
+            # Every file is its own part, named in the album by attach://; the caption on the first
+            # item is the album's.
+            method = "sendMediaGroup"
+            items = [{"type": "photo" if m.kind == "image" else "video", "media": f"attach://f{i}",
+                      **({"caption": post.body} if i == 0 else {}), **_video_fields(m)}
+                     for i, m in enumerate(post.media)]
+            messages = self._call(account, method, {"chat_id": chat, "media": items},
+                                  files={f"f{i}": m for i, m in enumerate(post.media)})
+            message = messages[0] if isinstance(messages, list) and messages else None
+        if not isinstance(message, dict) or not isinstance(message.get("message_id"), int):
+            raise Transient(f"telegram: {method} succeeded without a message_id", maybe_sent=True)
         sent_chat = message.get("chat") if isinstance(message.get("chat"), dict) else {}
-        date = message.get("date")
-        return Published(
-            remote_id=f"{chat}:{message_id}",
-            url=message_url(chat, message_id, sent_chat.get("username")),
-            published_at=datetime.fromtimestamp(date, UTC) if isinstance(date, int) else None,
-        )
+        sent = {"message_id": message["message_id"], "date": message.get("date"),
+                "username": sent_chat.get("username")}
+        progress.save(message=sent)
+        return _published(chat, sent)
+
+    @classmethod
+    def resumable(cls, state: Mapping[str, Any]) -> bool:
+        # A saved message went out: the retry returns it and sends nothing.
+        return isinstance(state.get("message"), dict)
 
     # -- followers --------------------------------------------------------------------------------
     def followers(self, account: AccountRef) -> int:
@@ -142,21 +204,22 @@ class TelegramAdapter(Adapter):
         return Rejected(f"telegram: {description} ({status})", status=status)
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _call(self, account: AccountRef, method: str, payload: dict[str, Any]) -> Any:
-        """POST one Bot API method and return its ``result``."""
+    def _call(self, account: AccountRef, method: str, payload: dict[str, Any],
+              files: dict[str, Media] | None = None) -> Any:
+        """POST one Bot API method and return its ``result``; with ``files``, as multipart form data
+        (object parameters as JSON text, each file its own part)."""
         token = account.credentials.require("bot_token", self.platform)
         if not _TOKEN_RE.fullmatch(token):
             raise AuthExpired("telegram: the stored bot token is not of the form <bot id>:<secret>")
         url = f"{self.base_url(account)}/bot{token}/{method}"
-        try:
-            response = self.request(account, "POST", url, json=payload)
-        except AdapterError:
-            raise
-        except _BAD_URL:
-            raise Rejected(f"telegram: invalid API URL for {method}; check the account's base URL") from None
-        except requests.RequestException as exc:
-            # Transport faults other than timeouts and dropped connections (http.send maps those).
-            raise Transient(f"telegram: {method} failed ({type(exc).__name__})", maybe_sent=True) from None
+        with contextlib.ExitStack() as stack:
+            if files:
+                parts = {name: (os.path.basename(m.path), stack.enter_context(_open(m, n)), m.mime)
+                         for n, (name, m) in enumerate(files.items(), 1)}
+                fields = {k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items()}
+                response = self._post(account, method, url, data=fields, files=parts)
+            else:
+                response = self._post(account, method, url, json=payload)
         try:
             data = response.json()
         except ValueError:
@@ -165,6 +228,43 @@ class TelegramAdapter(Adapter):
             raise Transient(f"telegram: {method} answered {response.status_code} without a result",
                             status=response.status_code, maybe_sent=True)
         return data["result"]
+
+    def _post(self, account: AccountRef, method: str, url: str, **body: Any) -> requests.Response:
+        try:
+            return self.request(account, "POST", url, **body)
+        except AdapterError:
+            raise
+        except _BAD_URL:
+            raise Rejected(f"telegram: invalid API URL for {method}; check the account's base URL") from None
+        except requests.RequestException as exc:
+            # Transport faults other than timeouts and dropped connections (http.send maps those).
+            raise Transient(f"telegram: {method} failed ({type(exc).__name__})", maybe_sent=True) from None
+
+
+def _open(media: Media, n: int) -> Any:
+    try:
+        return open(media.path, "rb")
+    except OSError as exc:
+        raise Rejected(f"telegram: media {n} cannot be read from the media store ({exc.strerror})") from None
+
+
+def _video_fields(media: Media) -> dict[str, Any]:
+    """What Telegram cannot read from an uploaded video itself: without them it shows a square."""
+    if media.kind != "video":
+        return {}
+    fields: dict[str, Any] = {"supports_streaming": True}
+    if media.width and media.height:
+        fields.update(width=media.width, height=media.height)
+    return fields
+
+
+def _published(chat: str, sent: dict[str, Any]) -> Published:
+    date = sent.get("date")
+    return Published(
+        remote_id=f"{chat}:{sent['message_id']}",
+        url=message_url(chat, sent["message_id"], sent.get("username")),
+        published_at=datetime.fromtimestamp(date, UTC) if isinstance(date, int) else None,
+    )
 
 
 def _without_token(text: str, url: str | None) -> str:

@@ -1,14 +1,24 @@
 """A Mastodon instance, as far as crosspost speaks to one (platforms.md section 3).
 
-Implements ``GET /api/v2/instance``, ``POST /api/v1/statuses`` (JSON or form body, Idempotency-Key),
+Implements ``GET /api/v2/instance``, ``POST /api/v2/media`` (multipart), ``GET /api/v1/media/:id``,
+``POST /api/v1/statuses`` (JSON or form body, Idempotency-Key, media_ids, in_reply_to_id),
 ``GET /api/v1/accounts/verify_credentials`` and ``GET /api/v1/accounts/:id/statuses``, with the
 real server's checks and error bodies: an unknown token is 401, a missing scope or a disabled login
-403, a blank or too-long status or an unknown visibility 422, each as ``{"error": "..."}``.
+403, a blank or too-long status, an unknown visibility or unusable media 422, each as
+``{"error": "..."}``.
+
+Media processing is driven by polls, not by time: an image is ready at once (200), a video or GIF
+answers 202, then 206 to the first ``processing_polls`` polls of ``GET /api/v1/media/:id`` and 200
+after that. ``uploads`` counts every accepted upload.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import hashlib
 import html
+import io
 import re
 import secrets
 import time
@@ -17,12 +27,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+from PIL import Image
+
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
 from adapters.text import URL_RE, graphemes, mastodon_length
 
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 DEFAULT_MAX_CHARACTERS = 500
 IDEMPOTENCY_TTL = 3600.0
+DESCRIPTION_LIMIT = 1500
+SUPPORTED_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4", "video/quicktime")
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp",
+               "video/mp4": "mp4", "video/quicktime": "mov"}
+NOT_READY = "Cannot attach files that have not finished processing. Try again in a moment!"
 
 # What Mastodon's formatter turns into links: URLs, mentions (local or remote) and hashtags.
 _ENTITY_RE = re.compile(
@@ -45,6 +62,22 @@ class _Account:
 
 
 @dataclass
+class _Media:
+    id: str
+    username: str
+    type: str  # "image" | "gifv" | "video"
+    mime: str
+    filename: str
+    size: int
+    sha256: str
+    description: str | None
+    polls_left: int
+    width: int | None = None
+    height: int | None = None
+    status_id: str | None = None
+
+
+@dataclass
 class _Token:
     username: str
     scopes: frozenset[str]
@@ -62,6 +95,8 @@ class MastodonStandIn(StandIn):
         self.accounts: dict[str, _Account] = {}
         self.tokens: dict[str, _Token] = {}
         self.statuses: list[dict[str, Any]] = []
+        self.media: dict[str, _Media] = {}
+        self.uploads = 0
         # (account id, key) -> (status id, time stored)
         self.idempotency: dict[tuple[str, str], tuple[str, float]] = {}
         self._last_id = 0
@@ -76,9 +111,16 @@ class MastodonStandIn(StandIn):
         self.max_media_attachments = 4
         self.idempotency_ttl = IDEMPOTENCY_TTL
         self.retry_after_header = True
+        self.image_size_limit = 16_777_216
+        self.video_size_limit = 103_809_024
+        self.image_matrix_limit = 33_177_600
+        # Polls of GET /api/v1/media/:id that answer 206 before a video is ready.
+        self.processing_polls = 1
 
     def register(self) -> None:
         self.route("GET", r"/api/v2/instance", self.instance)
+        self.route("POST", r"/api/v2/media", self.upload_media)
+        self.route("GET", r"/api/v1/media/(?P<id>[^/]+)", self.show_media)
         self.route("POST", r"/api/v1/statuses", self.create_status)
         self.route("GET", r"/api/v1/accounts/verify_credentials", self.verify_credentials)
         self.route("GET", r"/api/v1/accounts/(?P<id>[^/]+)/statuses", self.account_statuses)
@@ -110,13 +152,15 @@ class MastodonStandIn(StandIn):
         with self.lock:
             self.statuses.clear()
             self.idempotency.clear()
+            self.media.clear()
+            self.uploads = 0
             for account in self.accounts.values():
                 account.disabled = False
             self._defaults()
 
     def state(self) -> dict[str, Any]:
         with self.lock:
-            return {"accounts": len(self.accounts), "statuses": len(self.statuses)}
+            return {"accounts": len(self.accounts), "statuses": len(self.statuses), "uploads": self.uploads}
 
     def rate_limited(self, fault: Fault) -> Response:
         wait = fault.retry_after if fault.retry_after is not None else 1
@@ -138,11 +182,12 @@ class MastodonStandIn(StandIn):
                 "statuses": {"max_characters": self.max_characters,
                              "max_media_attachments": self.max_media_attachments,
                              "characters_reserved_per_url": self.characters_reserved_per_url},
-                "media_attachments": {"supported_mime_types": ["image/jpeg", "image/png", "image/gif",
-                                                               "image/webp", "video/mp4"],
-                                      "image_size_limit": 16_777_216, "image_matrix_limit": 33_177_600,
-                                      "video_size_limit": 103_809_024, "video_frame_rate_limit": 120,
-                                      "video_matrix_limit": 8_294_400},
+                "media_attachments": {"supported_mime_types": list(SUPPORTED_TYPES),
+                                      "description_limit": DESCRIPTION_LIMIT,
+                                      "image_size_limit": self.image_size_limit,
+                                      "image_matrix_limit": self.image_matrix_limit,
+                                      "video_size_limit": self.video_size_limit,
+                                      "video_frame_rate_limit": 120, "video_matrix_limit": 8_294_400},
                 "polls": {"max_options": 4, "max_characters_per_option": 50,
                           "min_expiration": 300, "max_expiration": 2_629_746},
             },
@@ -161,35 +206,83 @@ class MastodonStandIn(StandIn):
             text = _scalar(params.get("status")) or ""
             spoiler = _scalar(params.get("spoiler_text")) or ""
             visibility = _scalar(params.get("visibility")) or "public"
-            media_ids = params.get("media_ids")
-            if isinstance(media_ids, list) and media_ids:
-                if len(media_ids) > self.max_media_attachments:
-                    raise HttpError(422, {"error": "Cannot attach more than "
-                                                   f"{self.max_media_attachments} files"})
-                # This stand-in stores no media, so every id is unknown.
-                raise HttpError(422, {"error": f"Media {', '.join(map(str, media_ids))} not found"})
+            media = self._attachable(account, params.get("media_ids"))
             if visibility not in VISIBILITIES:
                 raise HttpError(422, {"error": f"'{visibility}' is not a valid visibility"})
             if params.get("scheduled_at"):
                 raise HttpError(422, {"error": "the stand-in does not schedule statuses"})
-            if not text.strip():
+            if not text.strip() and not media:
                 raise HttpError(422, {"error": "Validation failed: Text can't be blank"})
             length = mastodon_length(text, self.characters_reserved_per_url) + graphemes(spoiler)
             if length > self.max_characters:
                 raise HttpError(422, {"error": f"Validation failed: Text character limit of "
                                                f"{self.max_characters} exceeded"})
-            reply_to = _scalar(params.get("in_reply_to_id"))
-            if reply_to:
-                self._status(reply_to)
-            status = self._store(account, text, spoiler, visibility, reply_to)
+            reply_to = _scalar(params.get("in_reply_to_id")) or None
+            parent = self._parent(reply_to) if reply_to else None
+            status = self._store(account, text, spoiler, visibility, parent, media)
             if key:
                 self.idempotency[(account.id, key)] = (status["id"], time.time())
             self.record("status", {
                 "account": account.username, "text": text, "visibility": visibility,
                 "spoiler_text": spoiler, "format": params["_format"],
-                "user_agent": req.headers.get("user-agent", ""),
+                "user_agent": req.headers.get("user-agent", ""), "in_reply_to_id": reply_to,
+                "media": [{"id": m.id, "type": m.type, "description": m.description, "sha256": m.sha256}
+                          for m in media],
             }, key=key, id=status["id"])
             return Response(200, self._render(status))
+
+    def upload_media(self, req: Request) -> Response:
+        account = self._authorize(req, "write:media")
+        fields, files = _multipart(req)
+        if "file" not in files or not files["file"][2]:
+            raise HttpError(422, {"error": "Validation failed: File can't be blank"})
+        filename, declared, data = files["file"]
+        description = fields.get("description") or None
+        if description and len(description) > DESCRIPTION_LIMIT:
+            raise HttpError(422, {"error": "Validation failed: Description is too long (maximum is "
+                                           f"{DESCRIPTION_LIMIT} characters)"})
+        mime = _sniff(data)
+        if mime is None:
+            raise HttpError(422, {"error": "File type of uploaded media could not be verified"})
+        if mime not in SUPPORTED_TYPES:
+            raise HttpError(422, {"error": "Validation failed: File content type is invalid"})
+        if declared not in (mime, "application/octet-stream"):
+            raise HttpError(422, {"error": "Validation failed: File has contents that are not what they "
+                                           "are reported to be"})
+        image = mime.startswith("image/")
+        limit = self.image_size_limit if image else self.video_size_limit
+        if len(data) > limit:
+            raise HttpError(422, {"error": f"Validation failed: File file size must be less than "
+                                           f"{limit // (1024 * 1024)} MB"})
+        width = height = None
+        if image:
+            try:
+                with Image.open(io.BytesIO(data)) as picture:
+                    width, height = picture.size
+            except Exception:  # Pillow raises many kinds for a broken file
+                raise HttpError(422, {"error": "File type of uploaded media could not be verified"}) from None
+            if width * height > self.image_matrix_limit:
+                raise HttpError(422, {"error": f"{width}x{height} images are not supported"})
+        # Mastodon turns a GIF into a looping video (gifv), processed like one.
+        kind = "image" if image and mime != "image/gif" else "gifv" if image else "video"
+        with self.lock:
+            item = _Media(self._next_id(), account.username, kind, mime, filename, len(data),
+                          hashlib.sha256(data).hexdigest(), description,
+                          0 if kind == "image" else self.processing_polls, width, height)
+            self.media[item.id] = item
+            self.uploads += 1
+            return Response(200 if kind == "image" else 202, self._render_media(item, ready=kind == "image"))
+
+    def show_media(self, req: Request) -> Response:
+        account = self._authorize(req, "write:media")
+        with self.lock:
+            item = self.media.get(req.match.group("id") if req.match else "")
+            if item is None or item.username != account.username:
+                raise HttpError(404, {"error": "Record not found"})
+            if item.polls_left > 0:
+                item.polls_left -= 1
+                return Response(206, self._render_media(item, ready=False))
+            return Response(200, self._render_media(item, ready=True))
 
     def verify_credentials(self, req: Request) -> Response:
         account = self._authorize(req, "read:accounts")
@@ -261,6 +354,40 @@ class MastodonStandIn(StandIn):
             return params
         raise HttpError(415, {"error": f"the stand-in reads JSON or form bodies, not {ctype}"})
 
+    def _attachable(self, account: _Account, raw: Any) -> list[_Media]:
+        """The media a new status may carry, checked like PostStatusService#validate_media!."""
+        if not isinstance(raw, list) or not raw:
+            return []
+        if len(raw) > self.max_media_attachments:
+            raise HttpError(422, {"error": f"Cannot attach more than {self.max_media_attachments} files"})
+        ids = [str(i) for i in raw]
+        # Another account's media, or one already attached, is as unknown as a made-up id.
+        missing = [i for i in ids if (m := self.media.get(i)) is None or m.username != account.username
+                   or m.status_id is not None]
+        if missing:
+            raise HttpError(422, {"error": f"Media {', '.join(missing)} not found"})
+        media = [self.media[i] for i in ids]
+        if len(media) > 1 and any(m.type == "video" for m in media):
+            raise HttpError(422, {"error": "Cannot attach a video to a post that already contains images"})
+        if any(m.polls_left > 0 for m in media):
+            raise HttpError(422, {"error": NOT_READY})
+        return media
+
+    def _parent(self, status_id: str) -> dict[str, Any]:
+        for status in self.statuses:
+            if status["id"] == status_id and status["visibility"] != "direct":
+                return status
+        raise HttpError(404, {"error": "The post you are trying to reply to does not appear to exist."})
+
+    def _render_media(self, item: _Media, ready: bool) -> dict[str, Any]:
+        base = f"{self.url}/system/media_attachments/files/{item.id}"
+        meta = {"original": {"width": item.width, "height": item.height}} if item.width else {}
+        return {"id": item.id, "type": item.type,
+                "url": f"{base}/original/{item.filename}" if ready else None,
+                "preview_url": f"{base}/small/{item.id}.{_EXTENSIONS[item.mime]}",
+                "remote_url": None, "text_url": None, "meta": meta, "description": item.description,
+                "blurhash": None}
+
     def _next_id(self) -> str:
         # Snowflake-like: milliseconds in the high bits, so ids sort by creation time.
         with self.lock:
@@ -268,16 +395,21 @@ class MastodonStandIn(StandIn):
             return str(self._last_id)
 
     def _store(self, account: _Account, text: str, spoiler: str, visibility: str,
-               reply_to: str | None) -> dict[str, Any]:
+               parent: dict[str, Any] | None, media: list[_Media]) -> dict[str, Any]:
         status_id = self._next_id()
+        for item in media:
+            item.status_id = status_id
         status = {
-            "id": status_id, "created_at": _iso(datetime.now(UTC)), "in_reply_to_id": reply_to,
-            "in_reply_to_account_id": None, "sensitive": bool(spoiler), "spoiler_text": spoiler,
+            "id": status_id, "created_at": _iso(datetime.now(UTC)),
+            "in_reply_to_id": parent["id"] if parent else None,
+            "in_reply_to_account_id": self.accounts[parent["_account"]].id if parent else None,
+            "sensitive": bool(spoiler), "spoiler_text": spoiler,
             "visibility": visibility, "language": "en",
             "uri": f"{self.url}/users/{account.username}/statuses/{status_id}",
             "url": f"{self.url}/@{account.username}/{status_id}",
             "replies_count": 0, "reblogs_count": 0, "favourites_count": 0,
-            "content": self._html(text), "reblog": None, "media_attachments": [], "mentions": [],
+            "content": self._html(text), "reblog": None,
+            "media_attachments": [self._render_media(m, ready=True) for m in media], "mentions": [],
             "tags": [], "emojis": [], "card": None, "poll": None, "_account": account.username,
         }
         self.statuses.append(status)
@@ -334,6 +466,44 @@ class MastodonStandIn(StandIn):
                            f'rel="tag">#<span>{m["tag"]}</span></a>')
         out.append(html.escape(line[pos:]))
         return "".join(out)
+
+
+def _multipart(req: Request) -> tuple[dict[str, str], dict[str, tuple[str, str, bytes]]]:
+    """Fields and files (name -> (file name, declared type, bytes)) of a multipart/form-data body."""
+    ctype = req.headers.get("content-type", "")
+    if not ctype.lower().startswith("multipart/form-data"):
+        return {}, {}
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {ctype}\r\n\r\n".encode() + req.body)
+    fields: dict[str, str] = {}
+    files: dict[str, tuple[str, str, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        data = part.get_payload(decode=True)
+        data = data if isinstance(data, bytes) else b""
+        filename = part.get_filename()
+        if filename is None:
+            fields[name] = data.decode("utf-8", "replace")
+        else:
+            files[name] = (filename, part.get_content_type(), data)
+    return fields, files
+
+
+def _sniff(data: bytes) -> str | None:
+    """The type a file's first bytes show, as the server's content-type detection reads it."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp":
+        return "video/quicktime" if data[8:10] == b"qt" else "video/mp4"
+    return None
 
 
 def _scalar(value: Any) -> str | None:

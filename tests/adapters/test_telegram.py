@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import itertools
 import json
 import socket
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from PIL import Image
 
-from adapters.base import AccountRef, Credentials, Post, Problem
+from adapters.base import AccountRef, Credentials, Media, Post, Problem, Progress
 from adapters.errors import AuthExpired, RateLimited, Rejected, Transient
 from adapters.standins.base import Fault
 from adapters.standins.telegram import TelegramStandIn
@@ -19,6 +25,7 @@ from adapters.telegram import TelegramAdapter, chat_id, message_url
 
 WHEN = datetime(2026, 11, 28, 12, tzinfo=UTC)
 LINK = "https://news.example/stories/42"
+MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 2000
 _names = itertools.count(1)
 
 
@@ -106,6 +113,46 @@ def test_caps_say_no_idempotency_and_no_lookup(adapter: TelegramAdapter) -> None
     assert adapter.caps.text_limit == 4096
 
 
+def fake(kind: str = "image", mime: str = "image/jpeg", size: int = 1000, width: int | None = 800,
+         height: int | None = 600) -> Media:
+    return Media(kind=kind, path="/nowhere", mime=mime, size=size, width=width, height=height)
+
+
+MEDIA_CHECKS: list[tuple[str, str, tuple[Media, ...], list[str]]] = [
+    # (case, text, media, problems)
+    ("caption at 1024 units", "😀" * 512, (fake(),), []),
+    ("caption over 1024 units", "😀" * 513, (fake(),),
+     ["telegram: text: is 1026 UTF-16 code units long; with media it goes as a caption, whose limit is "
+      "1024"]),
+    ("4000 units are fine without media", "x" * 4000, (), []),
+    ("ten photos and videos", "x", (fake(),) * 6 + (fake("video", "video/mp4"),) * 4, []),
+    ("eleven", "x", (fake(),) * 11, ["telegram: media: 11 images; the limit is 10",
+                                     "telegram: media: 11 images and videos; an album holds at most 10"]),
+    ("a GIF would lose its animation", "x", (fake(mime="image/gif"),),
+     ["telegram: media: image type image/gif is not one of image/jpeg, image/png, image/webp"]),
+    ("a QuickTime video", "x", (fake("video", "video/quicktime"),),
+     ["telegram: media: video type video/quicktime is not one of video/mp4"]),
+    ("photo over 10 MB", "x", (fake(size=10_000_001),),
+     ["telegram: media: image is 10000001 bytes; the limit is 10000000"]),
+    ("video over 50 MB", "x", (fake("video", "video/mp4", size=50_000_001),),
+     ["telegram: media: video is 50000001 bytes; the limit is 50000000"]),
+    ("photo sides over 10000", "x", (fake(width=6000, height=4001),),
+     ["telegram: media: photo 1 is 6000x4001; Telegram wants width + height <= 10000 and a ratio of at most "
+      "20:1"]),
+    ("photo ratio over 20", "x", (fake(), fake(width=2100, height=100)),
+     ["telegram: media: photo 2 is 2100x100; Telegram wants width + height <= 10000 and a ratio of at most "
+      "20:1"]),
+    ("a video's shape is not checked", "x", (fake("video", "video/mp4", width=4000, height=100),), []),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "media", "problems"), MEDIA_CHECKS,
+                         ids=[c[0] for c in MEDIA_CHECKS])
+def test_check_media(adapter: TelegramAdapter, case: str, text: str, media: tuple[Media, ...],
+                     problems: list[str]) -> None:
+    assert [str(p) for p in adapter.check(Post(text=text, media=media))] == problems
+
+
 # -- publish ---------------------------------------------------------------------------------------
 def test_publish_public_channel(standin: TelegramStandIn, adapter: TelegramAdapter) -> None:
     acct = account(standin)
@@ -164,6 +211,133 @@ def test_message_ids_increase_per_chat(standin: TelegramStandIn, adapter: Telegr
 def test_emoji_text_at_the_limit_is_accepted(standin: TelegramStandIn, adapter: TelegramAdapter) -> None:
     adapter.publish(account(standin), post("😀" * 2048, link=None), "d6")
     assert len(standin.posts("message")) == 1
+
+
+# -- media -----------------------------------------------------------------------------------------
+def image_file(tmp_path: Path, size: tuple[int, int] = (64, 48), fmt: str = "PNG") -> Media:
+    path = tmp_path / f"img{next(_names)}.{fmt.lower()}"
+    Image.new("RGB", size, (20, 90, 200)).save(path, fmt)
+    return Media(kind="image", path=str(path), mime=f"image/{fmt.lower()}", size=path.stat().st_size,
+                 width=size[0], height=size[1], alt="ignored: Telegram has no alt text")
+
+
+def video_file(tmp_path: Path) -> Media:
+    path = tmp_path / f"clip{next(_names)}.mp4"
+    path.write_bytes(MP4)
+    return Media(kind="video", path=str(path), mime="video/mp4", size=path.stat().st_size, width=640,
+                 height=360)
+
+
+def sha(media: Media) -> str:
+    return hashlib.sha256(Path(media.path).read_bytes()).hexdigest()
+
+
+def test_publish_one_photo_with_caption(standin: TelegramStandIn, adapter: TelegramAdapter,
+                                        tmp_path: Path) -> None:
+    acct = account(standin)
+    photo = image_file(tmp_path, fmt="JPEG")
+    progress = Progress()
+    result = adapter.publish(acct, replace(post(), media=(photo,)), "d30", progress)
+
+    [call] = standin.calls
+    assert call["method"] == "sendPhoto" and call["headers"]["content-type"].startswith("multipart/form-data")
+    assert call["params"] == {"chat_id": acct.handle, "caption": post().body}
+    assert call["files"] == {"photo": (Path(photo.path).name, "image/jpeg", photo.size)}
+    [message] = standin.posts("message")
+    assert message.data["text"] == post().body
+    shown = [(m["type"], m["sha256"], m["width"]) for m in message.data["media"]]
+    assert shown == [("photo", sha(photo), 64)]
+    assert result.remote_id == f"{acct.handle}:1" and result.url == f"https://t.me/{acct.handle[1:]}/1"
+    assert progress.get("message")["message_id"] == 1 and standin.uploads == 1
+
+
+def test_publish_one_video(standin: TelegramStandIn, adapter: TelegramAdapter, tmp_path: Path) -> None:
+    acct = account(standin)
+    clip = video_file(tmp_path)
+    adapter.publish(acct, replace(post(link=None), media=(clip,)), "d31")
+    [call] = standin.calls
+    assert call["method"] == "sendVideo"
+    assert call["params"] == {"chat_id": acct.handle, "caption": post(link=None).body,
+                              "supports_streaming": "true", "width": "640", "height": "360"}
+    assert call["files"] == {"video": (Path(clip.path).name, "video/mp4", clip.size)}
+    [message] = standin.posts("message")
+    assert message.data["media"][0]["type"] == "video" and message.data["media"][0]["sha256"] == sha(clip)
+
+
+def test_publish_album_of_photos_and_a_video(standin: TelegramStandIn, adapter: TelegramAdapter,
+                                             tmp_path: Path) -> None:
+    acct = account(standin)
+    items = (image_file(tmp_path), image_file(tmp_path, (30, 90)), video_file(tmp_path))
+    result = adapter.publish(acct, replace(post(), media=items), "d32")
+
+    [call] = standin.calls
+    assert call["method"] == "sendMediaGroup"
+    assert json.loads(call["params"]["media"]) == [
+        {"type": "photo", "media": "attach://f0", "caption": post().body},
+        {"type": "photo", "media": "attach://f1"},
+        {"type": "video", "media": "attach://f2", "supports_streaming": True, "width": 640, "height": 360},
+    ]
+    assert sorted(call["files"]) == ["f0", "f1", "f2"]
+    [message] = standin.posts("message")  # one story, one record
+    assert message.data["message_ids"] == [1, 2, 3] and message.data["text"] == post().body
+    assert [m["sha256"] for m in message.data["media"]] == [sha(m) for m in items]
+    assert result.remote_id == f"{acct.handle}:1" and standin.uploads == 3
+
+
+def test_saved_message_is_never_sent_again(standin: TelegramStandIn, adapter: TelegramAdapter,
+                                           tmp_path: Path) -> None:
+    acct = account(standin)
+    saved: list[dict[str, Any]] = []
+    progress = Progress(saver=saved.append)
+    story = replace(post(), media=(image_file(tmp_path), image_file(tmp_path)))
+    first = adapter.publish(acct, story, "d33", progress)
+    assert saved and TelegramAdapter.resumable(saved[-1]) and not TelegramAdapter.resumable({})
+    # The worker died before recording success: the retry answers from progress.
+    assert adapter.publish(acct, story, "d33", progress) == first
+    assert len(standin.calls) == 1 and standin.duplicates() == 0 and standin.uploads == 2
+
+
+def test_lost_answer_for_media_leaves_nothing_to_resume(standin: TelegramStandIn, adapter: TelegramAdapter,
+                                                        tmp_path: Path) -> None:
+    acct = account(standin)
+    standin.inject(Fault(commit=True, drop=True, path="sendPhoto"))
+    progress = Progress()
+    with pytest.raises(Transient) as caught:
+        adapter.publish(acct, replace(post(), media=(image_file(tmp_path),)), "d34", progress)
+    assert caught.value.maybe_sent is True
+    assert len(standin.posts("message")) == 1 and not TelegramAdapter.resumable(progress.state)
+
+
+# (case, media factory, fault, error, words)
+MEDIA_FAILURES: list[tuple[str, Callable[[Path], tuple[Media, ...]], Fault | None, type[Exception], str]] = [
+    ("caption too long (check bypassed)", lambda p: (image_file(p),), None, Rejected,
+     "message caption is too long"),
+    ("photo shape unknown to check", lambda p: (replace(image_file(p, (10, 300)), width=None),), None,
+     Rejected, "PHOTO_INVALID_DIMENSIONS"),
+    ("album item the servers refuse",
+     lambda p: (image_file(p), replace(image_file(p, (10, 300)), width=None)), None, Rejected,
+     'failed to send message #2 with the error message "PHOTO_INVALID_DIMENSIONS"'),
+    ("file missing from the media store", lambda p: (fake(),), None, Rejected,
+     "media 1 cannot be read from the media store"),
+    ("album rate limited", lambda p: (image_file(p), image_file(p)), Fault(status=429, retry_after=9),
+     RateLimited, "retry after 9"),
+    ("video upload dropped", lambda p: (video_file(p),), Fault(drop=True), Transient, "connection dropped"),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "fault", "error", "words"), MEDIA_FAILURES,
+                         ids=[m[0] for m in MEDIA_FAILURES])
+def test_publish_media_failures(standin: TelegramStandIn, adapter: TelegramAdapter, tmp_path: Path, case: str,
+                                make: Callable[[Path], tuple[Media, ...]], fault: Fault | None,
+                                error: type[Exception], words: str) -> None:
+    acct = account(standin)
+    text = "x" * 1025 if case.startswith("caption") else "Photos"
+    if fault:
+        standin.inject(fault)
+    with pytest.raises(error) as caught:
+        adapter.publish(acct, Post(text=text, created_at=WHEN, media=make(tmp_path)), "d35")
+    assert words in str(caught.value)
+    assert standin.posts("message") == [] and standin.uploads == 0
 
 
 # -- failures: (fault injected or account set up wrongly) -> error ----------------------------------
@@ -459,3 +633,110 @@ def test_standin_getters(standin: TelegramStandIn) -> None:
     assert chat["type"] == "channel" and chat["username"] == acct.handle[1:]
     by_id = call(standin, token, "getChatMemberCount", params={"chat_id": str(chat["id"])}).json()
     assert by_id == {"ok": True, "result": 77}
+
+
+# -- the stand-in's media methods ------------------------------------------------------------------
+def png_bytes(size: tuple[int, int] = (20, 10)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size).save(out, "PNG")
+    return out.getvalue()
+
+
+def small(standin: TelegramStandIn) -> None:
+    standin.photo_limit, standin.upload_limit = 30, 200
+
+
+MEDIA_STRICT: list[tuple[str, str, dict[str, Any], dict[str, bytes], Callable[[TelegramStandIn], None] | None,
+                         int, str]] = [
+    # (case, method, fields, files, setup, status, description)
+    ("no photo", "sendPhoto", {}, {}, None, 400, "Bad Request: there is no photo in the request"),
+    ("empty photo", "sendPhoto", {}, {"photo": b""}, None, 400, "Bad Request: file must be non-empty"),
+    ("photo too big", "sendPhoto", {}, {"photo": png_bytes()}, small, 400,
+     "Bad Request: file of size {size} bytes is too big for a photo; the maximum size is 30 bytes"),
+    ("upload too big", "sendVideo", {}, {"video": MP4}, small, 413, "Request Entity Too Large"),
+    ("not an image", "sendPhoto", {}, {"photo": b"GIF89a but not really"}, None, 400,
+     "Bad Request: IMAGE_PROCESS_FAILED"),
+    ("photo ratio over 20", "sendPhoto", {}, {"photo": png_bytes((10, 300))}, None, 400,
+     "Bad Request: PHOTO_INVALID_DIMENSIONS"),
+    ("caption too long", "sendPhoto", {"caption": "😀" * 513}, {"photo": png_bytes()}, None, 400,
+     "Bad Request: message caption is too long"),
+    ("photo by URL", "sendPhoto", {"photo": "https://example.com/a.jpg"}, {}, None, 400,
+     "Bad Request: failed to get HTTP URL content"),
+    ("unknown file_id", "sendPhoto", {"photo": "AgACAgIAAxkBAAI"}, {}, None, 400,
+     "Bad Request: wrong file identifier/HTTP URL specified"),
+    ("attach:// without its part", "sendPhoto", {"photo": "attach://x"}, {}, None, 400,
+     "Bad Request: can't parse InputMedia: media not found"),
+    ("bad video width", "sendVideo", {"width": "wide"}, {"video": MP4}, None, 400,
+     'Bad Request: field "width" must be of type Integer'),
+    ("album without media", "sendMediaGroup", {}, {}, None, 400,
+     'Bad Request: parameter "media" is required'),
+    ("album not JSON", "sendMediaGroup", {"media": "[{"}, {}, None, 400,
+     "Bad Request: can't parse media JSON object"),
+    ("album not an array", "sendMediaGroup", {"media": "{}"}, {}, None, 400,
+     "Bad Request: expected an Array of InputMedia"),
+    ("album empty", "sendMediaGroup", {"media": "[]"}, {}, None, 400,
+     "Bad Request: there are no messages to send"),
+    ("album of one", "sendMediaGroup", {"media": json.dumps([{"type": "photo", "media": "attach://a"}])},
+     {"a": png_bytes()}, None, 400, "Bad Request: an album needs 2-10 items"),
+    ("album of eleven", "sendMediaGroup",
+     {"media": json.dumps([{"type": "photo", "media": "attach://a"}] * 11)}, {"a": png_bytes()}, None, 400,
+     "Bad Request: too many messages to send as an album"),
+    ("album reference without a part", "sendMediaGroup",
+     {"media": json.dumps([{"type": "photo", "media": "attach://a"}, {"type": "photo", "media": "attach://b"}])},
+     {"a": png_bytes()}, None, 400, "Bad Request: can't parse InputMedia: media not found"),
+    ("album of documents", "sendMediaGroup",
+     {"media": json.dumps([{"type": "document", "media": "attach://a"}] * 2)}, {"a": png_bytes()}, None, 400,
+     'Bad Request: can\'t parse InputMedia: type "document" is unsupported'),
+    ("album caption too long", "sendMediaGroup",
+     {"media": json.dumps([{"type": "photo", "media": "attach://a", "caption": "x" * 1025},
+                           {"type": "photo", "media": "attach://a"}])}, {"a": png_bytes()}, None, 400,
+     "Bad Request: message caption is too long"),
+]
+
+
+@pytest.mark.parametrize(("case", "method", "fields", "files", "setup", "status", "description"),
+                         MEDIA_STRICT, ids=[m[0] for m in MEDIA_STRICT])
+def test_standin_media_checks(standin: TelegramStandIn, case: str, method: str, fields: dict[str, Any],
+                              files: dict[str, bytes], setup: Callable[[TelegramStandIn], None] | None,
+                              status: int, description: str) -> None:
+    acct = account(standin)
+    if setup:
+        setup(standin)
+    parts = {name: (f"{name}.bin", data, "application/octet-stream") for name, data in files.items()}
+    response = call(standin, token_of(acct), method, data={"chat_id": acct.handle, **fields},
+                    files=parts or {"chat_id": (None, acct.handle)})
+    size = len(next(iter(files.values()), b""))
+    assert response.status_code == status
+    assert response.json() == {"ok": False, "error_code": status,
+                               "description": description.format(size=size)}
+    assert standin.posts("message") == [] and standin.uploads == 0
+
+
+def test_standin_reuses_file_ids_of_the_same_kind(standin: TelegramStandIn) -> None:
+    acct = account(standin)
+    token = token_of(acct)
+    sent = call(standin, token, "sendVideo", data={"chat_id": acct.handle}, files={"video": ("v.mp4", MP4)})
+    file_id = sent.json()["result"]["video"]["file_id"]
+    again = call(standin, token, "sendVideo", json={"chat_id": acct.handle, "video": file_id, "caption": "2"})
+    assert again.status_code == 200 and again.json()["result"]["video"]["file_id"] == file_id
+    wrong = call(standin, token, "sendPhoto", json={"chat_id": acct.handle, "photo": file_id})
+    assert wrong.json()["description"] == "Bad Request: can't use file of type Video as Photo"
+    other_bot = account(standin)
+    theirs = call(standin, token_of(other_bot), "sendVideo",
+                  json={"chat_id": other_bot.handle, "video": file_id})
+    assert theirs.json()["description"] == "Bad Request: wrong file identifier/HTTP URL specified"
+    assert standin.uploads == 1 and len(standin.posts("message")) == 2
+
+
+def test_standin_album_messages_share_a_group(standin: TelegramStandIn) -> None:
+    acct = account(standin)
+    media = [{"type": "photo", "media": "attach://a", "caption": "first"},
+             {"type": "video", "media": "attach://b"}]
+    answer = call(standin, token_of(acct), "sendMediaGroup",
+                  data={"chat_id": acct.handle, "media": json.dumps(media)},
+                  files={"a": ("a.png", png_bytes(), "image/png"), "b": ("b.mp4", MP4, "video/mp4")})
+    result = answer.json()["result"]
+    assert [m["message_id"] for m in result] == [1, 2]
+    assert result[0]["media_group_id"] == result[1]["media_group_id"]
+    assert result[0]["caption"] == "first" and "caption" not in result[1]
+    assert result[0]["photo"][0]["width"] == 20 and result[1]["video"]["mime_type"] == "video/mp4"
