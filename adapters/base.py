@@ -113,9 +113,12 @@ class Progress:
         return self.state.get(name, default)
 
     def save(self, **changes: Any) -> None:
-        self.state.update(changes)
+        merged = {**self.state, **changes}
         if self._saver is not None:
-            self._saver(dict(self.state))
+            self._saver(dict(merged))
+        # Only what was saved counts: a failed save must not make the caller believe a retry can
+        # resume (Telegram's saved message), or the retry, which sees only the saved state, posts again.
+        self.state = merged
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from config.settings import Settings, get_settings
+from scheduler.followers import tick_period
 
 
 def create_app(settings: Settings) -> Celery:
@@ -30,6 +31,9 @@ def create_app(settings: Settings) -> Celery:
         beat_schedule={
             "tick": {"task": "crosspost.tick", "schedule": settings.tick_interval,
                      "options": {"expires": settings.tick_interval * 2}},
+            # Claims the accounts whose follower-sampling slot has come (see scheduler/followers.py).
+            "followers": {"task": "crosspost.followers_tick", "schedule": tick_period(settings),
+                          "options": {"expires": tick_period(settings) * 2}},
         },
         beat_schedule_filename=str(settings.data_dir / "beat-schedule"),
         timezone="UTC",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from celery import Task
 
 from scheduler.celery_app import app
+from scheduler.followers import sample_account
+from scheduler.followers import tick as run_followers_tick
 from scheduler.publishing import publish_delivery
 from scheduler.ticks import tick as run_tick
 
@@ -21,3 +23,17 @@ def tick() -> int:
 @app.task(name="crosspost.publish", bind=True, ignore_result=True)
 def publish(self: Task, delivery_id: int) -> str:
     return publish_delivery(int(delivery_id), celery_id=self.request.id)
+
+
+def send_sample(account_id: int) -> None:
+    sample_followers.apply_async(args=[account_id])
+
+
+@app.task(name="crosspost.followers_tick", ignore_result=True)
+def followers_tick() -> int:
+    return len(run_followers_tick(send_sample))
+
+
+@app.task(name="crosspost.sample_followers", ignore_result=True)
+def sample_followers(account_id: int) -> str:
+    return sample_account(int(account_id), scheduled=True).outcome

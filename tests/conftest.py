@@ -89,6 +89,8 @@ class Env:
             "CROSSPOST_ACCOUNT_MIN_INTERVAL": "0",
             "CROSSPOST_HTTP_TIMEOUT": "30",
             "CROSSPOST_LOG_LEVEL": "INFO",
+            # Beats started by tests would otherwise sample followers and spend injected faults.
+            "CROSSPOST_FOLLOWER_INTERVAL": "1000000000",
         }
 
     @property

@@ -1,0 +1,217 @@
+"""``crosspost followers``: sample follower counts now, enqueue the due samples, and report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from config.settings import get_settings
+from scheduler import accounts, followers
+from scheduler.db import session_scope
+from scheduler.errors import UserError
+from scheduler.models import Account, utcnow
+
+followers_app = typer.Typer(help="Follower counts over time.", no_args_is_help=True)
+out = Console(soft_wrap=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON with stable field names.")]
+# The CLI waits for a rate gate that opens this soon rather than report the account as deferred.
+GATE_WAIT = 10.0
+SAMPLE_THREADS = 8
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    out.print(table)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+# -- sample ---------------------------------------------------------------------------------------
+def _sample_waiting(account_id: int) -> followers.Sampled:
+    for _ in range(3):
+        result = followers.sample_account(account_id)
+        if result.outcome != "deferred" or result.until is None:
+            return result
+        wait = (result.until - utcnow()).total_seconds()
+        if wait > GATE_WAIT:
+            return result
+        time.sleep(max(wait, 0.05))
+    return result
+
+
+@followers_app.command("sample")
+def sample(
+    account: Annotated[str | None, typer.Option(help="Only this account (id or platform:handle).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sample follower counts now: one account, or every active account."""
+    with session_scope() as s:
+        if account is not None:
+            found = accounts.find(s, account)
+            targets = [(found.id, found.label)]
+        else:
+            targets = list(s.execute(select(Account.id, Account.platform + ":" + Account.handle)
+                                     .where(Account.status == "active").order_by(Account.id)))
+    if not targets:
+        raise UserError("account: no active account to sample; add one with `crosspost accounts add`")
+    labels = dict(targets)
+    with ThreadPoolExecutor(min(SAMPLE_THREADS, len(targets))) as pool:
+        results = list(pool.map(_sample_waiting, [t[0] for t in targets]))
+    rows = [{"id": r.account_id, "account": labels[r.account_id], "outcome": r.outcome,
+             "followers": r.followers, "error": r.error, "until": _iso(r.until)} for r in results]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        _table(rows, ["id", "account", "outcome", "followers", "error"])
+    if any(r.outcome != "sampled" for r in results):
+        raise typer.Exit(1)
+
+
+@followers_app.command("tick")
+def tick() -> None:
+    """Enqueue the samples due now, once (for a system crontab instead of `crosspost beat`)."""
+    from scheduler.tasks import send_sample
+
+    sent = followers.tick(send_sample)
+    out.print(f"sent {len(sent)} follower samples to the workers")
+
+
+# -- report ---------------------------------------------------------------------------------------
+def _parse_since(value: str | None, today: date) -> date | None:
+    if value is None:
+        return None
+    try:
+        since = date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"since: {value!r} is not a date (YYYY-MM-DD)") from None
+    if since > today:
+        raise UserError(f"since: {since} is after today ({today}, UTC)")
+    return since
+
+
+def _output_path(value: str | None, field: str, suffixes: tuple[str, ...]) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if path.suffix.lower() not in suffixes:
+        raise UserError(f"{field}: {path.name} must end with {' or '.join(suffixes)}")
+    if not path.parent.is_dir():
+        raise UserError(f"{field}: directory {path.parent} does not exist")
+    return path
+
+
+def _cell(change: followers.Change) -> str:
+    pct = "n/a" if change.percent is None else f"{change.percent:+.1f}%"
+    return f"{change.absolute:+,} ({pct})"
+
+
+def _change_json(change: followers.Change) -> dict[str, Any]:
+    return {"since": change.since.isoformat(), "absolute": change.absolute,
+            "percent": None if change.percent is None else round(change.percent, 2)}
+
+
+def _group_json(g: followers.GroupFigures) -> dict[str, Any]:
+    return {"group": g.name, "accounts": g.accounts, "sampled": g.sampled, "followers": g.followers,
+            "changes": {k: _change_json(c) for k, c in g.changes.items()}}
+
+
+@followers_app.command("report")
+def report(
+    since: Annotated[str | None, typer.Option(help="Start of the chart and CSV, and an extra growth column "
+                                                  "(YYYY-MM-DD, UTC); default: 90 days ago.")] = None,
+    by: Annotated[str, typer.Option(help="Group by platform, tag or account.")] = "platform",
+    csv_file: Annotated[str | None, typer.Option("--csv", help="Write the daily series per group here.")]
+    = None,
+    chart: Annotated[str | None, typer.Option(help="Draw followers over time, one line per group "
+                                                   "(FILE.png or FILE.svg).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Totals, per group, growth over 1/7/30 days, accounts that fell, accounts with no recent sample."""
+    now = utcnow()
+    today = now.astimezone(UTC).date()
+    if by not in followers.GROUPINGS:
+        raise UserError(f"by: {by!r} is not one of {', '.join(followers.GROUPINGS)}")
+    since_day = _parse_since(since, today)
+    csv_path = _output_path(csv_file, "csv", (".csv",))
+    chart_path = _output_path(chart, "chart", (".png", ".svg"))
+    series_from = since_day or today - timedelta(days=90)
+    refs = followers.windows(today, since_day)
+    start = min(refs.values())
+    if csv_path or chart_path:
+        start = min(start, series_from)
+    interval = get_settings().follower_interval
+    with session_scope() as s:
+        infos = followers.account_infos(s)
+        rows = followers.report_rows(s, [a.id for a in infos], start)
+        result = followers.summarise(infos, rows, now, by, since_day, timedelta(seconds=2 * interval))
+        ids = {a.label: a.id for a in infos}
+        gaps = followers.gaps(s, [(ids[st.account], st.last_sample) for st in result.stale])
+    daily = followers.series(infos, rows, by, series_from, today) if csv_path or chart_path else {}
+    if csv_path:
+        with open(csv_path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["day", "group", "followers", "accounts"])
+            for name, points in daily.items():
+                writer.writerows([d.isoformat(), name, v, n] for d, v, n in points)
+    if chart_path:
+        if not daily:
+            raise UserError(f"chart: no follower samples since {series_from}; nothing to draw")
+        from scheduler.charts import render
+
+        render({name: [(d, v) for d, v, _ in points] for name, points in daily.items()}, chart_path,
+               f"Followers by {by}, {series_from} to {today}")
+    stale = [{"account": st.account, "status": st.status, "last_sample": _iso(st.last_sample),
+              "failed_tries": gaps[ids[st.account]].failed_tries,
+              "last_error": gaps[ids[st.account]].last_error} for st in result.stale]
+    fell = [{"account": f.account, "platform": f.platform, "followers": f.followers,
+             "changes": {k: _change_json(c) for k, c in f.changes.items()}} for f in result.fell]
+    if as_json:
+        print(json.dumps({"as_of": _iso(now), "by": by, "total": _group_json(result.total),
+                          "groups": [_group_json(g) for g in result.groups], "fell": fell,
+                          "stale": stale}, ensure_ascii=False))
+        return
+    _print_report(result, stale, csv_path, chart_path)
+
+
+def _print_report(result: followers.Report, stale: list[dict[str, Any]], csv_path: Path | None,
+                  chart_path: Path | None) -> None:
+    keys = list(result.total.changes)
+    heads = {k: (f"since {c.since}" if k == "since" else k) for k, c in result.total.changes.items()}
+    total = result.total
+    refs = ", ".join(f"{k}: {c.since}" for k, c in total.changes.items())
+    out.print(f"Followers as of {_iso(result.as_of)}: {total.followers:,} across {total.accounts} accounts "
+              f"({total.sampled} sampled). Growth compares the newest count with the last count before "
+              f"the UTC day it names began ({refs}).")
+    rows = [{"group": g.name, "accounts": g.accounts, "followers": f"{g.followers:,}",
+             **{heads[k]: _cell(g.changes[k]) for k in keys}} for g in [*result.groups, total]]
+    _table(rows, ["group", "accounts", "followers", *heads.values()], f"By {result.by}")
+    if result.fell:
+        _table([{"account": f.account, "followers": f"{f.followers:,}",
+                 **{heads[k]: _cell(f.changes[k]) for k in keys}} for f in result.fell],
+               ["account", "followers", *heads.values()], "Accounts whose count fell")
+    else:
+        out.print("No account's count fell.")
+    if stale:
+        _table(stale, ["account", "status", "last_sample", "failed_tries", "last_error"],
+               "No recent sample")
+    else:
+        out.print("Every account has a recent sample.")
+    for what, path in (("CSV", csv_path), ("chart", chart_path)):
+        if path:
+            out.print(f"{what} written to {path}")
