@@ -1,11 +1,14 @@
-"""A Bluesky PDS stand-in: app-password sessions, post records, profiles.
+"""A Bluesky PDS stand-in: app-password sessions, post records with images, video and replies,
+blobs, handle resolution, profiles.
 
 Answers are shaped like the reference PDS (``@atproto/pds`` 0.5.35, measured on loopback, see
-``/work/shared/peers/bluesky``): status codes, ``{"error", "message"}`` bodies and messages. It is
-stricter than the PDS in two places, on purpose: a refresh token is revoked as soon as it is used
-(the PDS allows ``refresh_grace`` seconds, 2 hours, answering the same new pair), and facets must lie
-inside the text on UTF-8 character boundaries with a known feature type (the PDS stores such facets;
-clients then render them wrong).
+``/work/shared/peers/bluesky`` and ``tests/peer/test_bluesky_peer.py``): status codes,
+``{"error", "message"}`` bodies and messages, blob CIDs, the blob type sniffed from the bytes. It is
+stricter than the PDS in a few places, on purpose, each a mistake the PDS stores and clients then
+show wrong: a refresh token is revoked as soon as it is used (the PDS allows ``refresh_grace``
+seconds, 2 hours, answering the same new pair); facets must lie inside the text on UTF-8 character
+boundaries with a known feature type; an embed must be of a known type; a reply's root and parent must
+be records that exist, with their current CID.
 """
 
 from __future__ import annotations
@@ -35,6 +38,20 @@ _FEATURES = {"app.bsky.richtext.facet#link": ("uri", _URI_RE, "uri"),
              "app.bsky.richtext.facet#tag": ("tag", None, "string"),
              "app.bsky.richtext.facet#mention": ("did", _DID_RE, "did")}
 _B32_SORT = "234567abcdefghijklmnopqrstuvwxyz"
+_ACCESS_SCOPES = ("com.atproto.access", "com.atproto.appPass")
+_AT_URI_RE = re.compile(r"^at://(did:[a-z]+:[A-Za-z0-9._:%-]+|[A-Za-z0-9.-]+)(/[a-zA-Z0-9.-]+(/[^/\s]+)?)?$")
+_CID_RE = re.compile(r"^b[a-z2-7]{58}$")
+_LABEL = "[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+_HANDLE_RE = re.compile(rf"^({_LABEL}\.)+[a-zA-Z]([a-zA-Z0-9-]{{0,61}}[a-zA-Z0-9])?$")
+# What uploadBlob recognises from the first bytes (the PDS uses the file-type package); anything else
+# keeps the declared Content-Type.
+_SIGNATURES = ((0, b"\xff\xd8\xff", "image/jpeg"), (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+               (0, b"GIF8", "image/gif"), (8, b"WEBP", "image/webp"), (4, b"ftyp", "video/mp4"))
+# Lexicon blob limits of PDS 0.5.35 (app.bsky.embed.images says 2,000,000, not the 1,000,000 older
+# lexicons and the official client use).
+IMAGE_MAX_BYTES = 2_000_000
+_BLOB_MATCH = (("mimeType", "InvalidMimeType", "Mimetype"), ("size", "InvalidSize", "Size"))
+VIDEO_MAX_BYTES = 300_000_000
 
 
 def _error(status: int, name: str, message: str) -> HttpError:
@@ -60,6 +77,20 @@ def cid_of(record: dict[str, Any]) -> str:
     return "bafyrei" + base64.b32encode(digest).decode().lower().rstrip("=")
 
 
+def blob_cid(data: bytes) -> str:
+    """The CID the PDS gives a blob: CIDv1, raw codec, SHA-256, base32."""
+    digest = bytes([1, 0x55, 0x12, 0x20]) + hashlib.sha256(data).digest()
+    return "b" + base64.b32encode(digest).decode().lower().rstrip("=")
+
+
+def _sniff(data: bytes, declared: str) -> str:
+    for offset, signature, mime in _SIGNATURES:
+        riff = mime != "image/webp" or data[:4] == b"RIFF"
+        if data[offset:offset + len(signature)] == signature and riff:
+            return mime
+    return declared.split(";")[0].strip()
+
+
 def _now_tid() -> str:
     value = int(time.time() * 1_000_000) << 10 | secrets.randbelow(1024)
     return "".join(_B32_SORT[(value >> shift) & 31] for shift in range(60, -1, -5))
@@ -76,8 +107,13 @@ class BlueskyStandIn(StandIn):
         self.accounts: dict[str, dict[str, Any]] = {}  # did -> handle, password, followers
         self.tokens: dict[str, dict[str, Any]] = {}  # jwt -> did, scope, exp, (refresh) used_at, next
         self.repos: dict[str, dict[str, dict[str, Any]]] = {}  # did -> rkey -> record, cid
+        self.blobs: dict[str, dict[str, dict[str, Any]]] = {}  # did -> cid -> mimeType, size, temp
+        # The reference PDS's default upload limit (PDS_BLOB_UPLOAD_LIMIT); Bluesky's own allow 50 MiB.
+        self.blob_limit = 5 * 1024 * 1024
         self.refresh_calls = 0
         self.login_calls = 0
+        self.uploads = 0
+        self.resolves = 0
 
     # -- routes ---------------------------------------------------------------------------------
     def register(self) -> None:
@@ -86,11 +122,13 @@ class BlueskyStandIn(StandIn):
             "com.atproto.server.refreshSession": self._refresh_session,
             "com.atproto.repo.putRecord": lambda req: self._write(req, put=True),
             "com.atproto.repo.createRecord": lambda req: self._write(req, put=False),
+            "com.atproto.repo.uploadBlob": self._upload_blob,
         }
         queries = {
             "com.atproto.repo.getRecord": self._get_record,
             "com.atproto.repo.listRecords": self._list_records,
             "app.bsky.actor.getProfile": self._get_profile,
+            "com.atproto.identity.resolveHandle": self._resolve_handle,
         }
         for methods, expected in ((procedures, "POST"), (queries, "GET")):
             for nsid, handler in methods.items():
@@ -126,7 +164,7 @@ class BlueskyStandIn(StandIn):
         """Every access token issued so far answers 400 ExpiredToken from now on."""
         with self.lock:
             for token in self.tokens.values():
-                if token["scope"] == "com.atproto.access":
+                if token["scope"] in _ACCESS_SCOPES:
                     token["exp"] = 0.0
 
     def expire_refresh_tokens(self) -> None:
@@ -138,7 +176,8 @@ class BlueskyStandIn(StandIn):
     def _issue(self, did: str) -> tuple[str, str]:
         now = time.time()
         pair = []
-        for scope, typ, ttl in (("com.atproto.access", "at+jwt", self.access_ttl),
+        # Every stand-in session is an app-password session, like crosspost's: scope appPass.
+        for scope, typ, ttl in (("com.atproto.appPass", "at+jwt", self.access_ttl),
                                 ("com.atproto.refresh", "refresh+jwt", self.refresh_ttl)):
             claims = {"scope": scope, "aud": "did:web:localhost", "sub": did, "iat": int(now),
                       "exp": int(now + ttl), "jti": secrets.token_urlsafe(16)}
@@ -147,7 +186,7 @@ class BlueskyStandIn(StandIn):
             pair.append(jwt)
         return pair[0], pair[1]
 
-    def _token(self, req: Request, scope: str) -> dict[str, Any]:
+    def _token(self, req: Request, *scopes: str) -> dict[str, Any]:
         value = req.headers.get("authorization")
         if not value:
             raise _error(401, "AuthMissing", "Authentication Required")
@@ -155,7 +194,7 @@ class BlueskyStandIn(StandIn):
             raise _error(400, "InvalidToken", "Unexpected authorization type")
         jwt = value[len("Bearer "):]
         token = self.tokens.get(jwt)
-        if token is None or token["scope"] != scope:
+        if token is None or token["scope"] not in scopes:
             raise _error(400, "InvalidToken", "Token could not be verified")
         if token["exp"] <= time.time():
             raise _error(400, "ExpiredToken", "Token has expired")
@@ -207,7 +246,7 @@ class BlueskyStandIn(StandIn):
     # -- com.atproto.repo -----------------------------------------------------------------------
     def _write(self, req: Request, put: bool) -> Response:
         with self.lock:
-            token = self._token(req, "com.atproto.access")
+            token = self._token(req, *_ACCESS_SCOPES)
         required = ("repo", "collection", "rkey", "record") if put else ("repo", "collection", "record")
         body = self._input(req, required)
         with self.lock:
@@ -232,6 +271,7 @@ class BlueskyStandIn(StandIn):
                 raise _invalid(f"Invalid record key for {POST}: Invalid TID string "
                                f"(got {json.dumps(rkey)}) at $")
             self._validate_post(record)
+            self._check_refs(did, record)
             uri, cid = f"at://{did}/{POST}/{rkey}", cid_of(record)
             repo = self.repos.setdefault(did, {})
             current = repo.get(rkey)
@@ -241,12 +281,37 @@ class BlueskyStandIn(StandIn):
             if current is not None and current["cid"] == cid:
                 return Response(200, {"uri": uri, "cid": cid, "validationStatus": "valid"})
             repo[rkey] = {"record": record, "cid": cid}
+            for blob in _blobs_of(record):
+                self.blobs[did][blob["ref"]["$link"]]["temp"] = False
             self.record("post" if current is None else "edit",
                         {"account": account["handle"], "text": record["text"], "record": record, "uri": uri},
                         key=rkey, id=uri)
             rev = _now_tid()
             return Response(200, {"uri": uri, "cid": cid, "commit": {"cid": cid_of({"rev": rev}), "rev": rev},
                                   "validationStatus": "valid"})
+
+    def _upload_blob(self, req: Request) -> Response:
+        with self.lock:
+            token = self._token(req, *_ACCESS_SCOPES)
+        declared = req.headers.get("content-type")
+        if not declared:
+            raise _invalid("Request encoding (Content-Type) required but not provided")
+        if len(req.body) > self.blob_limit:
+            raise _error(413, "PayloadTooLarge", "request entity too large")
+        cid, mime = blob_cid(req.body), _sniff(req.body, declared)
+        with self.lock:
+            self.uploads += 1
+            stored = self.blobs.setdefault(token["did"], {}).setdefault(
+                cid, {"mimeType": mime, "size": len(req.body), "temp": True})
+        return Response(200, {"blob": {"$type": "blob", "ref": {"$link": cid}, "mimeType": stored["mimeType"],
+                                       "size": stored["size"]}})
+
+    def forget_unused_blobs(self) -> None:
+        """What the PDS does to blobs no record uses, after a while: they are gone."""
+        with self.lock:
+            for blobs in self.blobs.values():
+                for cid in [c for c, b in blobs.items() if b["temp"]]:
+                    del blobs[cid]
 
     def _get_record(self, req: Request) -> Response:
         params = self._params(req, "com.atproto.repo.getRecord", ("repo", "collection", "rkey"))
@@ -289,10 +354,25 @@ class BlueskyStandIn(StandIn):
             answer["cursor"] = page[-1]
         return Response(200, answer)
 
+    # -- com.atproto.identity --------------------------------------------------------------------
+    def _resolve_handle(self, req: Request) -> Response:
+        nsid = "com.atproto.identity.resolveHandle"
+        handle = self._params(req, nsid, ("handle",))["handle"]
+        if len(handle) > 253 or not _HANDLE_RE.match(handle):
+            raise _invalid(f"Invalid {nsid} params: Invalid handle (got {json.dumps(handle)})")
+        with self.lock:
+            self.resolves += 1
+            found = self._account(handle)
+        if found is not None:
+            return Response(200, {"did": found[0]})
+        if handle.lower().endswith(".test"):  # this server's handle domain
+            raise _error(400, "HandleNotFound", "Unable to resolve handle")
+        raise _invalid("Unable to resolve handle")  # another domain: no DNS or HTTPS well-known here
+
     # -- app.bsky.actor -------------------------------------------------------------------------
     def _get_profile(self, req: Request) -> Response:
         with self.lock:
-            self._token(req, "com.atproto.access")
+            self._token(req, *_ACCESS_SCOPES)
         params = self._params(req, "app.bsky.actor.getProfile", ("actor",))
         with self.lock:
             found = self._account(params["actor"])
@@ -376,6 +456,85 @@ class BlueskyStandIn(StandIn):
                 raise bad('Missing required key "features"', path)
             for j, feature in enumerate(features):
                 self._validate_feature(feature, f"{path}.features[{j}]", bad)
+        if "embed" in record:
+            self._validate_embed(record["embed"], bad)
+        if "reply" in record:
+            reply = record["reply"]
+            if not isinstance(reply, dict):
+                raise bad(f"Expected object value type (got {json.dumps(reply)[:40]})", ".reply")
+            for key in ("root", "parent"):
+                ref = reply.get(key)
+                if not isinstance(ref, dict):
+                    raise bad(f'Missing required key "{key}"', ".reply")
+                for field in ("uri", "cid"):
+                    if field not in ref:
+                        raise bad(f'Missing required key "{field}"', f".reply.{key}")
+                if not isinstance(ref["uri"], str) or not _AT_URI_RE.match(ref["uri"]):
+                    raise bad(f"Invalid at-uri (got {json.dumps(ref['uri'])})", f".reply.{key}.uri")
+                if not isinstance(ref["cid"], str) or not _CID_RE.match(ref["cid"]):
+                    raise bad(f"Invalid CID string (got {json.dumps(ref['cid'])})", f".reply.{key}.cid")
+
+    @staticmethod
+    def _validate_embed(embed: Any, bad: Any) -> None:
+        """app.bsky.embed.images and app.bsky.embed.video with their blob limits."""
+        if not isinstance(embed, dict) or not isinstance(embed.get("$type"), str):
+            raise bad('Expected an object which includes the "$type" property value type', ".embed")
+        kind = embed["$type"]
+        if kind == "app.bsky.embed.images":
+            images = embed.get("images")
+            if not isinstance(images, list):
+                raise bad('Missing required key "images"', ".embed")
+            if len(images) > 4:
+                raise bad(f"array too big (maximum 4, got {len(images)})", ".embed.images")
+            for i, image in enumerate(images):
+                path = f".embed.images[{i}]"
+                if not isinstance(image, dict):
+                    raise bad(f"Expected object value type (got {json.dumps(image)[:40]})", path)
+                for key in ("image", "alt"):
+                    if key not in image:
+                        raise bad(f'Missing required key "{key}"', path)
+                _validate_blob(image["image"], "image/", IMAGE_MAX_BYTES, f"{path}.image", bad)
+                alt = image["alt"]
+                if not isinstance(alt, str):
+                    raise bad(f"Expected string value type (got {json.dumps(alt)[:40]})", f"{path}.alt")
+                _validate_aspect(image.get("aspectRatio"), f"{path}.aspectRatio", bad)
+        elif kind == "app.bsky.embed.video":
+            if "video" not in embed:
+                raise bad('Missing required key "video"', ".embed")
+            _validate_blob(embed["video"], "video/mp4", VIDEO_MAX_BYTES, ".embed.video", bad)
+            alt = embed.get("alt", "")
+            if not isinstance(alt, str) or _graphemes(alt) > 1000:
+                raise bad(f"Expected a string of at most 1000 graphemes (got {json.dumps(alt)[:40]})",
+                          ".embed.alt")
+            _validate_aspect(embed.get("aspectRatio"), ".embed.aspectRatio", bad)
+        else:
+            # The PDS stores any $type here (an open union); no client shows it, so a typo would
+            # publish a post without its media.
+            raise bad(f"Unknown embed type {json.dumps(kind)} (the stand-in knows images and video)",
+                      ".embed")
+
+    def _check_refs(self, did: str, record: dict[str, Any]) -> None:
+        """What the PDS checks in its transaction (the blobs are this account's, and match what was
+        uploaded while still unused), then replies pointing at records that exist."""
+        for blob in _blobs_of(record):
+            cid = blob["ref"]["$link"]
+            stored = self.blobs.get(did, {}).get(cid)
+            if stored is None:
+                raise _error(400, "BlobNotFound", f"Could not find blob: {cid}")
+            for key, name, label in _BLOB_MATCH:
+                if stored["temp"] and blob[key] != stored[key]:
+                    raise _error(400, name, f"Referenced {label} does not match stored blob. "
+                                            f"Expected: {stored[key]}, Got: {blob[key]}")
+        reply = record.get("reply")
+        for key in ("root", "parent") if reply else ():
+            uri, cid = reply[key]["uri"], reply[key]["cid"]
+            parts = uri.removeprefix("at://").split("/")
+            found = self._account(parts[0]) if len(parts) == 3 and parts[1] == POST else None
+            stored = self.repos.get(found[0], {}).get(parts[2]) if found else None
+            if stored is None or stored["cid"] != cid:
+                what = "does not exist" if stored is None else f"has CID {stored['cid']}, not {cid}"
+                raise _invalid(f"Invalid {POST} record: reply {key} {uri} {what} (the stand-in checks "
+                               f"what the PDS leaves to clients) at $.record.reply.{key}")
 
     @staticmethod
     def _validate_feature(feature: Any, path: str, bad: Any) -> None:
@@ -407,12 +566,13 @@ class BlueskyStandIn(StandIn):
         super().reset()
         with self.lock:
             self.repos.clear()
-            self.refresh_calls = self.login_calls = 0
+            self.blobs.clear()
+            self.refresh_calls = self.login_calls = self.uploads = self.resolves = 0
 
     def state(self) -> dict[str, Any]:
         with self.lock:
             return {"refresh_calls": self.refresh_calls, "login_calls": self.login_calls,
-                    "accounts": len(self.accounts)}
+                    "uploads": self.uploads, "accounts": len(self.accounts)}
 
     def duplicates(self) -> int:
         """Posts created twice (same account and text); an edit of a record is not a second post."""
@@ -422,6 +582,46 @@ class BlueskyStandIn(StandIn):
                 ident = (str(c.data.get("account")), str(c.data.get("text")))
                 seen[ident] = seen.get(ident, 0) + 1
         return sum(n - 1 for n in seen.values())
+
+
+def _validate_blob(blob: Any, accept: str, max_size: int, path: str, bad: Any) -> None:
+    if not (isinstance(blob, dict) and blob.get("$type") == "blob" and isinstance(blob.get("ref"), dict)
+            and isinstance(blob["ref"].get("$link"), str) and _CID_RE.match(blob["ref"]["$link"])
+            and isinstance(blob.get("mimeType"), str) and type(blob.get("size")) is int):
+        raise bad(f"Expected blob value type (got {json.dumps(blob)[:60]})", path)
+    if not blob["mimeType"].startswith(accept):
+        wanted = f"{accept}*" if accept.endswith("/") else accept
+        raise bad(f'Expected "{wanted}" (got {json.dumps(blob["mimeType"])})', f"{path}.mimeType")
+    if blob["size"] > max_size:
+        raise bad(f"blob too big (maximum {max_size}, got {blob['size']})", path)
+
+
+def _validate_aspect(ratio: Any, path: str, bad: Any) -> None:
+    if ratio is None:
+        return  # optional
+    if not isinstance(ratio, dict):
+        raise bad(f"Expected object value type (got {json.dumps(ratio)[:40]})", path)
+    for key in ("width", "height"):
+        if key not in ratio:
+            raise bad(f'Missing required key "{key}"', path)
+        value = ratio[key]
+        if isinstance(value, float):
+            # The PDS refuses a float before lexicon checks, with this message and no record prefix.
+            raise _invalid("Expected one of null, boolean, integer, string, cid, bytes, array or object "
+                           f"value type (got {value}) at $.record{path}.{key}")
+        if type(value) is not int:
+            raise bad(f"Expected integer value type (got {json.dumps(value)[:40]})", f"{path}.{key}")
+        if value < 1:
+            raise bad(f"integer too small (minimum 1, got {value})", f"{path}.{key}")
+
+
+def _blobs_of(record: dict[str, Any]) -> list[dict[str, Any]]:
+    embed = record.get("embed") or {}
+    if embed.get("$type") == "app.bsky.embed.images":
+        return [image["image"] for image in embed["images"]]
+    if embed.get("$type") == "app.bsky.embed.video":
+        return [embed["video"]]
+    return []
 
 
 def _valid_datetime(value: str) -> bool:
