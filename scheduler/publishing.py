@@ -50,10 +50,13 @@ class LeaseLost(Transient):
 def _saver(lease: Lease) -> Callable[[dict[str, Any]], None]:
     def save(state: dict[str, Any]) -> None:
         with session_scope() as s:
+            # ``unknown`` with our attempt number: the reaper gave up on this attempt, but only an
+            # operator moves the delivery on from there, so what this attempt did is still the truth
+            # (a late answer from a slow platform must be recorded, not dropped).
             kept = s.execute(
                 update(Delivery)
                 .where(Delivery.id == lease.delivery_id, Delivery.attempts == lease.attempt,
-                       Delivery.state == "publishing")
+                       Delivery.state.in_(("publishing", "unknown")))
                 .values(remote_state=state)
                 .execution_options(synchronize_session=False)
             ).rowcount
