@@ -15,33 +15,56 @@ from sqlalchemy.orm import Session
 from adapters import PLATFORMS
 from adapters.base import AccountRef, Credentials
 from scheduler import deliveries, vault
-from scheduler.errors import UserError
+from scheduler.errors import UserError, parse_id, shown
 from scheduler.models import Account, Delivery
 
 _TAG_RE = re.compile(r"^[\w-]{1,40}$")
 STATUSES = ("active", "paused", "auth_broken", "removed")
+URL_LIMIT = 1024
+# Longer than any IANA name (and than the column): no need to ask the file system.
+TZ_LIMIT = 64
+
+
+def printable(value: str) -> bool:
+    """No control characters, no lone surrogates (undecodable bytes on the command line), no NUL."""
+    return value.isprintable()
 
 
 def check_platform(platform: str) -> str:
     if platform not in PLATFORMS:
-        raise UserError(f"platform: unknown platform {platform!r}; known: {', '.join(PLATFORMS)}")
+        raise UserError(f"platform: unknown platform {shown(platform)}; known: {', '.join(PLATFORMS)}")
     return platform
 
 
 def check_tz(tz: str) -> str:
+    problem = UserError(f"tz: {shown(tz)} is not an IANA time zone (for example Europe/Madrid)")
+    if not tz or len(tz) > TZ_LIMIT or not printable(tz):
+        raise problem
+    if tz == "localtime":
+        # The zone of whichever machine reads it: workers on other machines would disagree.
+        raise UserError("tz: 'localtime' is this machine's zone, not an IANA name; give one such as "
+                        "Europe/Madrid")
     try:
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UserError(f"tz: {tz!r} is not an IANA time zone (for example Europe/Madrid)") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, an unreadable file
+        raise problem from None
     return tz
 
 
 def check_url(url: str, field: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
-        raise UserError(f"{field}: {url!r} is not an http(s) URL")
-    if len(url) > 1024:
-        raise UserError(f"{field}: URL is {len(url)} characters; the limit is 1024")
+    if len(url) > URL_LIMIT:
+        raise UserError(f"{field}: URL is {len(url)} characters; the limit is {URL_LIMIT}")
+    problem = UserError(f"{field}: {shown(url)} is not an http(s) URL")
+    # isprintable: no white space but the plain space, no control characters; the space is refused too.
+    if not printable(url) or " " in url:
+        raise problem
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError:  # "http://[::1" and other malformed hosts
+        raise problem from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise problem
     return url
 
 
@@ -50,7 +73,7 @@ def check_tags(tags: list[str]) -> list[str]:
     for tag in tags:
         tag = tag.strip().lower().removeprefix("#")
         if not _TAG_RE.match(tag):
-            raise UserError(f"tag: {tag!r} must be 1-40 letters, digits, '_' or '-'")
+            raise UserError(f"tag: {shown(tag)} must be 1-40 letters, digits, '_' or '-'")
         if tag not in out:
             out.append(tag)
     return out
@@ -60,7 +83,7 @@ def parse_credentials(text: str, source: str) -> Credentials:
     # Never echo the content: it is a secret even when it is malformed.
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
         raise UserError(f"credentials: {source} is not JSON; expected an object such as "
                         '{"access_token": "..."}') from None
     if not isinstance(data, dict) or not all(isinstance(v, str | int) for v in data.values()):
@@ -71,15 +94,16 @@ def parse_credentials(text: str, source: str) -> Credentials:
 def find(s: Session, ref: str) -> Account:
     """An account by id or ``platform:handle``."""
     ref = ref.strip()
-    if ref.isdigit():
-        account = s.get(Account, int(ref))
+    number = parse_id(ref)
+    if number is not None:
+        account = s.get(Account, number)
     elif ":" in ref:
         platform, handle = ref.split(":", 1)
         account = s.scalar(select(Account).where(Account.platform == platform, Account.handle == handle))
     else:
-        raise UserError(f"account: {ref!r} is neither an id nor platform:handle")
+        raise UserError(f"account: {shown(ref)} is neither an id nor platform:handle")
     if account is None or account.status == "removed":
-        raise UserError(f"account: no account {ref!r}")
+        raise UserError(f"account: no account {shown(ref)}")
     return account
 
 
@@ -87,10 +111,12 @@ def add(s: Session, platform: str, handle: str, credentials: Credentials, *, nam
         tags: list[str] | None = None, tz: str = "UTC", base_url: str | None = None) -> Account:
     check_platform(platform)
     handle = handle.strip()
-    if not handle or len(handle) > 255 or any(c.isspace() for c in handle):
-        raise UserError("handle: must be 1-255 characters without spaces")
+    if not handle or len(handle) > 255 or not printable(handle) or " " in handle:
+        raise UserError(f"handle: {shown(handle)} must be 1-255 printable characters without spaces")
     if name is not None and len(name) > 255:
-        raise UserError("name: longer than 255 characters")
+        raise UserError(f"name: is {len(name)} characters; the limit is 255")
+    if name is not None and not printable(name):
+        raise UserError(f"name: {shown(name)} has control characters")
     check_tz(tz)
     if base_url:
         check_url(base_url, "base-url")
@@ -149,7 +175,7 @@ def select_targets(s: Session, targets: list[str]) -> list[Account]:
         target = target.strip()
         if not target:
             raise UserError("to: empty target")
-        if target.isdigit() or ":" in target:
+        if parse_id(target) is not None or ":" in target:
             account = find(s, target)
             chosen.setdefault(account.id, account)
             continue
@@ -157,7 +183,7 @@ def select_targets(s: Session, targets: list[str]) -> list[Account]:
         live = s.scalars(select(Account).where(Account.status != "removed").order_by(Account.id))
         tagged = [a for a in live if tag in (a.tags or [])]
         if not tagged:
-            raise UserError(f"to: no account has tag {tag!r}")
+            raise UserError(f"to: no account has tag {shown(tag)}")
         for account in tagged:
             chosen.setdefault(account.id, account)
     if not chosen:

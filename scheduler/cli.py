@@ -6,21 +6,27 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from typer.exceptions import TyperException
 
 from config.settings import get_settings
-from scheduler import accounts, deliveries, stories
+from scheduler import accounts, deliveries, media, stories
+from scheduler.cli_followers import followers_app
+from scheduler.cli_schedule import schedule_app
 from scheduler.db import migrate, session_scope
 from scheduler.deliveries import IllegalTransition
-from scheduler.errors import StoryRejected, UserError
+from scheduler.errors import MAX_ID, StoryRejected, UserError, parse_id, shown
 from scheduler.models import Account, Delivery, Story, utcnow
 from scheduler.vault import VaultError, ensure_key
 
@@ -32,6 +38,8 @@ deliveries_app = typer.Typer(help="Deliveries: one story bound for one account."
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(stories_app, name="stories")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(followers_app, name="followers")
+app.add_typer(schedule_app, name="schedule")
 
 out = Console(soft_wrap=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON array with stable field names.")]
@@ -54,8 +62,21 @@ def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str], title: s
     out.print(table)
 
 
+def require_database() -> None:
+    """Refuse to work on an embedded database that was never created: opening it would create an
+    empty file, and every command would then fail on a missing table."""
+    settings = get_settings()
+    if not settings.embedded:
+        return
+    url = make_url(settings.database_url)
+    path = url.database
+    if path and path != ":memory:" and "uri" not in url.query and not Path(path).exists():
+        raise UserError(f"database: not initialised (there is no {path}); run `crosspost init`")
+
+
 @contextmanager
 def db() -> Iterator[Any]:
+    require_database()
     with session_scope() as s:
         yield s
 
@@ -93,6 +114,7 @@ def tick() -> None:
     from scheduler.tasks import send_publish
     from scheduler.ticks import tick as run_tick
 
+    require_database()
     result = run_tick(send_publish)
     r = result.reaped
     out.print(f"claimed {len(result.claimed)}, sent {result.sent}; reaped {r.requeued} lost messages, "
@@ -105,7 +127,13 @@ def _celery(argv: list[str]) -> None:
     celery.start(argv)
 
 
+POOLS = ("threads", "prefork", "solo")
+
+
 def _worker_argv(pool: str | None, concurrency: int | None) -> list[str]:
+    if pool is not None and pool not in POOLS:
+        raise UserError(f"pool: {shown(pool)} is not one of {', '.join(POOLS)}")
+    require_database()
     settings = get_settings()
     return ["worker", "--pool", pool or settings.worker_pool,
             "--concurrency", str(concurrency or settings.worker_concurrency),
@@ -114,7 +142,7 @@ def _worker_argv(pool: str | None, concurrency: int | None) -> list[str]:
 
 
 PoolOpt = Annotated[str | None, typer.Option(help="threads (default), prefork or solo.")]
-ConcOpt = Annotated[int | None, typer.Option(help="Concurrent publishes in this process.")]
+ConcOpt = Annotated[int | None, typer.Option(min=1, help="Concurrent publishes in this process.")]
 
 
 @app.command()
@@ -126,6 +154,7 @@ def worker(pool: PoolOpt = None, concurrency: ConcOpt = None) -> None:
 @app.command()
 def beat() -> None:
     """Run Celery beat: one tick every few seconds (run exactly one beat per matrix)."""
+    require_database()
     _celery(["beat", "--loglevel", get_settings().log_level])
 
 
@@ -233,9 +262,22 @@ def stories_queue(
     = None,
     at: Annotated[str | None, typer.Option(help="ISO-8601 time with offset, e.g. 2026-12-01T09:00Z.")] = None,
     now: Annotated[bool, typer.Option("--now", help="Publish as soon as possible (the default).")] = False,
+    next_slot: Annotated[bool, typer.Option("--next-slot", help="Each account's next free posting slot.")]
+    = False,
+    not_before: Annotated[str | None, typer.Option(help="With --next-slot: no slot before this time.")]
+    = None,
+    image: Annotated[list[str] | None, typer.Option(help="Image file or URL; repeatable.")] = None,
+    alt: Annotated[list[str] | None, typer.Option(help="Alt text of the image in the same position.")] = None,
+    video: Annotated[str | None, typer.Option(help="Video file or URL.")] = None,
+    thread: Annotated[bool, typer.Option("--thread", help="Too long for one post: a reply chain where the "
+                                         "platform has them.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a story for accounts and tags. Every problem is listed and nothing is stored if any."""
+    if len(alt or []) > len(image or []):
+        raise UserError(f"alt: {len(alt or [])} alt texts for {len(image or [])} images")
+    if sum([at is not None, now, next_slot]) > 1:
+        raise UserError("at: give one of --at, --now and --next-slot")
     if (text is None) == (file is None):
         raise UserError("text: give exactly one of --text and --file")
     if at is not None and now:
@@ -251,6 +293,14 @@ def stories_queue(
         draft.variants[platform] = body
     if at is not None:
         draft.at = stories.parse_time(at)
+    draft.next_slot = draft.next_slot or next_slot
+    draft.thread = draft.thread or thread
+    if not_before is not None:
+        draft.not_before = stories.parse_time(not_before, "not-before")
+    alts = list(alt or [])
+    draft.media += [media.ingest(src, alts[i] if i < len(alts) else "") for i, src in enumerate(image or [])]
+    if video is not None:
+        draft.media.append(media.ingest(video))
     if not draft.targets:
         raise UserError("to: give at least one account or tag with --to")
     with db() as s:
@@ -259,9 +309,23 @@ def stories_queue(
     emit([row], as_json, ["id", "due_at", "deliveries", "text"])
 
 
+@stories_app.command("retime")
+def stories_retime(
+    story: str,
+    at: Annotated[str | None, typer.Option(help="New ISO-8601 time with offset.")] = None,
+    next_slot: Annotated[bool, typer.Option("--next-slot", help="Each account's next free slot.")] = False,
+) -> None:
+    """Move the deliveries that have not started; a delivery already publishing is never moved."""
+    when = stories.parse_time(at) if at is not None else None
+    with db() as s:
+        moved = stories.retime(s, stories.find(s, story), utcnow(), at=when, next_slot=next_slot)
+    out.print(f"story {story}: {moved} deliveries moved")
+
+
 @stories_app.command("list")
 def stories_list(as_json: JsonOpt = False,
-                 limit: Annotated[int, typer.Option(min=1, help="Newest N stories.")] = 50) -> None:
+                 limit: Annotated[int, typer.Option(min=1, max=MAX_ID, help="Newest N stories.")] = 50) \
+        -> None:
     with db() as s:
         newest = s.scalars(select(Story).order_by(Story.id.desc()).limit(limit))
         rows = [stories.describe(s, st) for st in newest]
@@ -305,8 +369,9 @@ def _delivery_row(d: Delivery) -> dict[str, Any]:
 @deliveries_app.command("list")
 def deliveries_list(
     state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
-    story: Annotated[int | None, typer.Option(help="Only this story's deliveries.")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 200,
+    story: Annotated[int | None, typer.Option(min=1, max=MAX_ID, help="Only this story's deliveries.")]
+    = None,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ID)] = 200,
     as_json: JsonOpt = False,
 ) -> None:
     if state is not None and state not in deliveries.STATES:
@@ -322,9 +387,12 @@ def deliveries_list(
 
 
 def _delivery_id(value: str) -> int:
-    if not value.isdigit():
-        raise UserError(f"delivery: {value!r} is not a delivery id")
-    return int(value)
+    number = parse_id(value)
+    if number is None:
+        raise UserError(f"delivery: {shown(value)} is not a delivery id")
+    if number == 0:
+        raise UserError(f"delivery: no delivery {shown(value.strip())}")
+    return number
 
 
 @deliveries_app.command("retry")
@@ -353,25 +421,62 @@ def deliveries_resolve(
     out.print(f"delivery {delivery} resolved")
 
 
+def _rejected(exc: StoryRejected) -> str:
+    if len(exc.problems) == 1:
+        return f"story not queued: {exc.problems[0]}"
+    return "\n".join([f"story not queued, {len(exc.problems)} problems:", *(f"  {p}" for p in exc.problems)])
+
+
+def _database_problem(exc: DBAPIError) -> str:
+    # The driver's own words, first line only: SQLAlchemy's text would add the statement and its
+    # parameters (sealed credentials among them).
+    text = str(exc.orig).strip() if exc.orig is not None else type(exc).__name__
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        return "database: not initialised; run `crosspost init`"
+    if "no such column" in text or ("column" in text and "does not exist" in text):
+        return "database: the schema is older than this crosspost; run `crosspost init` to migrate it"
+    return f"database: {first}"
+
+
+def _settings_problem(exc: ValidationError) -> str:
+    # The message only: pydantic's full text repeats the value, which may be a secret.
+    first = exc.errors()[0]
+    name = "CROSSPOST_" + "__".join(str(part) for part in first["loc"]).upper()
+    return f"settings: {name}: {first['msg']}"
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    handled: dict[type[BaseException], Callable[[BaseException], str]] = {
-        StoryRejected: lambda e: "\n".join([str(e).split(":")[0] + ":", *(f"  {p}" for p in e.problems)]),
-        UserError: str, IllegalTransition: str, VaultError: str,
-    }
+    """Run the command; every expected failure ends in ``error: ...`` on standard error (one line
+    per problem, never a traceback) and a non-zero exit code."""
     try:
-        app(args=argv)
+        setup_logging()
+        # Not standalone: Click's usage errors come here, to be printed like every other error.
+        code = app(args=argv, standalone_mode=False)
+    except StoryRejected as exc:
+        _fail(_rejected(exc), 2)
     except (UserError, IllegalTransition, VaultError) as exc:
-        render = next(f for t, f in handled.items() if isinstance(exc, t))
-        print(f"error: {render(exc)}", file=sys.stderr)
-        sys.exit(2)
-    except (OperationalError, ProgrammingError) as exc:
-        text = str(exc.orig) if exc.orig else str(exc)
-        if "no such table" in text or "does not exist" in text:
-            print("error: database: not initialised; run `crosspost init`", file=sys.stderr)
-        else:
-            print(f"error: database: {text.splitlines()[0]}", file=sys.stderr)
-        sys.exit(1)
+        _fail(" ".join(str(exc).splitlines()), 2)
+    except TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed (Typer checks by name)
+            sys.exit(2)
+        _fail(" ".join(exc.format_message().split()), getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        _fail("aborted", 1)
+    except ValidationError as exc:
+        _fail(_settings_problem(exc), 2)
+    except (ArgumentError, NoSuchModuleError):
+        # Never echo the URL: it may carry a password.
+        _fail("settings: CROSSPOST_DATABASE_URL is not a database URL SQLAlchemy can use", 2)
+    except DBAPIError as exc:
+        _fail(_database_problem(exc), 1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

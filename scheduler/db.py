@@ -38,7 +38,12 @@ def engine_for(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=50, pool_pre_ping=True, pool_recycle=1800)
+    # A publish holds a connection only for its short transactions, never across the platform call,
+    # so a few connections serve dozens of threads; more would exhaust max_connections with a handful
+    # of workers (PostgreSQL's default is 100).
+    settings = get_settings()
+    return create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+                         pool_timeout=60, pool_pre_ping=True, pool_recycle=1800)
 
 
 def engine() -> Engine:
@@ -81,8 +86,12 @@ def is_postgres(session: Session) -> bool:
 
 def migrate(url: str | None = None) -> None:
     """Bring the database schema to the newest Alembic revision."""
+    import logging
+
     from alembic import command
     from alembic.config import Config
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     here = Path(__file__).resolve().parent.parent / "migrations"
     cfg = Config()

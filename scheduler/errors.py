@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# An id beyond this cannot exist: ids are INTEGER columns (32-bit on PostgreSQL).
+MAX_ID = 2**31 - 1
+
 
 class UserError(Exception):
     """Bad input or a request the current state does not allow; shown as one line, exit code 2."""
@@ -13,3 +16,23 @@ class StoryRejected(UserError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__(f"story not queued, {len(problems)} problem(s): " + "; ".join(problems))
         self.problems = problems
+
+
+def shown(value: str, limit: int = 60) -> str:
+    """``value`` quoted for an error line: escaped, so it stays on one line, and cut, so that a 10 MB
+    typo does not become a 10 MB error."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"
+
+
+def parse_id(value: str) -> int | None:
+    """The row id ``value`` names, or None if it is not one (``isdigit`` alone accepts ``'٣'``)."""
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()):
+        return None
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_ID)):  # before int(): it refuses strings of over 4300 digits
+        return 0
+    number = int(digits)
+    return number if number <= MAX_ID else 0  # 0 is never an id: "no such row", not an overflow

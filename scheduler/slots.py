@@ -54,16 +54,19 @@ def slots(schedule: list[str], tz: str, after: datetime) -> Iterator[datetime]:
         yield instant
 
 
-def _taken(s: Session, account_id: int, start: datetime, end: datetime) -> list[datetime]:
-    """Times on the account already promised to a post, within [start, end]."""
-    return list(s.scalars(select(Delivery.due_at).where(
-        Delivery.account_id == account_id, Delivery.state.in_(LIVE),
-        Delivery.due_at >= start, Delivery.due_at <= end)))
+def _taken(s: Session, account_id: int, start: datetime, end: datetime,
+           exclude: int | None) -> list[datetime]:
+    """Times on the account already promised to a post (other than ``exclude``), within [start, end]."""
+    query = select(Delivery.due_at).where(Delivery.account_id == account_id, Delivery.state.in_(LIVE),
+                                          Delivery.due_at >= start, Delivery.due_at <= end)
+    if exclude is not None:
+        query = query.where(Delivery.id != exclude)
+    return list(s.scalars(query))
 
 
-def next_free_slot(s: Session, account: Account, after: datetime) -> datetime:
+def next_free_slot(s: Session, account: Account, after: datetime, exclude: int | None = None) -> datetime:
     """The first slot of ``account`` after ``after`` that is at least ``min_gap_minutes`` from every
-    other pending post of the account."""
+    other pending post of the account (``exclude``: the delivery being moved)."""
     if not account.schedule:
         raise UserError(f"{account.label}: has no posting schedule; set one with `crosspost schedule set`")
     gap = timedelta(minutes=account.min_gap_minutes or 0)
@@ -71,21 +74,25 @@ def next_free_slot(s: Session, account: Account, after: datetime) -> datetime:
     for slot in slots(account.schedule, account.tz, after):
         if slot - after > HORIZON:
             break
-        if not _taken(s, account.id, slot - gap, slot + gap):
+        if not _taken(s, account.id, slot - gap, slot + gap, exclude):
             return slot
     raise UserError(f"{account.label}: no free slot in the next {HORIZON.days} days")
 
 
-def lock_account(s: Session, account_id: int) -> None:
-    """Serialise slot assignment per account (PostgreSQL row lock; SQLite writes are serial already)."""
+def lock_accounts(s: Session, account_ids: list[int]) -> None:
+    """Serialise slot assignment per account: a PostgreSQL row lock taken in id order (so two
+    operators queueing to overlapping accounts cannot deadlock), before anything is inserted. NO KEY
+    UPDATE does not conflict with the key-share locks that inserting deliveries takes. SQLite writes
+    are serial already."""
     if s.get_bind().dialect.name == "postgresql":
-        s.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+        s.execute(select(Account.id).where(Account.id.in_(sorted(account_ids))).order_by(Account.id)
+                  .with_for_update(key_share=True))
 
 
 def assign(s: Session, delivery: Delivery, account: Account, after: datetime) -> datetime:
     """Give ``delivery`` the account's next free slot. The account's row lock makes concurrent queueing
     take turns; the unique (account, slot) index is the backstop if anything ever bypasses it."""
-    lock_account(s, account.id)
+    lock_accounts(s, [account.id])
     slot = next_free_slot(s, account, after)
     delivery.slot_at = delivery.due_at = slot
     s.flush()

@@ -4,21 +4,28 @@ account, in one transaction, or nothing at all."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from adapters import PLATFORMS, adapter_class
-from adapters.base import Post
-from scheduler import accounts, deliveries
-from scheduler.errors import StoryRejected, UserError
+from adapters.base import Media, Post
+from scheduler import accounts, deliveries, media, slots
+from scheduler.errors import StoryRejected, UserError, parse_id, shown
 from scheduler.models import Account, Delivery, Story
 
 MAX_STORY_CHARS = 100_000
+# Far above any valid story (a text and a variant per platform at the character limit), far below
+# what would make loading the file a problem.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+AUTHOR_LIMIT = 255
+# PyYAML's C loader reads a multi-megabyte file in a fraction of a second; the pure-Python one
+# takes seconds per megabyte.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A queued time this far in the past is a typo, not a wish to publish now.
 PAST_TOLERANCE = timedelta(minutes=5)
 
@@ -33,63 +40,179 @@ class Draft:
     variants: dict[str, str] = field(default_factory=dict)
     at: datetime | None = None
     author: str | None = None
+    media: list[Media] = field(default_factory=list)
+    thread: bool = False
+    # Each account's first free slot after ``not_before`` (or now) instead of one instant for all.
+    next_slot: bool = False
+    not_before: datetime | None = None
+
+    def post_for(self, platform: str) -> Post:
+        return Post(text=self.variants.get(platform) or self.text, link=self.link, media=tuple(self.media),
+                    thread=self.thread)
 
 
 def parse_time(value: str, field_name: str = "at") -> datetime:
     """An ISO-8601 instant with an offset (``2026-12-01T09:00+01:00`` or ``...Z``)."""
+    text = value.strip()
     try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise UserError(f"{field_name}: {value!r} is not an ISO-8601 time such as 2026-12-01T09:00+01:00") \
-            from None
+        raise UserError(f"{field_name}: {shown(value)} is not an ISO-8601 time such as "
+                        "2026-12-01T09:00+01:00") from None
     if when.tzinfo is None:
-        raise UserError(f"{field_name}: {value!r} has no UTC offset; write it as {value}Z or with +HH:MM")
-    return when.astimezone(UTC)
+        if len(text) <= 10:  # a date alone: "add Z" would not make it a valid time
+            raise UserError(f"{field_name}: {shown(value)} has no time and no UTC offset; write it as "
+                            "2026-12-01T09:00Z or with +HH:MM")
+        hint = f"{text}Z" if len(text) <= 40 else "...Z"
+        raise UserError(f"{field_name}: {shown(value)} has no UTC offset; write it as {hint} or with +HH:MM")
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # year 1 at +05:00 is before the earliest time a datetime can hold
+        raise UserError(f"{field_name}: {shown(value)} is out of range") from None
 
 
 def parse_variant(value: str) -> tuple[str, str]:
     platform, sep, text = value.partition("=")
     if not sep:
-        raise UserError(f"variant: {value[:40]!r} must be PLATFORM=TEXT")
-    return accounts.check_platform(platform.strip()), text
+        raise UserError(f"variant: {shown(value, 40)} must be PLATFORM=TEXT")
+    platform = platform.strip()
+    if platform not in PLATFORMS:
+        raise UserError(f"variant: unknown platform {shown(platform)}; known: {', '.join(PLATFORMS)}")
+    return platform, text
 
 
 def load_file(path: str) -> dict[str, Any]:
     """A story file (YAML or JSON): text, link, variants, to, at."""
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise UserError(f"file: {path} is {size} bytes; a story file may be at most {MAX_FILE_BYTES}")
         raw = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"file: cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise UserError(f"file: {path} is not UTF-8 text") from None
     try:
-        data = yaml.safe_load(raw)
+        data = yaml.load(raw, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise UserError(f"file: {path} is not valid YAML{where}") from None
+    except Exception:
+        # AttributeError (a malformed !!timestamp), RecursionError...: all mean a broken file.
+        raise UserError(f"file: {path} is not valid YAML (a value cannot be read)") from None
     if not isinstance(data, dict):
         raise UserError(f"file: {path} must hold a mapping with at least 'text' and 'to'")
-    unknown = set(data) - {"text", "link", "variants", "to", "at", "author"}
+    unknown = set(data) - FILE_FIELDS
     if unknown:
         raise UserError(f"file: {path} has unknown field(s) {', '.join(sorted(unknown))}")
     return data
 
 
+FILE_FIELDS = {"text", "link", "variants", "to", "at", "author", "images", "video", "thread", "next_slot",
+               "not_before"}
+
+
+def _flag(data: dict[str, Any], name: str) -> bool:
+    value = data.get(name, False)
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0", ""):
+        return value.strip().lower() in ("true", "yes", "1")
+    if not isinstance(value, bool):
+        raise UserError(f"{name}: must be true or false, not {_kind(value)}")
+    return value
+
+
+def _time_field(data: dict[str, Any], name: str) -> datetime | None:
+    value = data.get(name)
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    elif isinstance(value, date):
+        raise UserError(f"{name}: {value.isoformat()} is a date; give a time with an offset such as "
+                        "2026-12-01T09:00Z")
+    elif value is not None and not isinstance(value, str):
+        raise UserError(f"{name}: must be an ISO-8601 time such as 2026-12-01T09:00Z, not {_kind(value)}")
+    return parse_time(value, name) if value else None
+
+
+def media_sources(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(source, alt) pairs from a story file: ``images`` as paths/URLs or {src, alt}; ``video``."""
+    images = data.get("images") or []
+    if not isinstance(images, list):
+        images = [images]
+    found = []
+    for item in images:
+        if isinstance(item, str):
+            found.append((item, ""))
+        elif isinstance(item, dict) and isinstance(item.get("src"), str):
+            alt = item.get("alt") or ""
+            if not isinstance(alt, str):
+                raise UserError(f"images: the alt text of {shown(item['src'])} must be text")
+            found.append((item["src"], alt))
+        else:
+            raise UserError("images: each image is a path or URL, or {src: ..., alt: ...}")
+    video = data.get("video")
+    if video is not None:
+        if not isinstance(video, str):
+            raise UserError(f"video: must be a path or URL, not {_kind(video)}")
+        found.append((video, ""))
+    return found
+
+
+def _string(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    # YAML reads `text: 12:30` as the number 750 and `text: yes` as true: never guess what was meant.
+    raise UserError(f"{name}: must be text in the story file, not {_kind(value)}; put it in quotes")
+
+
+def _kind(value: Any) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "a mapping",
+            datetime: "a time", date: "a date"}.get(type(value), type(value).__name__)
+
+
+def _target(value: Any) -> str:
+    # An account id may be written as a bare number; anything else must be a name.
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return str(value)
+    raise UserError(f"to: each target must be an account or a tag, not {_kind(value)}")
+
+
 def draft_from_file(data: dict[str, Any]) -> Draft:
     to = data.get("to") or []
     variants = data.get("variants") or {}
-    if not isinstance(to, list | str) or not isinstance(variants, dict):
-        raise UserError("file: 'to' must be a list and 'variants' a mapping of platform to text")
-    at = data.get("at")
-    return Draft(
-        text=str(data.get("text") or ""),
-        link=data.get("link"),
-        variants={str(k): str(v) for k, v in variants.items()},
-        targets=[to] if isinstance(to, str) else [str(t) for t in to],
-        at=parse_time(at.isoformat() if isinstance(at, datetime) else str(at)) if at else None,
-        author=data.get("author"),
+    if not isinstance(variants, dict):
+        raise UserError(f"variants: must be a mapping of platform to text in the story file, not "
+                        f"{_kind(variants)}")
+    for platform, body in variants.items():
+        if not isinstance(platform, str) or not isinstance(body, str):
+            raise UserError(f"variant: {shown(str(platform))} must map a platform name to text; put the "
+                            "text in quotes")
+    draft = Draft(
+        text=_string(data, "text") or "",
+        link=_string(data, "link"),
+        variants=dict(variants),
+        targets=[_target(t) for t in (to if isinstance(to, list) else [to])],
+        at=_time_field(data, "at"),
+        author=_string(data, "author"),
+        thread=_flag(data, "thread"),
+        next_slot=_flag(data, "next_slot"),
+        not_before=_time_field(data, "not_before"),
     )
+    draft.media = [media.ingest(src, alt) for src, alt in media_sources(data)]
+    return draft
+
+
+def _text_problem(field_name: str, text: str) -> str | None:
+    """Text no database can store: a NUL (PostgreSQL refuses it) or undecodable bytes (lone surrogates,
+    which is what invalid UTF-8 on the command line becomes)."""
+    if "\x00" in text:
+        return f"{field_name}: contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"{field_name}: is not valid Unicode at character {exc.start + 1} (undecodable bytes?)"
+    return None
 
 
 def check_draft(draft: Draft, now: datetime) -> list[str]:
@@ -99,6 +222,8 @@ def check_draft(draft: Draft, now: datetime) -> list[str]:
         problems.append(f"text: is {len(draft.text)} characters; crosspost accepts at most {MAX_STORY_CHARS}")
     if not draft.text.strip() and not draft.link:
         problems.append("text: is empty")
+    if problem := _text_problem("text", draft.text):
+        problems.append(problem)
     if draft.link is not None:
         try:
             accounts.check_url(draft.link, "link")
@@ -106,7 +231,9 @@ def check_draft(draft: Draft, now: datetime) -> list[str]:
             problems.append(str(exc))
     for platform, text in draft.variants.items():
         if platform not in PLATFORMS:
-            problems.append(f"variant: unknown platform {platform!r}")
+            problems.append(f"variant: unknown platform {shown(platform)}")
+        elif problem := _text_problem(f"variant: the {platform} text", text):
+            problems.append(problem)
         elif not text.strip():
             problems.append(f"variant: the {platform} text is empty")
         elif len(text) > MAX_STORY_CHARS:
@@ -114,6 +241,14 @@ def check_draft(draft: Draft, now: datetime) -> list[str]:
                             f"crosspost accepts at most {MAX_STORY_CHARS}")
     if draft.at is not None and draft.at < now - PAST_TOLERANCE:
         problems.append(f"at: {draft.at.isoformat()} is in the past; use --now to publish now")
+    if draft.at is not None and draft.next_slot:
+        problems.append("at: give a time or next-slot, not both")
+    if draft.not_before is not None and not draft.next_slot:
+        problems.append("not-before: only means something with next-slot")
+    if draft.author is not None and len(draft.author) > AUTHOR_LIMIT:
+        problems.append(f"author: is {len(draft.author)} characters; the limit is {AUTHOR_LIMIT}")
+    elif draft.author is not None and (problem := _text_problem("author", draft.author)):
+        problems.append(problem)
     return problems
 
 
@@ -123,9 +258,11 @@ def check_targets(draft: Draft, targets: list[Account]) -> list[str]:
         if platform in PLATFORMS and all(a.platform != platform for a in targets):
             problems.append(f"variant: for {platform}, but no target account is on {platform}")
     for account in targets:
-        post = Post(text=draft.variants.get(account.platform) or draft.text, link=draft.link)
         problems.extend(f"{account.label}: {p.field}: {p.message}"
-                        for p in adapter_class(account.platform)().check(post))
+                        for p in adapter_class(account.platform)().check(draft.post_for(account.platform)))
+        if draft.next_slot and not account.schedule:
+            problems.append(f"{account.label}: schedule: has no posting schedule for --next-slot; "
+                            "set one with `crosspost schedule set`")
     return problems
 
 
@@ -138,21 +275,37 @@ def queue(s: Session, draft: Draft, now: datetime) -> Story:
     problems = check_targets(draft, targets)
     if problems:
         raise StoryRejected(problems)
+    if draft.next_slot:
+        slots.lock_accounts(s, [a.id for a in targets])
     due = draft.at or now
+    timing = "next_slot" if draft.next_slot else ("at" if draft.at else "now")
     story = Story(text=draft.text, link=draft.link, variants=draft.variants, targets=draft.targets,
-                  status="approved", author=draft.author, due_at=due, created_at=now)
+                  status="approved", author=draft.author, due_at=draft.not_before or due, created_at=now,
+                  timing=timing, thread=draft.thread, media=[media.to_json(m) for m in draft.media])
     s.add(story)
     s.flush()
-    s.add_all(Delivery(story_id=story.id, account_id=a.id, state="scheduled", due_at=due,
-                       created_at=now, updated_at=now) for a in targets)
+    after = max(now, draft.not_before or now)
+    problems = []
+    for account in targets:
+        delivery = Delivery(story_id=story.id, account_id=account.id, state="scheduled", due_at=due,
+                            created_at=now, updated_at=now)
+        s.add(delivery)
+        if draft.next_slot:
+            try:
+                slots.assign(s, delivery, account, after)
+            except UserError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise StoryRejected(problems)  # the caller's transaction rolls everything back
     s.flush()
     return story
 
 
 def find(s: Session, story_id: str) -> Story:
-    story = s.get(Story, int(story_id)) if story_id.isdigit() else None
+    number = parse_id(story_id)
+    story = s.get(Story, number) if number is not None else None
     if story is None:
-        raise UserError(f"story: no story {story_id!r}")
+        raise UserError(f"story: no story {shown(story_id)}")
     return story
 
 
@@ -161,18 +314,58 @@ def cancel(s: Session, story: Story, now: datetime) -> int:
     cancelled = s.execute(
         update(Delivery)
         .where(Delivery.story_id == story.id, Delivery.state.in_(deliveries.CANCELLABLE))
-        .values(state="cancelled", updated_at=now, lease_until=None)
+        .values(state="cancelled", updated_at=now, lease_until=None, slot_at=None)  # frees the slots
         .execution_options(synchronize_session=False)
     ).rowcount or 0
     story.status = "cancelled"
     return cancelled
 
 
+# A delivery already handed to a worker (queued) may still be re-timed: its message then finds it
+# no longer queued and does nothing. A publishing one is never moved.
+RETIMABLE = ("awaiting_approval", "scheduled", "queued", "retry_wait")
+
+
+def retime(s: Session, story: Story, now: datetime, *, at: datetime | None = None,
+           next_slot: bool = False) -> int:
+    """Move the story's deliveries that have not started to ``at``, or to each account's next free
+    slot (their old slots are freed first); return how many moved. Each move is a conditional UPDATE,
+    so a delivery a worker takes meanwhile is left alone."""
+    if (at is None) == (not next_slot):
+        raise UserError("retime: give exactly one of --at and --next-slot")
+    if at is not None and at < now - PAST_TOLERANCE:
+        raise UserError(f"at: {at.isoformat()} is in the past")
+    movable = select(Delivery.id, Delivery.account_id).where(Delivery.story_id == story.id,
+                                                             Delivery.state.in_(RETIMABLE))
+    rows = s.execute(movable).all()
+    s.execute(update(Delivery).where(Delivery.id.in_([r[0] for r in rows]), Delivery.state.in_(RETIMABLE))
+              .values(slot_at=None).execution_options(synchronize_session=False))
+    moved = 0
+    for delivery_id, account_id in rows:
+        due, slot = at, None
+        if next_slot:
+            account = s.get(Account, account_id)
+            assert account is not None
+            slots.lock_accounts(s, [account_id])
+            due = slot = slots.next_free_slot(s, account, now, exclude=delivery_id)
+        moved += s.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.state.in_(RETIMABLE))
+            .values(state=case((Delivery.state == "queued", "scheduled"), else_=Delivery.state),
+                    due_at=due, slot_at=slot, queued_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount or 0
+    story.timing, story.due_at = ("next_slot", now) if next_slot else ("at", at or now)
+    s.flush()
+    return moved
+
+
 def describe(s: Session, story: Story) -> dict[str, Any]:
     states = [d for (d,) in s.execute(select(Delivery.state).where(Delivery.story_id == story.id))]
     return {
         "id": story.id, "text": story.text, "link": story.link, "variants": story.variants,
-        "targets": story.targets, "status": story.status, "due_at": story.due_at.isoformat(),
+        "targets": story.targets, "status": story.status, "timing": story.timing, "thread": story.thread,
+        "media": [m["path"] for m in story.media or []], "due_at": story.due_at.isoformat(),
         "created_at": story.created_at.isoformat(), "deliveries": len(states),
         "states": {state: states.count(state) for state in sorted(set(states))},
     }
