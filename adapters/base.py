@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import requests
@@ -160,6 +160,17 @@ class Credentials:
     def secrets(self) -> list[str]:
         """Every value, for scrubbing error texts; short values are skipped (they would scrub words)."""
         return [v for v in self.reveal().values() if len(v) >= 6]
+
+    def expires_at(self) -> datetime | None:
+        """When the access token expires, from the ``expires_at`` value adapters store (ISO-8601)."""
+        value = self.get("expires_at")
+        if not value:
+            return None
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
 
     def to_json(self) -> str:
         return json.dumps(self.reveal(), sort_keys=True)

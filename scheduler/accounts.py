@@ -128,6 +128,7 @@ def add(s: Session, platform: str, handle: str, credentials: Credentials, *, nam
     account = existing or Account(platform=platform, handle=handle)
     account.name, account.tags, account.tz, account.base_url = name, check_tags(tags or []), tz, base_url
     account.credentials = vault.seal(credentials)
+    account.token_expires_at = credentials.expires_at()
     account.credentials_version = (account.credentials_version or 0) + 1
     account.status, account.status_reason = "active", None
     s.add(account)
@@ -162,6 +163,7 @@ def reauth(s: Session, account: Account, credentials: Credentials, now: datetime
     if not credentials:
         raise UserError("credentials: empty")
     account.credentials = vault.seal(credentials)
+    account.token_expires_at = credentials.expires_at()
     account.credentials_version += 1
     account.status, account.status_reason = "active", None
     s.flush()

@@ -31,6 +31,8 @@ def create_app(settings: Settings) -> Celery:
         beat_schedule={
             "tick": {"task": "crosspost.tick", "schedule": settings.tick_interval,
                      "options": {"expires": settings.tick_interval * 2}},
+            # Tokens that expire within the margin are refreshed before a publish meets a 401.
+            "tokens": {"task": "crosspost.refresh_tokens", "schedule": 300.0, "options": {"expires": 600}},
             # Claims the accounts whose follower-sampling slot has come (see scheduler/followers.py).
             "followers": {"task": "crosspost.followers_tick", "schedule": tick_period(settings),
                           "options": {"expires": tick_period(settings) * 2}},

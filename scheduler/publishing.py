@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -171,18 +171,6 @@ def _publish(adapter: Adapter, job: Job) -> Published:
     return adapter.publish(job.account, job.post, job.key, job.progress)
 
 
-def expires_at(credentials: Credentials) -> datetime | None:
-    """When the access token expires, from the ``expires_at`` value adapters store (ISO-8601)."""
-    value = credentials.get("expires_at")
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 class RefreshBusy(AdapterError):
     """Another worker is refreshing this account's credentials right now."""
 
@@ -220,7 +208,7 @@ def refresh_credentials(adapter: Adapter, account: AccountRef, seen_version: int
             update(Account)
             .where(Account.id == account.id)
             .values(credentials=vault.seal(merged), credentials_version=Account.credentials_version + 1,
-                    refresh_lease_until=None, token_expires_at=expires_at(merged))
+                    refresh_lease_until=None, token_expires_at=merged.expires_at())
             .execution_options(synchronize_session=False)
         )
     log.info("account %s:%s: credentials refreshed", account.platform, account.handle)

@@ -9,6 +9,7 @@ from scheduler.followers import sample_account
 from scheduler.followers import tick as run_followers_tick
 from scheduler.publishing import publish_delivery
 from scheduler.ticks import tick as run_tick
+from scheduler.tokens import refresh_expiring
 
 
 def send_publish(delivery_id: int) -> None:
@@ -37,3 +38,8 @@ def followers_tick() -> int:
 @app.task(name="crosspost.sample_followers", ignore_result=True)
 def sample_followers(account_id: int) -> str:
     return sample_account(int(account_id), scheduled=True).outcome
+
+
+@app.task(name="crosspost.refresh_tokens", ignore_result=True)
+def refresh_tokens() -> int:
+    return len(refresh_expiring().refreshed)

@@ -12,7 +12,6 @@ from adapters.standins.bluesky import BlueskyStandIn
 from scheduler import accounts, deliveries, vault
 from scheduler.db import session_scope
 from scheduler.models import Account, utcnow
-from scheduler.publishing import expires_at
 from scheduler.tokens import refresh_expiring
 from tests.factories import make_delivery
 
@@ -82,7 +81,7 @@ def test_refused_refresh_makes_the_account_auth_broken(bluesky: BlueskyStandIn) 
 
 
 def test_expires_at_reads_iso_times() -> None:
-    got = expires_at(Credentials({"expires_at": "2026-12-01T10:00:00Z"}))
+    got = Credentials({"expires_at": "2026-12-01T10:00:00Z"}).expires_at()
     assert got is not None and got.isoformat() == "2026-12-01T10:00:00+00:00"
-    assert expires_at(Credentials({"expires_at": "not a time"})) is None
-    assert expires_at(Credentials({})) is None
+    assert Credentials({"expires_at": "not a time"}).expires_at() is None
+    assert Credentials({}).expires_at() is None
