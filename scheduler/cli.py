@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from typer.exceptions import TyperException
 
 from config.settings import get_settings
-from scheduler import accounts, deliveries, media, stories
+from scheduler import accounts, bulk, deliveries, media, stories
 from scheduler.cli_followers import followers_app
 from scheduler.cli_schedule import schedule_app
 from scheduler.db import migrate, session_scope
@@ -309,6 +309,81 @@ def stories_queue(
     emit([row], as_json, ["id", "due_at", "deliveries", "text"])
 
 
+@stories_app.command("import")
+def stories_import(
+    file: str,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Store the valid rows anyway.")]
+    = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue one story per row of a .csv or .jsonl file (text, link, to, at, next_slot, thread, images,
+    video, variant.PLATFORM columns). Every row is checked first; nothing is stored if any row is
+    invalid, unless --skip-invalid."""
+    from rich.progress import Progress as Bar
+
+    total = sum(1 for _ in bulk.read_rows(file))
+    with Bar(console=Console(stderr=True), transient=True, disable=as_json) as bar, db() as s:
+        task = bar.add_task("checking rows", total=total)
+        result = bulk.import_file(s, file, utcnow(), skip_invalid=skip_invalid,
+                                  advance=lambda: bar.advance(task))
+    rows = [{"row": n, "problems": p} for n, p in sorted(result.skipped.items())]
+    if as_json:
+        print(json.dumps([{"imported": result.imported, "skipped": rows}]))
+        return
+    for row in rows:
+        out.print(f"row {row['row']} skipped: {'; '.join(row['problems'])}")
+    out.print(f"{len(result.imported)} stories queued, {len(rows)} rows skipped")
+
+
+ExportFormat = Annotated[str, typer.Option("--format", help="csv or jsonl.")]
+SinceOpt = Annotated[str | None, typer.Option(help="From this ISO-8601 time (inclusive).")]
+UntilOpt = Annotated[str | None, typer.Option(help="Before this ISO-8601 time.")]
+OutOpt = Annotated[str | None, typer.Option("--out", help="Write to this file instead of standard output.")]
+
+
+def _export(rows: list[dict[str, Any]], fields: list[str], fmt: str, target: str | None) -> None:
+    if fmt not in ("csv", "jsonl"):
+        raise UserError(f"format: {fmt!r} is not csv or jsonl")
+    text = bulk.render(rows, fields, fmt)
+    if target is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(target).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"out: cannot write {target}: {exc.strerror}") from None
+    out.print(f"{len(rows)} rows written to {target}")
+
+
+def _window(since: str | None, until: str | None) -> tuple[Any, Any]:
+    return (stories.parse_time(since, "since") if since else None,
+            stories.parse_time(until, "until") if until else None)
+
+
+@stories_app.command("export")
+def stories_export(status: Annotated[str | None, typer.Option(help="approved or cancelled.")] = None,
+                   since: SinceOpt = None, until: UntilOpt = None, fmt: ExportFormat = "csv",
+                   target: OutOpt = None) -> None:
+    """Stories (created in the window) as CSV or JSON Lines."""
+    start, end = _window(since, until)
+    with db() as s:
+        rows = bulk.story_rows(s, status=status, since=start, until=end)
+    _export(rows, bulk.STORY_FIELDS, fmt, target)
+
+
+@deliveries_app.command("export")
+def deliveries_export(state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
+                      since: SinceOpt = None, until: UntilOpt = None, fmt: ExportFormat = "csv",
+                      target: OutOpt = None) -> None:
+    """Deliveries (due in the window) as CSV or JSON Lines."""
+    if state is not None and state not in deliveries.STATES:
+        raise UserError(f"state: {state!r} is not one of {', '.join(deliveries.STATES)}")
+    start, end = _window(since, until)
+    with db() as s:
+        rows = bulk.delivery_rows(s, state=state, since=start, until=end)
+    _export(rows, bulk.DELIVERY_FIELDS, fmt, target)
+
+
 @stories_app.command("retime")
 def stories_retime(
     story: str,
@@ -337,7 +412,7 @@ def stories_show(story: str, as_json: JsonOpt = False) -> None:
     with db() as s:
         found = stories.find(s, story)
         row = stories.describe(s, found)
-        rows = [_delivery_row(d) for d in found.deliveries]
+        rows = [bulk.describe_delivery(d) for d in found.deliveries]
     if as_json:
         print(json.dumps([{**row, "delivery_list": rows}], ensure_ascii=False, default=str))
         return
@@ -357,15 +432,6 @@ def stories_cancel(story: str) -> None:
 DELIVERY_COLUMNS = ["id", "story", "account", "state", "due_at", "attempts", "published_url", "last_error"]
 
 
-def _delivery_row(d: Delivery) -> dict[str, Any]:
-    return {
-        "id": d.id, "story": d.story_id, "account": d.account.label, "platform": d.account.platform,
-        "state": d.state, "due_at": d.due_at.isoformat(), "attempts": d.attempts, "failures": d.failures,
-        "remote_id": d.remote_id, "published_url": d.published_url,
-        "published_at": d.published_at.isoformat() if d.published_at else None, "last_error": d.last_error,
-    }
-
-
 @deliveries_app.command("list")
 def deliveries_list(
     state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
@@ -382,7 +448,7 @@ def deliveries_list(
     if story is not None:
         query = query.where(Delivery.story_id == story)
     with db() as s:
-        rows = [_delivery_row(d) for d in s.scalars(query)]
+        rows = [bulk.describe_delivery(d) for d in s.scalars(query)]
     emit(rows, as_json, DELIVERY_COLUMNS)
 
 
