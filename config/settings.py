@@ -33,10 +33,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(None, description="Fernet key for credentials at rest; empty means "
                                          "the key file in data_dir.")
 
-    db_pool_size: int = Field(4, gt=0, description="PostgreSQL connections each process keeps open.")
-    db_max_overflow: int = Field(8, ge=0, description="Extra PostgreSQL connections a busy process may "
+    db_pool_size: int = Field(8, gt=0, description="PostgreSQL connections each process keeps open.")
+    db_max_overflow: int = Field(2, ge=0, description="Extra PostgreSQL connections a busy process may "
                                  "open beyond db_pool_size.")
-    tick_interval: float = Field(5.0, gt=0, description="Seconds between two beat ticks.")
+    tick_interval: float = Field(1.0, gt=0, description="Seconds between two beat ticks (how late a "
+                                 "delivery may start; the claim is one indexed query).")
     claim_batch: int = Field(500, gt=0, description="Most deliveries one tick claims.")
     lease_seconds: int = Field(120, gt=0, description="How long a publishing worker owns a delivery.")
     queued_timeout: int = Field(300, gt=0, description="Seconds a claimed delivery may wait for a worker "

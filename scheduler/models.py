@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import false
@@ -119,6 +120,11 @@ class Delivery(Base):
     __table_args__ = (
         # The claim: due deliveries by state and due time.
         Index("ix_deliveries_state_due_at", "state", "due_at"),
+        # ...and only the pending ones, so the claim reads a few entries however many published
+        # deliveries the table holds (8x faster at 1 M rows, bench/RESULTS.md).
+        Index("ix_deliveries_pending_due", "due_at",
+              postgresql_where=text("state IN ('scheduled', 'retry_wait')"),
+              sqlite_where=text("state IN ('scheduled', 'retry_wait')")),
         # The reaper: expired leases and lost queue messages.
         Index("ix_deliveries_state_lease_until", "state", "lease_until"),
         Index("ix_deliveries_state_queued_at", "state", "queued_at"),

@@ -103,6 +103,11 @@ class Created:
 Route = tuple[str, re.Pattern[str], Callable[[Request], Response]]
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog of 5 overflows under a burst of workers and adds a 1 s SYN retry.
+    request_queue_size = 256
+
+
 class StandIn:
     platform = "standin"
 
@@ -116,7 +121,7 @@ class StandIn:
         self.retry_blocks: dict[str, float] = {}
         self.routes: list[Route] = []
         self.register()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _Server((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
