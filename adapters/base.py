@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -16,7 +16,7 @@ import requests
 from pydantic import SecretStr
 
 from adapters import http
-from adapters.text import compose, graphemes
+from adapters.text import compose, graphemes, split_thread
 
 
 @dataclass(frozen=True)
@@ -229,12 +229,20 @@ class Adapter:
             problems.append(Problem(self.platform, "text", "is empty"))
         problems.extend(self.check_media(post))
         length = self.caps.count(body)
-        if length > self.caps.text_limit and not (post.thread and self.caps.threads):
+        threaded = post.thread and self.caps.threads
+        if length > self.caps.text_limit and not threaded:
             hint = "; use --thread for a reply chain" if self.caps.threads else ""
             problems.append(Problem(
                 self.platform, "text",
                 f"is {length} {self.caps.unit} long; the limit is {self.caps.text_limit}{hint}",
             ))
+        elif length > self.caps.text_limit:
+            try:
+                split_thread(body, self.caps.text_limit, self.caps.count)
+            except ValueError as exc:
+                problems.append(Problem(self.platform, "text", f"cannot be split into a thread: {exc}"))
+                # The platform's own rules still run, on the text as one post.
+                post = replace(post, thread=False)
         problems.extend(self.check_platform(post))
         return problems
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
@@ -34,10 +34,12 @@ def new_session() -> requests.Session:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value replaced by ``***``."""
+    """``text`` with every secret value replaced by ``***``, also where it appears percent-encoded
+    (an error page quoting the request URL)."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            for form in dict.fromkeys((secret, quote(secret, safe=""), quote(secret))):
+                text = text.replace(form, "***")
     return text
 
 
@@ -142,9 +144,13 @@ def send(
                        f"{type(exc).__name__}") from None
     if response.ok:
         return response
+    # Scrub the whole body before anything reads it: a classifier that cuts the text first could
+    # leave half a token behind the cut.
+    response._content = scrub(response.text, secrets).encode("utf-8")
+    response.encoding = "utf-8"
     error = classify(response) if classify else None
     if error is None:
-        body = scrub(response.text[:300], secrets).strip()
+        body = response.text[:300].strip()
         error = default_error(response, platform, f": {body}" if body else "")
     if isinstance(error, AdapterError):
         error.reason = scrub(error.reason, secrets)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -26,7 +26,7 @@ from scheduler.cli_followers import followers_app
 from scheduler.cli_schedule import schedule_app
 from scheduler.db import migrate, session_scope
 from scheduler.deliveries import IllegalTransition
-from scheduler.errors import MAX_ID, StoryRejected, UserError, parse_id, shown
+from scheduler.errors import MAX_ID, StoryRejected, UserError, parse_id, shown, shown_path
 from scheduler.models import Account, Delivery, Story, utcnow
 from scheduler.vault import VaultError, ensure_key
 
@@ -89,10 +89,12 @@ def read_credentials(path: str) -> Any:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
         except OSError as exc:
-            raise UserError(f"credentials-file: cannot read {path}: {exc.strerror}") from None
+            raise UserError(f"credentials-file: cannot read {shown_path(path)}: {exc.strerror}") from None
         except UnicodeDecodeError:
-            raise UserError(f"credentials-file: {path} is not UTF-8 text") from None
-        source = path
+            raise UserError(f"credentials-file: {shown_path(path)} is not UTF-8 text") from None
+        except ValueError:  # a NUL in the name
+            raise UserError(f"credentials-file: {shown_path(path)} is not a file name") from None
+        source = shown_path(path)
     return accounts.parse_credentials(text, source)
 
 
@@ -512,7 +514,7 @@ def _settings_problem(exc: ValidationError) -> str:
     return f"settings: {name}: {first['msg']}"
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
 

@@ -239,11 +239,14 @@ def unknown(s: Session, lease: Lease, now: datetime, reason: str, http_status: i
 
 def block_auth(s: Session, lease: Lease, account_id: int, now: datetime, reason: str,
                http_status: int | None = None) -> bool:
-    """``publishing -> blocked_auth`` and the account ``auth_broken`` until an operator re-authorises."""
+    """``publishing -> blocked_auth`` and the account ``auth_broken`` until an operator re-authorises.
+    Only the attempt that still holds the lease may stop the account: a stale one changes nothing."""
+    if not _finish(s, lease, now, "blocked_auth", reason=reason, outcome="auth_failed",
+                   http_status=http_status):
+        return False
     s.execute(update(Account).where(Account.id == account_id, Account.status != "removed")
               .values(status="auth_broken", status_reason=reason))
-    return _finish(s, lease, now, "blocked_auth", reason=reason, outcome="auth_failed",
-                   http_status=http_status)
+    return True
 
 
 # -- operators ------------------------------------------------------------------------------------

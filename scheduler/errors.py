@@ -26,6 +26,12 @@ def shown(value: str, limit: int = 60) -> str:
     return f"{value[:limit]!r}… ({len(value)} characters)"
 
 
+def shown_path(path: str) -> str:
+    """A file name for an error line: as typed when it is plain, quoted when it holds a line break or
+    other unprintable characters."""
+    return path if path.isprintable() and len(path) <= 200 else shown(path, 80)
+
+
 def parse_id(value: str) -> int | None:
     """The row id ``value`` names, or None if it is not one (``isdigit`` alone accepts ``'٣'``)."""
     value = value.strip()

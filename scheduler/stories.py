@@ -13,9 +13,9 @@ from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from adapters import PLATFORMS, adapter_class
-from adapters.base import Media, Post
+from adapters.base import Media, Post, Problem
 from scheduler import accounts, deliveries, media, slots
-from scheduler.errors import StoryRejected, UserError, parse_id, shown
+from scheduler.errors import StoryRejected, UserError, parse_id, shown, shown_path
 from scheduler.models import Account, Delivery, Story
 
 MAX_STORY_CHARS = 100_000
@@ -83,29 +83,34 @@ def parse_variant(value: str) -> tuple[str, str]:
 
 def load_file(path: str) -> dict[str, Any]:
     """A story file (YAML or JSON): text, link, variants, to, at."""
+    name = shown_path(path)
     try:
         size = Path(path).stat().st_size
         if size > MAX_FILE_BYTES:
-            raise UserError(f"file: {path} is {size} bytes; a story file may be at most {MAX_FILE_BYTES}")
+            raise UserError(f"file: {name} is {size} bytes; a story file may be at most {MAX_FILE_BYTES}")
         raw = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"file: cannot read {path}: {exc.strerror}") from None
+        raise UserError(f"file: cannot read {name}: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise UserError(f"file: {path} is not UTF-8 text") from None
+        raise UserError(f"file: {name} is not UTF-8 text") from None
+    except ValueError:  # a NUL in the name
+        raise UserError(f"file: {name} is not a file name") from None
     try:
         data = yaml.load(raw, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"file: {path} is not valid YAML{where}") from None
+        raise UserError(f"file: {name} is not valid YAML{where}") from None
     except Exception:
         # AttributeError (a malformed !!timestamp), RecursionError...: all mean a broken file.
-        raise UserError(f"file: {path} is not valid YAML (a value cannot be read)") from None
+        raise UserError(f"file: {name} is not valid YAML (a value cannot be read)") from None
     if not isinstance(data, dict):
-        raise UserError(f"file: {path} must hold a mapping with at least 'text' and 'to'")
+        raise UserError(f"file: {name} must hold a mapping with at least 'text' and 'to'")
     unknown = set(data) - FILE_FIELDS
     if unknown:
-        raise UserError(f"file: {path} has unknown field(s) {', '.join(sorted(unknown))}")
+        # Keys may be anything YAML can write (numbers, "\n"): show them quoted, on one line.
+        names = sorted(shown(str(k), 30) for k in unknown)
+        raise UserError(f"file: {name} has unknown field(s) {', '.join(names)}")
     return data
 
 
@@ -252,14 +257,22 @@ def check_draft(draft: Draft, now: datetime) -> list[str]:
     return problems
 
 
+def _platform_check(account: Account, draft: Draft) -> list[Problem]:
+    try:
+        return adapter_class(account.platform)().check(draft.post_for(account.platform))
+    except Exception as exc:
+        # An adapter's bug must not crash `stories queue` (nor pass the story): name it, store nothing.
+        return [Problem(account.platform, "text", f"cannot be checked ({type(exc).__name__}: "
+                                                  f"{' '.join(str(exc).split())[:200]})")]
+
+
 def check_targets(draft: Draft, targets: list[Account]) -> list[str]:
     problems = []
     for platform in draft.variants:
         if platform in PLATFORMS and all(a.platform != platform for a in targets):
             problems.append(f"variant: for {platform}, but no target account is on {platform}")
     for account in targets:
-        problems.extend(f"{account.label}: {p.field}: {p.message}"
-                        for p in adapter_class(account.platform)().check(draft.post_for(account.platform)))
+        problems.extend(f"{account.label}: {p.field}: {p.message}" for p in _platform_check(account, draft))
         if draft.next_slot and not account.schedule:
             problems.append(f"{account.label}: schedule: has no posting schedule for --next-slot; "
                             "set one with `crosspost schedule set`")

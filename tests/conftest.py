@@ -166,3 +166,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# -- Hypothesis ---------------------------------------------------------------------------------
+# The machine is shared and loaded: a per-example deadline would fail property tests for being slow,
+# not wrong. print_blob: a failure found in CI prints what replays it (@reproduce_failure).
+from hypothesis import settings as hypothesis_settings  # noqa: E402 - kept apart from the fixtures above
+
+hypothesis_settings.register_profile("crosspost", deadline=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "crosspost"))
