@@ -6,25 +6,22 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from typer.exceptions import TyperException
 
 from config.settings import get_settings
 from scheduler import accounts, bulk, deliveries, media, stories
+from scheduler.cli_common import JsonOpt, db, emit, out, require_database
 from scheduler.cli_followers import followers_app
 from scheduler.cli_schedule import schedule_app
-from scheduler.db import migrate, session_scope
+from scheduler.db import migrate
 from scheduler.deliveries import IllegalTransition
 from scheduler.errors import MAX_ID, StoryRejected, UserError, parse_id, shown, shown_path
 from scheduler.models import Account, Delivery, Story, utcnow
@@ -41,44 +38,9 @@ app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(followers_app, name="followers")
 app.add_typer(schedule_app, name="schedule")
 
-out = Console(soft_wrap=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON array with stable field names.")]
-
-
 def setup_logging() -> None:
     logging.basicConfig(level=get_settings().log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str], title: str | None = None) -> None:
-    if as_json:
-        print(json.dumps(rows, ensure_ascii=False, default=str))
-        return
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    out.print(table)
-
-
-def require_database() -> None:
-    """Refuse to work on an embedded database that was never created: opening it would create an
-    empty file, and every command would then fail on a missing table."""
-    settings = get_settings()
-    if not settings.embedded:
-        return
-    url = make_url(settings.database_url)
-    path = url.database
-    if path and path != ":memory:" and "uri" not in url.query and not Path(path).exists():
-        raise UserError(f"database: not initialised (there is no {path}); run `crosspost init`")
-
-
-@contextmanager
-def db() -> Iterator[Any]:
-    require_database()
-    with session_scope() as s:
-        yield s
 
 
 def read_credentials(path: str) -> Any:

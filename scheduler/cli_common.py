@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from config.settings import get_settings
 from scheduler.db import session_scope
+from scheduler.errors import UserError
 
 out = Console(soft_wrap=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON array with stable field names.")]
@@ -30,7 +34,20 @@ def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str], title: s
     out.print(table)
 
 
+def require_database() -> None:
+    """Refuse to work on an embedded database that was never created: opening it would create an
+    empty file, and every command would then fail on a missing table."""
+    settings = get_settings()
+    if not settings.embedded:
+        return
+    url = make_url(settings.database_url)
+    path = url.database
+    if path and path != ":memory:" and "uri" not in url.query and not Path(path).exists():
+        raise UserError(f"database: not initialised (there is no {path}); run `crosspost init`")
+
+
 @contextmanager
 def db() -> Iterator[Session]:
+    require_database()
     with session_scope() as s:
         yield s
