@@ -50,3 +50,16 @@ def test_progress_of_a_reaped_resumable_attempt_is_refused() -> None:
         _saver(lease)({"blobs": []})
     with session_scope() as s:
         assert s.get(Delivery, lease.delivery_id).remote_state is None
+
+
+def test_progress_keeps_only_what_was_saved() -> None:
+    from adapters.base import Progress
+
+    def failing(state: dict) -> None:
+        raise LeaseLost("gone")
+
+    progress = Progress({"parts": ["a"]}, failing)
+    with pytest.raises(LeaseLost):
+        progress.save(message={"message_id": 1})
+    # A retry must not believe the message was recorded: it was not, so it may not resume from it.
+    assert progress.state == {"parts": ["a"]}
