@@ -2,7 +2,7 @@
 blobs, handle resolution, profiles.
 
 Answers are shaped like the reference PDS (``@atproto/pds`` 0.5.35, measured on loopback, see
-``/work/shared/peers/bluesky`` and ``tests/peer/test_bluesky_peer.py``): status codes,
+``../shared/peers/bluesky`` and ``tests/peer/test_bluesky_peer.py``): status codes,
 ``{"error", "message"}`` bodies and messages, blob CIDs, the blob type sniffed from the bytes. It is
 stricter than the PDS in a few places, on purpose, each a mistake the PDS stores and clients then
 show wrong: a refresh token is revoked as soon as it is used (the PDS allows ``refresh_grace``
