@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from config.settings import get_settings
 from scheduler import accounts, followers
-from scheduler.db import session_scope
+from scheduler.cli_common import db
 from scheduler.errors import UserError
 from scheduler.models import Account, utcnow
 
@@ -61,7 +61,7 @@ def sample(
     as_json: JsonOpt = False,
 ) -> None:
     """Sample follower counts now: one account, or every active account."""
-    with session_scope() as s:
+    with db() as s:
         if account is not None:
             found = accounts.find(s, account)
             targets = [(found.id, found.label)]
@@ -156,7 +156,7 @@ def report(
     if csv_path or chart_path:
         start = min(start, series_from)
     interval = get_settings().follower_interval
-    with session_scope() as s:
+    with db() as s:
         infos = followers.account_infos(s)
         rows = followers.report_rows(s, [a.id for a in infos], start)
         result = followers.summarise(infos, rows, now, by, since_day, timedelta(seconds=2 * interval))

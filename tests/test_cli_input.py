@@ -236,6 +236,8 @@ def test_bad_settings_are_refused_cleanly(sqlite_env: Env) -> None:
     (["stories", "queue", "--text", "hi", "--to", "news"], True),
     (["deliveries", "retry", "1"], True),
     (["worker"], True),
+    (["followers", "report"], True),
+    (["schedule", "show"], True),
 ], ids=lambda a: "-".join(a[:2]) if isinstance(a, list) else ("empty-dir" if a else "no-dir"))
 def test_database_not_initialised(tmp_path: Path, files: Path, args: list[str], make_dir: bool) -> None:
     """A fresh data directory without `crosspost init` (missing, or empty): a clear error, and no
