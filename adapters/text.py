@@ -6,6 +6,7 @@ No I/O here, so every rule can be tested on its own with arbitrary Unicode.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,18 +70,17 @@ _SENTENCE_END = regex.compile(r"[.!?\u3002\uff01\uff1f\u2026]+[\"'\u201d\u2019)\
 _SPACE = regex.compile(r"\s+")
 
 
-def _boundaries(text: str, start: int) -> tuple[list[int], list[int], list[int]]:
-    """Candidate cut points after ``start``: after a sentence, after a word, after a grapheme."""
-    sentences = [m.end() for m in _SENTENCE_END.finditer(text, start)]
-    words = [m.end() for m in _SPACE.finditer(text, start)]
-    graphs = [m.end() for m in regex.finditer(r"\X", text[start:])]
-    return sentences, words, [start + g for g in graphs]
+def _boundaries(text: str) -> tuple[list[int], list[int], list[int]]:
+    """Every candidate cut point: after a sentence, after a word, after a grapheme."""
+    sentences = [m.end() for m in _SENTENCE_END.finditer(text)]
+    words = [m.end() for m in _SPACE.finditer(text)]
+    graphs = [m.end() for m in regex.finditer(r"\X", text)]
+    return sentences, words, graphs
 
 
 def _longest(text: str, start: int, cuts: list[int], fits: Callable[[str], bool]) -> int | None:
     """The furthest cut whose piece fits; binary search, since a longer piece never counts less and
     some counters (X's) are slow."""
-    cuts = [c for c in cuts if c > start]
     lo, hi, best = 0, len(cuts) - 1, None
     while lo <= hi:
         mid = (lo + hi) // 2
@@ -91,18 +91,27 @@ def _longest(text: str, start: int, cuts: list[int], fits: Callable[[str], bool]
     return best
 
 
+def _within(cuts: list[int], start: int, end: int) -> list[int]:
+    return cuts[bisect_right(cuts, start):bisect_right(cuts, end)]
+
+
 def thread_chunks(text: str, limit: int, count: Callable[[str], int]) -> list[str]:
     """Cut ``text`` into consecutive pieces (joined, they give ``text`` back exactly) such that each
     piece, stripped and numbered ``i/n``, counts at most ``limit``. Cuts fall after a sentence where
     one fits, else after a word, else (a single overlong word) between two graphemes."""
     if count(text.strip()) <= limit:
         return [text]
+    boundaries = _boundaries(text)
     digits = 1
     while True:
         numbering = count(f" {'9' * digits}/{'9' * digits}")
         budget = limit - numbering
         if budget <= 0:
             raise ValueError(f"a limit of {limit} leaves no room for the part numbers")
+        # A piece that fits is rarely longer than 8 characters per counted unit; looking only that far
+        # keeps the split linear in the text. A longer piece is only cut shorter (still within the
+        # limit); the whole text is the fallback when nothing in the window fits.
+        span = (budget + 1) * 8
         chunks: list[str] = []
         start = 0
 
@@ -110,12 +119,15 @@ def thread_chunks(text: str, limit: int, count: Callable[[str], int]) -> list[st
             return count(piece.strip()) <= budget
 
         while start < len(text):
-            if fits(text[start:]):
+            if len(text) - start <= span and fits(text[start:]):
                 chunks.append(text[start:])
                 break
-            sentences, words, graphs = _boundaries(text, start)
-            cut = (_longest(text, start, sentences, fits) or _longest(text, start, words, fits)
-                   or _longest(text, start, graphs, fits))
+            cut = None
+            for end in (start + span, len(text)):
+                cut = next((c for cuts in boundaries
+                            if (c := _longest(text, start, _within(cuts, start, end), fits))), None)
+                if cut is not None or end >= len(text):
+                    break
             if cut is None:
                 raise ValueError(f"one character of the text alone exceeds a budget of {budget}")
             chunks.append(text[start:cut])
