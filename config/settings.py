@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(32, gt=0, description="Concurrent publishes per worker process.")
     follower_interval: float = Field(3600.0, gt=0, description="Seconds between follower samples.")
     log_level: str = Field("INFO", description="Log level for workers and commands.")
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        # CROSSPOST_DATA_DIR= (empty) means "the default", as for the URLs, not the current directory.
+        return _default_data_dir() if value in ("", None) else value
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -1,0 +1,31 @@
+"""Settings: every variable read from the environment, defaults in the data directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings
+
+
+def test_empty_data_dir_means_the_default_not_the_current_directory(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.setenv("CROSSPOST_DATA_DIR", "")
+    settings = Settings()
+    assert settings.data_dir == tmp_path / "crosspost"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'crosspost' / 'crosspost.db'}"
+    assert settings.broker_url.startswith("sqla+sqlite:///")
+
+
+def test_variables_are_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CROSSPOST_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CROSSPOST_TICK_INTERVAL", "2.5")
+    monkeypatch.setenv("CROSSPOST_WORKER_POOL", "prefork")
+    monkeypatch.setenv("CROSSPOST_SECRET_KEY", "key-that-must-not-print-0123456789")
+    settings = Settings()
+    assert (settings.data_dir, settings.tick_interval, settings.worker_pool) == (tmp_path, 2.5, "prefork")
+    assert "key-that-must-not-print" not in repr(settings)
+    assert settings.secret_key is not None
+    assert settings.secret_key.get_secret_value() == "key-that-must-not-print-0123456789"
