@@ -27,7 +27,6 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 from adapters.standins.base import Request, Response
 from adapters.standins.graph import GraphStandIn, Upload, graph_error, graph_time, invalid
@@ -207,21 +206,8 @@ class FacebookStandIn(GraphStandIn):
         with self.lock:
             page = self._authorize(req, params, self._path_page(req), "pages_read_engagement")
             fields = _fields(params, {"id", "message", "created_time"})
-            try:
-                limit = min(max(int(params.get("limit", 25)), 1), 100)
-                start = int(params.get("after") or 0)
-            except ValueError:
-                raise invalid("limit and after must be numbers") from None
-            posts = [p for p in reversed(self.feed) if p["page"] == page.id]
-            chunk = posts[start:start + limit]
-            body: dict[str, Any] = {"data": [self._render(p, fields) for p in chunk]}
-            if chunk:
-                body["paging"] = {"cursors": {"before": str(start), "after": str(start + len(chunk))}}
-                if start + len(chunk) < len(posts):
-                    query = {**{k: v for k, v in params.items() if k != "access_token"},
-                             "after": start + len(chunk)}
-                    body["paging"]["next"] = f"{self.url}{req.path}?{urlencode(query)}"
-            return Response(200, body)
+            items = [p for p in reversed(self.feed) if p["page"] == page.id]
+            return self.paged(req, params, items, lambda p: self._render(p, fields))
 
     def node(self, req: Request) -> Response:
         params, _ = self.params(req)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
 
@@ -225,3 +225,22 @@ class GraphStandIn(StandIn):
         if minutes:
             with self.lock:
                 self.retry_blocks[self.scope(req)] = time.time() + 60 * float(minutes)
+
+    def paged(self, req: Request, params: dict[str, Any], items: list[dict[str, Any]],
+              render: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+        """One page of a Graph edge (newest first), with ``limit`` / ``after`` cursors and a ``next``
+        link carrying every parameter but the token."""
+        try:
+            limit = min(max(int(params.get("limit", 25)), 1), 100)
+            start = int(params.get("after") or 0)
+        except ValueError:
+            raise invalid("limit and after must be numbers") from None
+        chunk = items[start:start + limit]
+        body: dict[str, Any] = {"data": [render(item) for item in chunk]}
+        if chunk:
+            body["paging"] = {"cursors": {"before": str(start), "after": str(start + len(chunk))}}
+            if start + len(chunk) < len(items):
+                query = {**{k: v for k, v in params.items() if k != "access_token"},
+                         "after": start + len(chunk)}
+                body["paging"]["next"] = f"{self.url}{req.path}?{urlencode(query)}"
+        return Response(200, body)

@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from adapters.standins.base import Request, Response
 from adapters.standins.graph import Container, GraphStandIn, graph_error, graph_time, invalid
@@ -254,21 +253,8 @@ class InstagramStandIn(GraphStandIn):
         with self.lock:
             user = self._authorize(req, params, "basic")
             fields = _fields(params, {"id"})
-            try:
-                limit = min(max(int(params.get("limit", 25)), 1), 100)
-                start = int(params.get("after") or 0)
-            except ValueError:
-                raise invalid("limit and after must be numbers") from None
-            mine = [m for m in reversed(self.media) if m["user"] == user.id]
-            chunk = mine[start:start + limit]
-            body: dict[str, Any] = {"data": [self._render(m, fields) for m in chunk]}
-            if chunk:
-                body["paging"] = {"cursors": {"before": str(start), "after": str(start + len(chunk))}}
-                if start + len(chunk) < len(mine):
-                    query = {**{k: v for k, v in params.items() if k != "access_token"},
-                             "after": start + len(chunk)}
-                    body["paging"]["next"] = f"{self.url}{req.path}?{urlencode(query)}"
-            return Response(200, body)
+            items = [m for m in reversed(self.media) if m["user"] == user.id]
+            return self.paged(req, params, items, lambda m: self._render(m, fields))
 
     def publishing_limit(self, req: Request) -> Response:
         params, _ = self.params(req)
