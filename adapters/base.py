@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import requests
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from adapters import http
 from adapters.text import compose, graphemes, split_thread
@@ -42,6 +42,12 @@ class Capabilities:
     images_with_video: bool = False
     # A story too long for one post may go out as a reply chain (``--thread``).
     threads: bool = False
+    # How long after a create's answer the post may take to show up in ``find_published`` (search
+    # indexes, feeds). A create that died behind its fence is looked up only after the HTTP timeout
+    # plus this much, so an in-flight request has landed and become visible first.
+    visible_after: timedelta = timedelta(seconds=5)
+    # Self-hosted platforms (Mastodon) have no default API address: the account must name its own.
+    requires_base_url: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,10 +105,21 @@ class Post:
         return compose(self.text, self.link)
 
 
+FENCE = "fence"
+
+
 class Progress:
     """What a multi-step publish has done so far (uploaded media ids, thread parts posted, a
     container id). ``save`` persists it on the delivery at once, so a retry after a crash continues
-    from there instead of starting again; adapters call it after every step that created something."""
+    from there instead of starting again; adapters call it after every step that created something.
+
+    ``fence(step)`` goes right before a request that may make something *visible* that the platform
+    cannot de-duplicate (the post, a thread part, a video that publishes on upload). It saves a marker
+    (and the saver checks the lease, so a reaped attempt stops here); the next ``save`` clears it. An
+    attempt that died with the marker set may have created ``step``: the retry policy then looks it up
+    once an in-flight request could have landed, or hands it to an operator. An attempt that died
+    without it created nothing visible and is simply tried again.
+    """
 
     def __init__(self, state: Mapping[str, Any] | None = None,
                  saver: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -112,8 +129,19 @@ class Progress:
     def get(self, name: str, default: Any = None) -> Any:
         return self.state.get(name, default)
 
+    def fence(self, step: str) -> None:
+        self.save(**{FENCE: {"step": step, "at": datetime.now(UTC).isoformat()}})
+
+    @property
+    def fenced(self) -> dict[str, Any] | None:
+        """The marker of a create that was sent and has no saved answer yet, if any."""
+        marker = self.state.get(FENCE)
+        return marker if isinstance(marker, dict) else None
+
     def save(self, **changes: Any) -> None:
-        merged = {**self.state, **changes}
+        # Any save after a fence records the fenced request's answer (or the next step), so the
+        # marker goes unless this save sets it.
+        merged = {**{k: v for k, v in self.state.items() if k != FENCE}, **changes}
         if self._saver is not None:
             self._saver(dict(merged))
         # Only what was saved counts: a failed save must not make the caller believe a retry can
@@ -194,15 +222,36 @@ class Credentials:
     __str__ = __repr__
 
 
+class CredentialsModel(BaseModel):
+    """The shape of one platform's credentials. Each adapter declares a subclass (required fields,
+    formats, ``SecretStr`` for secrets); ``accounts add`` and ``reauth`` validate against it before
+    anything is stored, and scrubbing takes its secret fields from it. Unknown keys are refused, so a
+    misspelt key is found when the account is added, not at its first publish."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a set of credentials belongs to, in the platform's words: the handle as the account row
+    spells it (normalised), and the platform's stable id when it has one."""
+
+    handle: str
+    remote_id: str | None = None
+    name: str | None = None
+
+
 @dataclass
 class AccountRef:
-    """The parts of an account an adapter needs; built by the scheduler from the stored row."""
+    """The parts of an account an adapter needs; built by the scheduler from the stored row.
+    ``language`` is a BCP-47 tag (``en``, ``zh-Hans``) for platforms that label posts (Bluesky)."""
 
     id: int
     platform: str
     handle: str
     base_url: str | None = None
     credentials: Credentials = field(default_factory=Credentials)
+    language: str | None = None
 
     def __repr__(self) -> str:
         return f"AccountRef({self.platform}:{self.handle}, id={self.id})"
@@ -216,6 +265,7 @@ class Adapter:
     platform: ClassVar[str]
     caps: ClassVar[Capabilities]
     default_base_url: ClassVar[str]
+    credentials_model: ClassVar[type[CredentialsModel]] = CredentialsModel
 
     def __init__(self, session: requests.Session | None = None, timeout: float | None = None) -> None:
         self.session = session or http.new_session()
@@ -282,8 +332,21 @@ class Adapter:
         what earlier attempts of a multi-step publish already did."""
         raise NotImplementedError
 
-    def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:
+    def find_published(self, account: AccountRef, post: Post, key: str,
+                       progress: Progress | None = None) -> Published | None:
+        """The delivery's post if it exists, None if it surely does not. ``progress.fenced`` names the
+        step a dead attempt may have created; raise Rejected when that step cannot be looked up."""
         return None
+
+    @classmethod
+    def normalize_handle(cls, handle: str) -> str:
+        """The one spelling of a handle on this platform (``@newsroom`` and ``newsroom`` are one
+        Mastodon account), so one account is never stored twice."""
+        return handle.strip()
+
+    def whoami(self, account: AccountRef) -> Identity:
+        """Ask the platform whose credentials these are, so they are never stored on another account."""
+        raise NotImplementedError(f"{self.platform}: whoami")
 
     @classmethod
     def resumable(cls, state: Mapping[str, Any]) -> bool:

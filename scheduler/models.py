@@ -81,6 +81,8 @@ class Account(Base):
     min_gap_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(16), default="active")
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # BCP-47 tag of what the account posts in (Bluesky ``langs``; routing feeds by language).
+    language: Mapped[str | None] = mapped_column(String(35))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property
@@ -107,6 +109,11 @@ class Story(Base):
     timing: Mapped[str] = mapped_column(String(16), default="at", server_default="at")
     author: Mapped[str | None] = mapped_column(String(255))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # BCP-47 tag of the story's text; overrides the account's language where set.
+    language: Mapped[str | None] = mapped_column(String(35))
+    # A hash of what makes two stories the same (text, link, variants, media, targets, time), so the
+    # same story queued or imported twice is refused unless asked for.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="story")
@@ -172,6 +179,10 @@ class Attempt(Base):
     http_status: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     celery_id: Mapped[str | None] = mapped_column(String(64))
+    # Any success this attempt saw, even one that came after the reaper or an operator moved the
+    # delivery on: a possible duplicate must be findable.
+    remote_id: Mapped[str | None] = mapped_column(String(512))
+    url: Mapped[str | None] = mapped_column(String(2048))
 
 
 class FollowerSample(Base):
@@ -200,6 +211,17 @@ class FollowerDaily(Base):
     max_followers: Mapped[int] = mapped_column(Integer)
     last_taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
     samples: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ProcessLock(Base):
+    """A singleton role (the beat) held by one process, renewed while it lives: a second beat on the
+    same database refuses to start and says who holds it."""
+
+    __tablename__ = "process_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class RateGate(Base):

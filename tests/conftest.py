@@ -1,11 +1,14 @@
 """Shared fixtures: real SQLite files, a real PostgreSQL database per test module, real Redis.
 
+Redis is a private server started for the run (never the shared one: tests flush it).
 When CI=true, a missing Redis or PostgreSQL fails the tests that need them; elsewhere they skip.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,8 +26,38 @@ from config.settings import reset_settings
 from scheduler.db import dispose_engines, migrate
 
 PG_ADMIN = os.environ.get("CROSSPOST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("CROSSPOST_TEST_REDIS", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _private_redis() -> str:
+    """A Redis server of this test run's own on a free loopback port, so the tests may flush it
+    without touching whatever else uses the machine's Redis (CROSSPOST_TEST_REDIS overrides)."""
+    if os.environ.get("CROSSPOST_TEST_REDIS"):
+        return os.environ["CROSSPOST_TEST_REDIS"]
+    server = shutil.which("redis-server")
+    if server is None:
+        return "redis://127.0.0.1:1/0"  # nothing listens there: the tests that need Redis say so
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--daemonize", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    atexit.register(proc.kill)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+            break
+        except redis.RedisError:
+            time.sleep(0.05)
+    # Child processes (workers) and test modules read it from here.
+    os.environ["CROSSPOST_TEST_REDIS"] = url
+    return url
+
+
+REDIS_URL = _private_redis()
 
 
 def _unavailable(what: str, exc: Exception) -> None:

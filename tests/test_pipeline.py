@@ -116,7 +116,7 @@ def run_pipeline(env: Env, procs: Processes, standins: dict[str, StandIn], comma
 
 def test_redis_postgres_workers_publish_each_delivery_once(
         pg_env: Env, redis_url: str, standins: dict[str, StandIn], procs: Processes) -> None:
-    redis.Redis.from_url(redis_url).flushall()
+    redis.Redis.from_url(redis_url).flushdb()
     run_pipeline(pg_env, procs, standins, [["worker"], ["worker", "--concurrency", "4"], ["beat"]])
 
 
@@ -129,7 +129,7 @@ def test_worker_killed_mid_publish(pg_env: Env, redis_url: str, standins: dict[s
                                    procs: Processes) -> None:
     """kill -9 while every platform holds the request open after creating the post: the idempotent
     platforms end published with one post; Telegram, which cannot tell, ends unknown, never posted twice."""
-    redis.Redis.from_url(redis_url).flushall()
+    redis.Redis.from_url(redis_url).flushdb()
     procs.env = pg_env
     matrix(standins, per_platform=1)
     create_paths = {"mastodon": "/api/v1/statuses", "bluesky": "putRecord", "telegram": "sendMessage"}
@@ -158,13 +158,13 @@ def test_flushall_while_queued_loses_nothing(pg_env: Env, redis_url: str, standi
                                              procs: Processes) -> None:
     procs.env = pg_env
     client = redis.Redis.from_url(redis_url)
-    client.flushall()
+    client.flushdb()
     matrix(standins, per_platform=1)
     queue(3)
     tick = pg_env.cli("tick")
     assert tick.returncode == 0, tick.stderr
     assert states() == {"queued": 9}
-    client.flushall()  # the broker forgets every message
+    client.flushdb()  # the broker forgets every message
     procs.start("worker")
     procs.start("beat")
     try:
