@@ -91,6 +91,8 @@ class Post:
     media: tuple[Media, ...] = ()
     title: str | None = None
     thread: bool = False
+    # BCP-47 tag of the text (the story's, else the account's), for platforms that label posts.
+    language: str | None = None
 
     @property
     def images(self) -> tuple[Media, ...]:

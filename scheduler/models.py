@@ -83,6 +83,9 @@ class Account(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     # BCP-47 tag of what the account posts in (Bluesky ``langs``; routing feeds by language).
     language: Mapped[str | None] = mapped_column(String(35))
+    # The platform's own id of the account (from ``whoami``), so re-authorisation with another
+    # account's credentials is refused even after a handle was renamed.
+    remote_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property

@@ -1,4 +1,4 @@
-"""attempt results, account and story languages, story fingerprints, process locks
+"""attempt results, account languages and remote ids, story languages, story fingerprints, process locks
 
 Revision ID: 0005
 Revises: 0004
@@ -22,6 +22,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("url", sa.String(2048), nullable=True))
     with op.batch_alter_table("accounts") as batch:
         batch.add_column(sa.Column("language", sa.String(35), nullable=True))
+        batch.add_column(sa.Column("remote_id", sa.String(255), nullable=True))
     with op.batch_alter_table("stories") as batch:
         batch.add_column(sa.Column("language", sa.String(35), nullable=True))
         batch.add_column(sa.Column("fingerprint", sa.String(64), nullable=True))
@@ -42,6 +43,7 @@ def downgrade() -> None:
         batch.drop_column("fingerprint")
         batch.drop_column("language")
     with op.batch_alter_table("accounts") as batch:
+        batch.drop_column("remote_id")
         batch.drop_column("language")
     with op.batch_alter_table("attempts") as batch:
         batch.drop_column("url")
