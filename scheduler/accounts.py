@@ -138,7 +138,8 @@ def add(s: Session, platform: str, handle: str, credentials: Credentials, *, nam
 
 def to_ref(account: Account) -> AccountRef:
     return AccountRef(id=account.id, platform=account.platform, handle=account.handle,
-                      base_url=account.base_url, credentials=vault.unseal(account.credentials))
+                      base_url=account.base_url, credentials=vault.unseal(account.credentials),
+                      language=account.language)
 
 
 def set_status(s: Session, account: Account, status: str, reason: str | None = None) -> None:
