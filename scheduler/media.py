@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
-import requests
+import urllib3
 from PIL import Image, UnidentifiedImageError
 
 from adapters.base import Media
-from adapters.http import new_session
+from adapters.http import USER_AGENT
 from config.settings import Settings, get_settings
-from scheduler.errors import UserError
+from scheduler.errors import UserError, shown, shown_path
 
 _SIGNATURES: list[tuple[bytes, int, str]] = [
     (b"\xff\xd8\xff", 0, "image/jpeg"),
@@ -89,66 +89,127 @@ def _mp4_dimensions(f: BinaryIO) -> tuple[int | None, int | None]:
     return None, None
 
 
-def _check_host(url: str, settings: Settings) -> None:
+def _vet(url: str, settings: Settings) -> tuple[str, str, int, str]:
+    """(scheme, host, port, address) for ``url``: the host resolved once, every address it resolves
+    to checked, and the address to connect to. The fetch connects to that address and never resolves
+    the name again, so a DNS answer that changes between check and connect (rebinding) cannot reach
+    an address that was not checked."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserError(f"media: {url!r} is not an http(s) URL")
-    if settings.media_allow_private:
-        return
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    except socket.gaierror:
-        raise UserError(f"media: cannot resolve the host of {url}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise UserError(f"media: {url} resolves to a non-public address ({address}); "
-                            "set CROSSPOST_MEDIA_ALLOW_PRIVATE=true to allow it")
+        port = parts.port
+    except ValueError:
+        raise UserError(f"media: {shown(url)} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"media: {shown(url)} is not an http(s) URL")
+    port = port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise UserError(f"media: cannot resolve the host of {shown(url)}") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise UserError(f"media: cannot resolve the host of {shown(url)}")
+    if not settings.media_allow_private:
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+            if not address.is_global:
+                raise UserError(f"media: {shown(url)} resolves to a non-public address ({address}); "
+                                "set CROSSPOST_MEDIA_ALLOW_PRIVATE=true to allow it")
+    return parts.scheme, parts.hostname, port, addresses[0]
+
+
+def _check_host(url: str, settings: Settings) -> None:
+    _vet(url, settings)
+
+
+def _pool(scheme: str, host: str, port: int, address: str,
+          settings: Settings) -> urllib3.HTTPConnectionPool:
+    """A connection pool to ``address`` (already vetted) that speaks to ``host``: TLS still checks
+    the certificate against the host name. urllib3 reads no proxy variables, so HTTP(S)_PROXY cannot
+    route the fetch elsewhere either."""
+    timeout = urllib3.Timeout(connect=settings.media_fetch_timeout, read=settings.media_fetch_timeout)
+    if scheme == "https":
+        return urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1,
+                                           server_hostname=host, assert_hostname=host)
+    return urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
 
 
 def _fetch(url: str, target: BinaryIO, settings: Settings) -> None:
-    session = new_session()
+    """Download ``url`` into ``target``, following at most MAX_REDIRECTS redirects by hand: each hop
+    is resolved, vetted and connected to like the first."""
     for _ in range(MAX_REDIRECTS + 1):
-        _check_host(url, settings)
+        scheme, host, port, address = _vet(url, settings)
+        parts = urlsplit(url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        default = port == (443 if scheme == "https" else 80)
+        name = f"[{host}]" if ":" in host else host
+        headers = {"Host": name if default else f"{name}:{port}", "User-Agent": USER_AGENT,
+                   "Accept-Encoding": "identity"}
+        pool = _pool(scheme, host, port, address, settings)
         try:
-            response = session.get(url, stream=True, allow_redirects=False,
-                                   timeout=settings.media_fetch_timeout)
-        except requests.RequestException as exc:
-            raise UserError(f"media: cannot fetch {url}: {type(exc).__name__}") from None
-        with response:
-            if response.is_redirect:
-                url = urljoin(url, response.headers.get("Location", ""))
+            response = pool.urlopen("GET", path, headers=headers, redirect=False, retries=False,
+                                    preload_content=False, assert_same_host=False)
+        except urllib3.exceptions.HTTPError as exc:
+            pool.close()
+            raise UserError(f"media: cannot fetch {shown(url)}: {type(exc).__name__}") from None
+        try:
+            if response.status in (301, 302, 303, 307, 308):
+                location = response.headers.get("Location")
+                if not location:
+                    raise UserError(f"media: {shown(url)} redirects without a Location")
+                url = urljoin(url, location)
                 continue
-            if response.status_code != 200:
-                raise UserError(f"media: {url} answered {response.status_code}")
+            if response.status != 200:
+                raise UserError(f"media: {shown(url)} answered {response.status}")
             size = 0
-            for chunk in response.iter_content(1024 * 256):
-                size += len(chunk)
-                if size > settings.media_max_bytes:
-                    raise UserError(f"media: {url} is larger than {settings.media_max_bytes} bytes")
-                target.write(chunk)
+            try:
+                for chunk in response.stream(1024 * 256):
+                    size += len(chunk)
+                    if size > settings.media_max_bytes:
+                        raise UserError(f"media: {shown(url)} is larger than "
+                                        f"{settings.media_max_bytes} bytes")
+                    target.write(chunk)
+            except urllib3.exceptions.HTTPError as exc:
+                raise UserError(f"media: cannot fetch {shown(url)}: {type(exc).__name__}") from None
             return
-    raise UserError(f"media: {url} redirects more than {MAX_REDIRECTS} times")
+        finally:
+            response.release_conn()
+            pool.close()
+    raise UserError(f"media: {shown(url, 80)} redirects more than {MAX_REDIRECTS} times")
 
 
 def ingest(source: str, alt: str = "", settings: Settings | None = None) -> Media:
     """Bring ``source`` (a local path or an http(s) URL) into the store; return what was read of it."""
     settings = settings or get_settings()
-    settings.media_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=settings.media_dir, delete=False) as tmp:
+    try:
+        settings.media_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.NamedTemporaryFile(dir=settings.media_dir, delete=False)  # noqa: SIM115 - below
+    except OSError as exc:
+        # A read-only data directory, or a file where the media directory should be.
+        raise UserError(f"media: cannot write to the media store {settings.media_dir}: "
+                        f"{exc.strerror or type(exc).__name__}") from None
+    with tmp:
         try:
             if source.startswith(("http://", "https://")):
                 _fetch(source, tmp, settings)
             else:
                 path = Path(source).expanduser()
-                if not path.is_file():
-                    raise UserError(f"media: no file {source}")
-                if path.stat().st_size > settings.media_max_bytes:
-                    raise UserError(f"media: {source} is larger than {settings.media_max_bytes} bytes")
-                with path.open("rb") as f:
-                    shutil.copyfileobj(f, tmp)
+                try:
+                    if not path.is_file():
+                        raise UserError(f"media: no file {shown_path(source)}")
+                    if path.stat().st_size > settings.media_max_bytes:
+                        raise UserError(f"media: {shown_path(source)} is larger than "
+                                        f"{settings.media_max_bytes} bytes")
+                    with path.open("rb") as f:
+                        shutil.copyfileobj(f, tmp)
+                except ValueError:  # a NUL in the name
+                    raise UserError(f"media: {shown_path(source)} is not a file name") from None
             tmp.flush()
             return _store(Path(tmp.name), source, alt, settings)
+        except OSError as exc:
+            # Reading the source or writing the copy (a full or read-only disk): one line, no traceback.
+            raise UserError(f"media: cannot store {shown_path(source)}: "
+                            f"{exc.strerror or type(exc).__name__}") from None
         finally:
             Path(tmp.name).unlink(missing_ok=True)
 
@@ -158,7 +219,8 @@ def _store(tmp: Path, source: str, alt: str, settings: Settings) -> Media:
     with tmp.open("rb") as f:
         mime = sniff(f.read(32))
     if mime is None:
-        raise UserError(f"media: {source} is not a JPEG, PNG, GIF, WebP image or an MP4/MOV video")
+        raise UserError(f"media: {shown_path(source)} is not a JPEG, PNG, GIF, WebP image or an MP4/MOV "
+                        "video")
     digest = hashlib.sha256()
     with tmp.open("rb") as f:
         for chunk in iter(lambda: f.read(1024 * 1024), b""):
@@ -169,8 +231,14 @@ def _store(tmp: Path, source: str, alt: str, settings: Settings) -> Media:
         try:
             with Image.open(tmp) as image:
                 width, height = image.size
+        except Image.DecompressionBombError:
+            # The header alone claims the size: refuse it before any platform is asked to decode it.
+            limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+            raise UserError(f"media: {shown_path(source)} claims more than {limit} pixels (the limit); "
+                            "refused as a decompression bomb") from None
         except (UnidentifiedImageError, OSError):
-            raise UserError(f"media: {source} looks like {mime} but cannot be read as an image") from None
+            raise UserError(f"media: {shown_path(source)} looks like {mime} but cannot be read as an "
+                            "image") from None
     else:
         with tmp.open("rb") as f:
             try:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import socket
 import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -138,3 +142,149 @@ def test_url_size_cap_and_http_errors(server: str, tmp_path: Path) -> None:
 def test_non_http_urls(url: str, settings: Settings) -> None:
     with pytest.raises(UserError, match="media"):
         media.ingest(url, settings=settings) if url.startswith("http") else media._check_host(url, settings)
+
+
+# -- what a fetch connects to (issue 9, item 9) ------------------------------------------------
+class Recorder(ThreadingHTTPServer):
+    """A local HTTP server that remembers every request line and Host header it was sent."""
+
+    def __init__(self, address: tuple[str, int], routes: dict[str, tuple[int, dict[str, str], bytes]]):
+        self.seen: list[tuple[str, str]] = []
+        self.routes = routes
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.seen.append((self.path, self.headers.get("Host", "")))
+                status, headers, body = server.routes.get(self.path, (404, {}, b""))
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value.format(port=server.server_address[1]))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        super().__init__(address, Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def two_loopbacks(tmp_path: Path) -> Iterator[tuple[Recorder, Recorder]]:
+    """The same port on 127.0.0.1 and 127.0.0.2: a name that resolves to one then the other."""
+    image = png(tmp_path / "served.png").read_bytes()
+    routes = {"/a.png": (200, {}, image),
+              "/hop": (302, {"Location": "http://rebind.test:{port}/a.png"}, b""),
+              "/loop": (302, {"Location": "/loop"}, b"")}
+    first = Recorder(("127.0.0.1", 0), routes)
+    second = Recorder(("127.0.0.2", first.server_address[1]), routes)
+    yield first, second
+    for server in (first, second):
+        server.shutdown()
+        server.server_close()
+
+
+class Resolver:
+    """An in-process DNS for ``rebind.test``: its answers change on every lookup, as a rebinding
+    attacker's server would make them (other names resolve as usual)."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers, self.asked = answers, 0
+        self.real = socket.getaddrinfo
+
+    def __call__(self, host: str, port: object, *args: object, **kwargs: object) -> list[Any]:
+        if host != "rebind.test":
+            return self.real(host, port, *args, **kwargs)  # type: ignore[arg-type]
+        address = self.answers[min(self.asked, len(self.answers) - 1)]
+        self.asked += 1
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+
+def test_fetch_connects_to_the_address_it_vetted(two_loopbacks: tuple[Recorder, Recorder], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name is resolved once per hop, and the connection goes to that answer; a
+    second lookup (which would answer 127.0.0.2) never happens, and nothing reaches 127.0.0.2."""
+    first, second = two_loopbacks
+    resolver = Resolver(["127.0.0.1", "127.0.0.2"])
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    s = Settings(data_dir=tmp_path / "d", media_allow_private=True)
+    got = media.ingest(f"http://rebind.test:{first.server_address[1]}/a.png", settings=s)
+    assert got.width == 640
+    assert resolver.asked == 1
+    assert first.seen == [("/a.png", f"rebind.test:{first.server_address[1]}")]  # the name, not the IP
+    assert second.seen == []
+
+
+def test_every_redirect_hop_is_resolved_and_vetted_again(two_loopbacks: tuple[Recorder, Recorder],
+                                                         tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = two_loopbacks
+    resolver = Resolver(["127.0.0.2", "127.0.0.1"])
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    s = Settings(data_dir=tmp_path / "d", media_allow_private=True)
+    port = first.server_address[1]
+    media.ingest(f"http://rebind.test:{port}/hop", settings=s)
+    # Hop 1 went to the first answer, hop 2 to the second: each hop connects where its own lookup said.
+    assert resolver.asked == 2
+    assert [p for p, _ in second.seen] == ["/hop"]
+    assert [p for p, _ in first.seen] == ["/a.png"]
+
+
+def test_redirect_to_a_non_public_address_is_refused(two_loopbacks: tuple[Recorder, Recorder],
+                                                     tmp_path: Path) -> None:
+    first, _ = two_loopbacks
+    s = Settings(data_dir=tmp_path / "d")
+    with pytest.raises(UserError, match=r"non-public address \(127\.0\.0\.1\)"):
+        media._fetch(f"http://127.0.0.1:{first.server_address[1]}/a.png", io.BytesIO(), s)
+    assert first.seen == []  # refused before connecting
+
+
+def test_redirects_are_capped(two_loopbacks: tuple[Recorder, Recorder], tmp_path: Path) -> None:
+    first, _ = two_loopbacks
+    s = Settings(data_dir=tmp_path / "d", media_allow_private=True)
+    with pytest.raises(UserError, match=f"redirects more than {media.MAX_REDIRECTS} times"):
+        media.ingest(f"http://127.0.0.1:{first.server_address[1]}/loop", settings=s)
+    assert len(first.seen) == media.MAX_REDIRECTS + 1
+    assert not list(s.media_dir.rglob("*.*"))
+
+
+def test_proxy_variables_are_ignored(two_loopbacks: tuple[Recorder, Recorder], tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy variable in the worker's environment must not route media fetches (the proxy would
+    make its own lookup, past our checks)."""
+    first, proxy = two_loopbacks
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.2:{proxy.server_address[1]}")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings(data_dir=tmp_path / "d", media_allow_private=True)
+    media.ingest(f"http://127.0.0.1:{first.server_address[1]}/a.png", settings=s)
+    assert [p for p, _ in first.seen] == ["/a.png"]
+    assert proxy.seen == []
+
+
+def test_decompression_bomb_header_is_refused(tmp_path: Path, settings: Settings) -> None:
+    """A PNG whose header claims 30000x30000: one clear error, nothing stored (Pillow raises
+    DecompressionBombError, which is not an OSError)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    with pytest.raises(UserError, match="decompression bomb"):
+        media.ingest(str(bomb), settings=settings)
+    assert not list(settings.media_dir.rglob("*.*"))
+
+
+def test_unwritable_media_store_is_a_clear_error(tmp_path: Path) -> None:
+    """The data directory's media store cannot be written (here: a file stands where it should be,
+    which fails for root too, unlike permission bits)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "media").write_text("not a directory")
+    s = Settings(data_dir=data)
+    with pytest.raises(UserError, match="cannot write to the media store"):
+        media.ingest(str(png(tmp_path / "p.png")), settings=s)
