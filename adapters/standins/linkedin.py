@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, unquote
 import regex
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
-from adapters.text import utf16_units
+from adapters.standins.text import utf16_units
 
 TEXT_LIMIT = 3000
 RESERVED = frozenset("\\|{}@[]()<>#*_~")

@@ -28,9 +28,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from PIL import Image
+from twitter_text import extract_urls_with_indices
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
-from adapters.text import URL_RE, graphemes, mastodon_length
+from adapters.standins.text import graphemes
 
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 DEFAULT_MAX_CHARACTERS = 500
@@ -41,12 +42,14 @@ _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "ima
                "video/mp4": "mp4", "video/quicktime": "mov"}
 NOT_READY = "Cannot attach files that have not finished processing. Try again in a moment!"
 
-# What Mastodon's formatter turns into links: URLs, mentions (local or remote) and hashtags.
+# What Mastodon's formatter turns into links besides URLs: mentions (local or remote) and hashtags.
+# URLs are what twitter-text's extractor finds with a scheme (Mastodon's Extractor, called with
+# ``extract_url_without_protocol: false``): a known top-level domain, balanced parentheses.
 _ENTITY_RE = re.compile(
-    f"(?P<url>{URL_RE.pattern})"
-    r"|(?<![\w/@])@(?P<user>\w+)(?:@(?P<domain>[\w.-]+\w))?"
+    r"(?<![\w/@])@(?P<user>\w+)(?:@(?P<domain>[\w.-]+\w))?"
     r"|(?<![\w/#])#(?P<tag>\w+)"
 )
+_REMOTE_MENTION_RE = re.compile(r"(?<![\w/@])(@\w+)@[\w.-]+\w")
 _PARAGRAPH_RE = re.compile(r"\n\s*\n")
 _SCHEME_RE = re.compile(r"https?://(?:www\.)?")
 
@@ -213,7 +216,7 @@ class MastodonStandIn(StandIn):
                 raise HttpError(422, {"error": "the stand-in does not schedule statuses"})
             if not text.strip() and not media:
                 raise HttpError(422, {"error": "Validation failed: Text can't be blank"})
-            length = mastodon_length(text, self.characters_reserved_per_url) + graphemes(spoiler)
+            length = graphemes(spoiler + _countable(text, self.characters_reserved_per_url))
             if length > self.max_characters:
                 raise HttpError(422, {"error": f"Validation failed: Text character limit of "
                                                f"{self.max_characters} exceeded"})
@@ -444,19 +447,27 @@ class MastodonStandIn(StandIn):
 
     def _line(self, line: str) -> str:
         out, pos = [], 0
-        for m in _ENTITY_RE.finditer(line):
-            out.append(html.escape(line[pos:m.start()]))
+        for start, end in _urls(line):
+            out.append(self._entities(line[pos:start]))
+            url = line[start:end]
+            pos = end
+            scheme = _SCHEME_RE.match(url)
+            prefix = scheme.group() if scheme else ""
+            shown, tail = url[len(prefix):len(prefix) + 30], url[len(prefix) + 30:]
+            out.append(f'<a href="{html.escape(url)}" target="_blank" rel="nofollow noopener" '
+                       f'translate="no"><span class="invisible">{html.escape(prefix)}</span>'
+                       f'<span class="{"ellipsis" if tail else ""}">{html.escape(shown)}</span>'
+                       f'<span class="invisible">{html.escape(tail)}</span></a>')
+        out.append(self._entities(line[pos:]))
+        return "".join(out)
+
+    def _entities(self, text: str) -> str:
+        """Mentions and hashtags of a stretch of text without URLs, as HTML."""
+        out, pos = [], 0
+        for m in _ENTITY_RE.finditer(text):
+            out.append(html.escape(text[pos:m.start()]))
             pos = m.end()
-            if m["url"]:
-                url = m["url"]
-                scheme = _SCHEME_RE.match(url)
-                prefix = scheme.group() if scheme else ""
-                shown, tail = url[len(prefix):len(prefix) + 30], url[len(prefix) + 30:]
-                out.append(f'<a href="{html.escape(url)}" target="_blank" rel="nofollow noopener" '
-                           f'translate="no"><span class="invisible">{html.escape(prefix)}</span>'
-                           f'<span class="{"ellipsis" if tail else ""}">{html.escape(shown)}</span>'
-                           f'<span class="invisible">{html.escape(tail)}</span></a>')
-            elif m["user"]:
+            if m["user"]:
                 # A resolved mention shows only the username, even for a remote account.
                 host = f"https://{m['domain']}" if m["domain"] else self.url
                 out.append(f'<span class="h-card" translate="no"><a href="{html.escape(host)}/@{m["user"]}" '
@@ -464,8 +475,26 @@ class MastodonStandIn(StandIn):
             else:
                 out.append(f'<a href="{self.url}/tags/{m["tag"]}" class="mention hashtag" '
                            f'rel="tag">#<span>{m["tag"]}</span></a>')
-        out.append(html.escape(line[pos:]))
+        out.append(html.escape(text[pos:]))
         return "".join(out)
+
+
+def _urls(text: str) -> list[tuple[int, int]]:
+    """Where Mastodon sees URLs: twitter-text's extractor, scheme required (code point indices)."""
+    return [tuple(u["indices"]) for u in extract_urls_with_indices(text, extract_urls_without_protocol=False)]
+
+
+def _countable(text: str, url_length: int) -> str:
+    """Mastodon's StatusLengthValidator#countable_text: each URL the extractor recognises becomes
+    ``url_length`` characters, a remote mention ``@user@domain`` counts as ``@user``; a URL the
+    extractor does not recognise (an unknown top-level domain) counts as its characters."""
+    out, pos = [], 0
+    for start, end in _urls(text):
+        out.append(_REMOTE_MENTION_RE.sub(r"\1", text[pos:start]))
+        out.append("x" * url_length)
+        pos = end
+    out.append(_REMOTE_MENTION_RE.sub(r"\1", text[pos:]))
+    return "".join(out)
 
 
 def _multipart(req: Request) -> tuple[dict[str, str], dict[str, tuple[str, str, bytes]]]:

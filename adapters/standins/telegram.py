@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, unquote
 from PIL import Image
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
-from adapters.text import utf16_units
+from adapters.standins.text import utf16_units
 
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024

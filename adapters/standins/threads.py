@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import regex
+
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
-from adapters.threads import links, threads_length
 
 TEXT_LIMIT = 500
 LINK_LIMIT = 5
@@ -31,6 +32,33 @@ TOKEN_LIFE = 60 * 86400
 CONTAINER_LIFE = 86400
 ALL_SCOPES = ("threads_basic", "threads_content_publish", "threads_manage_insights", "threads_read_replies")
 MEDIA_TYPES = {"TEXT": "TEXT_POST", "IMAGE": "IMAGE", "VIDEO": "VIDEO", "CAROUSEL": "CAROUSEL_ALBUM"}
+_EMOJI = regex.compile(r"\p{Extended_Pictographic}|\p{Regional_Indicator}")
+# A link as Meta's composer sees one: a scheme, then no white space (trimmed by ``_trim``).
+_LINK = regex.compile(r"https?://[^\s<>\"]+", regex.IGNORECASE)
+_CLOSES = {")": "(", "]": "[", "}": "{"}
+
+
+def threads_length(text: str) -> int:
+    """Meta's 500 (platforms.md §4.3): code points, except that an emoji counts its UTF-8 bytes."""
+    return sum(len(g.encode()) if _EMOJI.search(g) else len(g) for g in regex.findall(r"\X", text))
+
+
+def links(text: str, attachment: str | None = None) -> set[str]:
+    """The distinct links of a post: those in its text and its link attachment (§4.3, at most 5)."""
+    found = {_trim(m.group()) for m in _LINK.finditer(text)}
+    return found | {attachment} if attachment else found
+
+
+def _trim(url: str) -> str:
+    """Drop what ends a sentence rather than the link: final punctuation, and a closing bracket that
+    no opening one inside the link matches."""
+    while url:
+        last = url[-1]
+        if last in ".,;:!?'\u2019\u201d" or (last in _CLOSES and url.count(last) > url.count(_CLOSES[last])):
+            url = url[:-1]
+        else:
+            return url
+    return url
 
 
 def graph_error(message: str, code: int, subcode: int | None = None, status: int = 400,

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
-from adapters.text import utf16_units
+from adapters.standins.text import utf16_units
 
 MB = 1024 * 1024
 SCOPES = frozenset({"user.info.basic", "user.info.stats", "video.publish", "video.upload", "video.list"})

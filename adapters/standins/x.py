@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from email.parser import BytesParser
 from typing import Any
 
-from twitter_text import extract_urls_with_indices
+from twitter_text import extract_urls_with_indices, parse_tweet
+from twitter_text.config import config as twitter_text_config
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
-from adapters.x import TEXT_LIMIT, x_weighted_length
 
 PROBLEMS = "https://api.twitter.com/2/problems"
 SCOPES = ("tweet.read", "tweet.write", "users.read", "media.write", "offline.access")
@@ -41,6 +41,8 @@ CATEGORIES = {
     "tweet_video": ({"video/mp4", "video/quicktime"}, 512 * 1024 * 1024),
 }
 MAX_SEGMENT = 5 * 1024 * 1024
+_V3 = twitter_text_config["version3"]
+TEXT_LIMIT: int = _V3["max_weighted_tweet_length"]
 _IMAGE_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
                 (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 _TWEPOCH_MS = 1288834974657
@@ -203,7 +205,8 @@ class XStandIn(StandIn):
         reply_to = _scalar_field(body, "reply", "in_reply_to_tweet_id")
         if not (text or media_ids):
             raise invalid("$: text or media.media_ids is required")
-        if text and x_weighted_length(text) > TEXT_LIMIT:
+        # X's own rule, from twitter-text v3 itself (not from the adapter under test): NFC first.
+        if text and parse_tweet(unicodedata.normalize("NFC", text), _V3).weightedLength > TEXT_LIMIT:
             raise invalid("Your Tweet text is too long. For more information on how Twitter determines "
                           "text length see https://github.com/twitter/twitter-text.")
         with self.lock:

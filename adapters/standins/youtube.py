@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
-from adapters.text import utf16_units
+from adapters.standins.text import utf16_units
 
 QUANTUM = 256 * 1024
 CATEGORIES = {str(n) for n in (1, 2, 10, 15, 17, 19, 20, 22, 23, 24, 25, 26, 27, 28, 29)}
