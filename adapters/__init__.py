@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from adapters.base import Adapter
+from adapters.base import Adapter, Credentials
 
 # platform name -> "module:Class"
 _ADAPTERS = {
@@ -37,3 +37,9 @@ def adapter_class(platform: str) -> type[Adapter]:
 
 def get_adapter(platform: str, timeout: float | None = None) -> Adapter:
     return adapter_class(platform)(timeout=timeout)
+
+
+def validate_credentials(platform: str, data: object) -> Credentials:
+    """``data`` checked against ``platform``'s credentials model: the credentials to store, or
+    ValueError with one line per problem, each naming the platform and the field (never a value)."""
+    return adapter_class(platform).credentials_model.validate(platform, data)

@@ -7,13 +7,15 @@ or raises one of the errors in :mod:`adapters.errors`; the scheduler owns time.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import re
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import requests
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr, ValidationError
 
 from adapters import http
 from adapters.text import compose, graphemes, split_thread
@@ -161,10 +163,13 @@ class Published:
 class Credentials:
     """Secret values for one account. Never printed: ``repr`` and ``str`` show only the names."""
 
-    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, values: Mapping[str, Any] | None = None,
+                 model: type[CredentialsModel] | None = None) -> None:
         self._values: dict[str, SecretStr] = {
             k: SecretStr(str(v)) for k, v in (values or {}).items() if v is not None and v != ""
         }
+        # The platform's model, when known, says which values are secret (see ``secrets``).
+        self.model = model
 
     def get(self, name: str, default: str | None = None) -> str | None:
         value = self._values.get(name)
@@ -182,25 +187,23 @@ class Credentials:
         """A copy with ``changes`` applied; an empty or None value never replaces a stored one."""
         values = self.reveal()
         values.update({k: v for k, v in changes.items() if v not in (None, "")})
-        return Credentials(values)
+        return Credentials(values, self.model)
 
     def reveal(self) -> dict[str, str]:
         return {k: v.get_secret_value() for k, v in self._values.items()}
 
-    def secrets(self) -> list[str]:
-        """Every value, for scrubbing error texts; short values are skipped (they would scrub words)."""
-        return [v for v in self.reveal().values() if len(v) >= 6]
+    def secrets(self, model: type[CredentialsModel] | None = None) -> list[str]:
+        """The values to scrub from error texts. With the platform's model (given, or attached by
+        :meth:`CredentialsModel.validate`), only what it declares public (ids, a login kind, an expiry
+        time) is left alone; a value it does not know is scrubbed, to be safe. Without a model, every
+        value. Short values are skipped (they would scrub ordinary words)."""
+        model = model or self.model
+        public = model.public_fields() if model is not None else frozenset()
+        return [v for k, v in self.reveal().items() if k not in public and len(v) >= 6]
 
     def expires_at(self) -> datetime | None:
         """When the access token expires, from the ``expires_at`` value adapters store (ISO-8601)."""
-        value = self.get("expires_at")
-        if not value:
-            return None
-        try:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return parse_time(self.get("expires_at"))
 
     def to_json(self) -> str:
         return json.dumps(self.reveal(), sort_keys=True)
@@ -231,6 +234,84 @@ class CredentialsModel(BaseModel):
     misspelt key is found when the account is added, not at its first publish."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @classmethod
+    def secret_fields(cls) -> frozenset[str]:
+        """The fields typed ``SecretStr`` (or ``SecretStr | None``): what scrubbing hides."""
+        return frozenset(name for name, f in cls.model_fields.items()
+                         if f.annotation is SecretStr or SecretStr in typing.get_args(f.annotation))
+
+    @classmethod
+    def public_fields(cls) -> frozenset[str]:
+        return frozenset(cls.model_fields) - cls.secret_fields()
+
+    @classmethod
+    def validate(cls, platform: str, data: object) -> Credentials:
+        """``data`` as this platform's credentials, or ValueError with one line per problem, each
+        naming the platform and the field; a value is never quoted (it may be a secret)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{platform}: credentials: must be an object of names to values")
+        try:
+            parsed = cls.model_validate(dict(data))
+        except ValidationError as exc:
+            lines = [f"{platform}: credentials: {_where(e['loc'])}: {cls._problem(e)}"
+                     for e in exc.errors(include_input=False, include_url=False)]
+            raise ValueError("\n".join(lines)) from None
+        values: dict[str, str] = {}
+        for name, value in parsed:
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, datetime):
+                value = (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+            if value is not None and value != "":
+                values[name] = str(value)
+        return Credentials(values, cls)
+
+    @classmethod
+    def _problem(cls, error: Mapping[str, Any]) -> str:
+        kind, ctx = error["type"], error.get("ctx") or {}
+        if kind == "missing":
+            return "is required"
+        if kind == "extra_forbidden":
+            return f"is not a field of these credentials (expected: {', '.join(cls.model_fields)})"
+        if kind in ("too_short", "string_too_short"):
+            return f"is too short (at least {ctx.get('min_length')} characters)"
+        if kind == "string_pattern_mismatch":
+            return "is not in the expected format"
+        return str(error["msg"]).removeprefix("Value error, ")
+
+
+def secret_like(pattern: str, what: str) -> Any:
+    """A ``SecretStr`` field type whose value must match ``pattern`` (whole); the error says ``what``
+    was expected, never what was given."""
+    compiled = re.compile(pattern)
+
+    def check(value: SecretStr) -> SecretStr:
+        if not compiled.fullmatch(value.get_secret_value()):
+            raise ValueError(f"is not {what}")
+        return value
+
+    return Annotated[SecretStr, AfterValidator(check)]
+
+
+# An opaque bearer token: one word of visible ASCII (it goes into a header, so no spaces or line breaks).
+Token = secret_like(r"[\x21-\x7e]{8,}", "a token (at least 8 visible characters, no spaces)")
+
+
+def _where(loc: Iterable[Any]) -> str:
+    return ".".join(str(part) for part in loc) or "credentials"
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO-8601 time from a platform (``Z`` or an offset; a missing zone means UTC), or None for
+    anything else. The one parser every adapter uses."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -343,8 +424,22 @@ class Adapter:
     @classmethod
     def normalize_handle(cls, handle: str) -> str:
         """The one spelling of a handle on this platform (``@newsroom`` and ``newsroom`` are one
-        Mastodon account), so one account is never stored twice."""
-        return handle.strip()
+        Mastodon account), so one account is never stored twice. ValueError for a handle the
+        platform could never have."""
+        handle = handle.strip()
+        if not handle or any(c.isspace() for c in handle):
+            raise ValueError(f"{cls.platform}: handle {handle!r} is empty or has spaces")
+        return handle
+
+    @classmethod
+    def same_account(cls, handle: str, identity: Identity) -> bool:
+        """Whether ``identity`` (from :meth:`whoami`) is the account stored as ``handle``: its
+        normalised handle or the platform's id."""
+        try:
+            mine = cls.normalize_handle(handle)
+        except ValueError:
+            return False
+        return mine in (identity.handle, identity.remote_id)
 
     def whoami(self, account: AccountRef) -> Identity:
         """Ask the platform whose credentials these are, so they are never stored on another account."""
@@ -369,7 +464,7 @@ class Adapter:
     def request(self, account: AccountRef, method: str, url: str, **kwargs: Any) -> requests.Response:
         return http.send(
             self.session, method, url, platform=self.platform, classify=self.classify,
-            timeout=self.timeout, secrets=account.credentials.secrets(), **kwargs,
+            timeout=self.timeout, secrets=account.credentials.secrets(self.credentials_model), **kwargs,
         )
 
     def classify(self, response: requests.Response) -> Exception | None:

@@ -16,14 +16,27 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
 
 from adapters import http
-from adapters.base import AccountRef, Adapter, Capabilities, Media, Post, Problem, Progress, Published
+from adapters.base import (
+    AccountRef,
+    Adapter,
+    Capabilities,
+    CredentialsModel,
+    Identity,
+    Media,
+    Post,
+    Problem,
+    Progress,
+    Published,
+    Token,
+    parse_time,
+)
 from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
 from adapters.text import mastodon_length, split_thread
 
@@ -50,6 +63,14 @@ _BREAK_RE = re.compile(r"<br\s*/?>|</p>", re.IGNORECASE)
 _TAG_RE = re.compile(r"<[^>]*>")
 # Rendered HTML shows a remote mention ``@user@domain`` as ``@user``.
 _REMOTE_MENTION_RE = re.compile(r"(@[\w.]+)@[\w.-]+\w")
+# A local username (Mastodon's Account::USERNAME_RE), optionally with its instance's domain.
+_HANDLE_RE = re.compile(r"[a-z0-9_]+([a-z0-9_.-]+[a-z0-9_]+)?(@[a-z0-9.-]+\.[a-z0-9-]+)?")
+
+
+class MastodonCredentials(CredentialsModel):
+    """A user access token from the instance's OAuth flow; it never expires and has no refresh."""
+
+    access_token: Token
 
 
 @dataclass(frozen=True)
@@ -86,8 +107,9 @@ class MastodonAdapter(Adapter):
         idempotent=True, idempotent_for=timedelta(hours=1), can_find=True,
         max_images=4, max_image_bytes=16 * 1024 * 1024, max_videos=1,
         video_types=frozenset({"video/mp4", "video/quicktime"}), max_video_bytes=103_809_024,
-        threads=True,
+        threads=True, requires_base_url=True,
     )
+    credentials_model: ClassVar[type[CredentialsModel]] = MastodonCredentials
 
     # -- check_platform -------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -131,7 +153,7 @@ class MastodonAdapter(Adapter):
                 progress.save(parts=posted)
         first = progress.get("first") or {}
         return Published(remote_id=posted[0], url=first.get("url"),
-                         published_at=_parse_time(first.get("published_at")))
+                         published_at=parse_time(first.get("published_at")))
 
     def _create(self, account: AccountRef, body: dict[str, Any], key: str,
                 progress: Progress) -> dict[str, Any]:
@@ -254,7 +276,8 @@ class MastodonAdapter(Adapter):
     # AuthExpired, so a refused token sends the account to re-authorisation.
 
     # -- find_published -----------------------------------------------------------------------
-    def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:
+    def find_published(self, account: AccountRef, post: Post, key: str,
+                       progress: Progress | None = None) -> Published | None:
         """The status carrying ``post.body``, created no earlier than the delivery's first attempt.
 
         Without ``post.created_at`` any status with the same text counts: reporting a story as out
@@ -278,7 +301,7 @@ class MastodonAdapter(Adapter):
             for status in page:
                 if not isinstance(status, dict) or status.get("reblog"):
                     continue
-                created = _parse_time(status.get("created_at"))
+                created = parse_time(status.get("created_at"))
                 if since and created and created < since:
                     # Newest first: everything after this is older still.
                     return None
@@ -288,6 +311,34 @@ class MastodonAdapter(Adapter):
                 return None
             params["max_id"] = page[-1].get("id")
         return None
+
+    # -- identity -----------------------------------------------------------------------------
+    @classmethod
+    def normalize_handle(cls, handle: str) -> str:
+        """``@Newsroom`` and ``newsroom`` are one account (usernames are unique regardless of case);
+        a domain, if given, is kept so two instances' ``newsroom`` stay two accounts."""
+        name = handle.strip().removeprefix("@").lower()
+        if not _HANDLE_RE.fullmatch(name):
+            raise ValueError(f"mastodon: handle {handle.strip()!r} is not a username (letters, digits, "
+                             "underscores), optionally @instance.domain")
+        return name
+
+    @classmethod
+    def same_account(cls, handle: str, identity: Identity) -> bool:
+        # verify_credentials names the local user only; the base URL already fixed the instance.
+        try:
+            mine = cls.normalize_handle(handle).split("@")[0]
+        except ValueError:
+            return False
+        return mine == identity.handle or handle.strip() == identity.remote_id
+
+    def whoami(self, account: AccountRef) -> Identity:
+        me = self._me(account)
+        acct, account_id = me.get("acct") or me.get("username"), me.get("id")
+        if not isinstance(acct, str) or not acct or account_id is None:
+            raise Transient(f"{self.platform}: verify_credentials named no account")
+        return Identity(handle=self.normalize_handle(acct), remote_id=str(account_id),
+                        name=me.get("display_name") or None)
 
     # -- classify -----------------------------------------------------------------------------
     def classify(self, response: requests.Response) -> Exception | None:
@@ -332,18 +383,7 @@ class MastodonAdapter(Adapter):
 
     def _published(self, status: dict[str, Any]) -> Published:
         return Published(remote_id=str(status["id"]), url=status.get("url") or status.get("uri"),
-                         published_at=_parse_time(status.get("created_at")))
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    # The API always sends UTC; a server that omits the zone still means UTC.
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+                         published_at=parse_time(status.get("created_at")))
 
 
 def _instance_limits(data: Any) -> InstanceLimits:

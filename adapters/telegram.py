@@ -26,7 +26,19 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from adapters import http
-from adapters.base import AccountRef, Adapter, Capabilities, Media, Post, Problem, Progress, Published
+from adapters.base import (
+    AccountRef,
+    Adapter,
+    Capabilities,
+    CredentialsModel,
+    Identity,
+    Media,
+    Post,
+    Problem,
+    Progress,
+    Published,
+    secret_like,
+)
 from adapters.errors import AdapterError, AuthExpired, RateLimited, Rejected, Transient
 from adapters.text import utf16_units
 
@@ -46,6 +58,19 @@ _TOKEN_IN_PATH_RE = re.compile(r"/bot([^/]+)/[^/]*$")
 # Raised by requests before anything is sent; their messages quote the full URL, token included.
 _BAD_URL = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
             requests.exceptions.InvalidSchema, requests.exceptions.URLRequired)
+
+
+# A public channel's username: 5-32 letters, digits and underscores, starting with a letter.
+_USERNAME_RE = re.compile(r"@?([A-Za-z][A-Za-z0-9_]{3,31})")
+
+
+BotToken = secret_like(_TOKEN_RE.pattern, "a bot token of the form <bot id>:<secret>")
+
+
+class TelegramCredentials(CredentialsModel):
+    """The channel's bot token from @BotFather (``<bot id>:<secret>``); it never expires."""
+
+    bot_token: BotToken
 
 
 def chat_id(handle: str) -> str:
@@ -83,6 +108,7 @@ class TelegramAdapter(Adapter):
         max_image_bytes=PHOTO_BYTES, max_videos=ALBUM_LIMIT, video_types=frozenset({"video/mp4"}),
         max_video_bytes=UPLOAD_BYTES, images_with_video=True,
     )
+    credentials_model: ClassVar[type[CredentialsModel]] = TelegramCredentials
 
     # -- check_platform ---------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -122,11 +148,13 @@ class TelegramAdapter(Adapter):
             if post.link:
                 # The body may carry other URLs too; the preview should be the story's.
                 payload["link_preview_options"] = {"url": post.link}
+            progress.fence(method)
             message = self._call(account, method, payload)
         elif len(post.media) == 1:
             media = post.media[0]
             field, method = ("photo", "sendPhoto") if media.kind == "image" else ("video", "sendVideo")
             fields = {"chat_id": chat, "caption": post.body, **_video_fields(media)}
+            progress.fence(method)
             message = self._call(account, method, fields, files={field: media})
         else:
             # Every file is its own part, named in the album by attach://; the caption on the first
@@ -135,6 +163,7 @@ class TelegramAdapter(Adapter):
             items = [{"type": "photo" if m.kind == "image" else "video", "media": f"attach://f{i}",
                       **({"caption": post.body} if i == 0 else {}), **_video_fields(m)}
                      for i, m in enumerate(post.media)]
+            progress.fence(method)
             messages = self._call(account, method, {"chat_id": chat, "media": items},
                                   files={f"f{i}": m for i, m in enumerate(post.media)})
             message = messages[0] if isinstance(messages, list) and messages else None
@@ -163,9 +192,49 @@ class TelegramAdapter(Adapter):
     # raises AuthExpired, so the scheduler marks the account auth_broken for an operator.
 
     # -- find_published ---------------------------------------------------------------------------
-    def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:
-        """Always None: a bot cannot read a channel's history (hence ``can_find=False``)."""
+    def find_published(self, account: AccountRef, post: Post, key: str,
+                       progress: Progress | None = None) -> Published | None:
+        """A bot cannot read a channel's history (hence ``can_find=False``): a send behind a fence
+        cannot be looked up, so it is Rejected (an operator decides); without one nothing went out."""
+        fenced = progress.fenced if progress is not None else None
+        if fenced:
+            raise Rejected(f"telegram: {fenced.get('step')} may have gone out and a bot cannot read the "
+                           "channel to check")
         return None
+
+    # -- identity ---------------------------------------------------------------------------------
+    @classmethod
+    def normalize_handle(cls, handle: str) -> str:
+        """``@Newsroom``, ``newsroom`` -> ``@newsroom`` (usernames ignore case); a private channel's
+        numeric id as given."""
+        text = handle.strip()
+        if _NUMERIC_RE.fullmatch(text):
+            return text
+        found = _USERNAME_RE.fullmatch(text)
+        if not found:
+            raise ValueError(f"telegram: handle {text!r} is neither @channelname (5-32 letters, digits, "
+                             "underscores) nor a numeric chat id")
+        return f"@{found.group(1).lower()}"
+
+    def whoami(self, account: AccountRef) -> Identity:
+        """The channel as this bot sees it: its @username, else its numeric id, and its numeric id
+        as the stable one. getMe proves the token; getChatMember that this bot may post there (any
+        bot can read a public channel, so getChat alone would accept another channel's bot)."""
+        bot = self._call(account, "getMe", {})
+        if not isinstance(bot, dict) or not bot.get("is_bot") or not isinstance(bot.get("id"), int):
+            raise Transient("telegram: getMe did not describe a bot")
+        chat = self._call(account, "getChat", {"chat_id": chat_id(account.handle)})
+        if not isinstance(chat, dict) or not isinstance(chat.get("id"), int):
+            raise Transient("telegram: getChat did not describe a chat")
+        member = self._call(account, "getChatMember", {"chat_id": chat["id"], "user_id": bot["id"]})
+        status = member.get("status") if isinstance(member, dict) else None
+        if status != "creator" and not (status == "administrator" and member.get("can_post_messages")):
+            raise Rejected(f"telegram: bot @{bot.get('username')} is not an administrator of "
+                           f"{account.handle.strip()} with the right to post messages")
+        username = chat.get("username")
+        handle = self.normalize_handle(f"@{username}" if isinstance(username, str) and username
+                                       else str(chat["id"]))
+        return Identity(handle=handle, remote_id=str(chat["id"]), name=chat.get("title") or None)
 
     # -- classify ---------------------------------------------------------------------------------
     def classify(self, response: requests.Response) -> Exception | None:

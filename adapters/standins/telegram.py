@@ -137,6 +137,7 @@ class TelegramStandIn(StandIn):
             "getchatmembercount": self.get_chat_member_count,
             "getme": self.get_me,
             "getchat": self.get_chat,
+            "getchatmember": self.get_chat_member,
         }
         super().__init__(host, port)
 
@@ -491,3 +492,20 @@ class TelegramStandIn(StandIn):
     def get_chat(self, bot: Bot, params: dict[str, Any], files: dict[str, Upload]) -> Response:
         with self.lock:
             return ok(self.chat(params, bot, post=False).as_chat())
+
+    def get_chat_member(self, bot: Bot, params: dict[str, Any], files: dict[str, Upload]) -> Response:
+        """ChatMember of ``user_id``: the channel's own bot is an administrator that may post; in a
+        channel anyone else a bot can ask about is reported as ``left``."""
+        raw = params.get("user_id")
+        if isinstance(raw, str) and _NUMERIC_RE.fullmatch(raw.strip()):
+            raw = int(raw)
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            raise fail(400, "Bad Request: invalid user_id specified")
+        with self.lock:
+            channel = self.chat(params, bot, post=False)
+            if raw == channel.bot.id:
+                return ok({"status": "administrator", "can_post_messages": True, "can_be_edited": False,
+                           "user": {"id": channel.bot.id, "is_bot": True, "first_name": "crosspost",
+                                    "username": channel.bot.username}})
+            return ok({"status": "left", "user": {"id": raw, "is_bot": raw >= 7_000_000_000,
+                                                  "first_name": "someone"}})

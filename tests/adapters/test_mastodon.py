@@ -878,3 +878,61 @@ def test_standin_reply_must_exist(standin: MastodonStandIn) -> None:
                            headers={"Authorization": f"Bearer {tok}"}, timeout=5)
     assert answer.status_code == 404
     assert answer.json() == {"error": "The post you are trying to reply to does not appear to exist."}
+
+
+# -- identity: credentials model, whoami, handles ---------------------------------------------------
+@pytest.mark.parametrize(("data", "lines"), [
+    ({"access_token": "tok-12345678"}, []),
+    ({}, ["mastodon: credentials: access_token: is required"]),
+    ({"acces_token": "tok-12345678"}, ["mastodon: credentials: access_token: is required",
+                                       "mastodon: credentials: acces_token: is not a field of these "
+                                       "credentials (expected: access_token)"]),
+    ({"access_token": "has a space in it"}, ["mastodon: credentials: access_token: is not a token (at least "
+                                             "8 visible characters, no spaces)"]),
+    (["tok-12345678"], ["mastodon: credentials: must be an object of names to values"]),
+])
+def test_credentials_model(data: Any, lines: list[str]) -> None:
+    from adapters import validate_credentials
+
+    if not lines:
+        creds = validate_credentials("mastodon", data)
+        assert creds.reveal() == data and creds.secrets() == ["tok-12345678"]
+        return
+    with pytest.raises(ValueError) as err:
+        validate_credentials("mastodon", data)
+    assert str(err.value).splitlines() == lines
+    assert "has a space" not in str(err.value)
+
+
+def test_caps_require_a_base_url(adapter: MastodonAdapter) -> None:
+    assert adapter.caps.requires_base_url is True
+
+
+def test_whoami_names_the_token_owner(standin: MastodonStandIn, adapter: MastodonAdapter,
+                                      account: AccountRef) -> None:
+    me = adapter.whoami(account)
+    assert me.handle == account.handle and me.remote_id == standin.accounts[account.handle].id
+    assert adapter.same_account(f"@{account.handle.upper()}", me)
+    other = make_account(standin)
+    assert adapter.whoami(other).handle == other.handle
+    assert not adapter.same_account(account.handle, adapter.whoami(other))
+
+
+def test_whoami_with_revoked_token_is_auth_expired(standin: MastodonStandIn, adapter: MastodonAdapter,
+                                                    account: AccountRef) -> None:
+    standin.revoke(token(account))
+    with pytest.raises(AuthExpired):
+        adapter.whoami(account)
+
+
+@pytest.mark.parametrize(("handle", "expected"), [
+    ("newsroom", "newsroom"), ("@newsroom", "newsroom"), (" @NewsRoom ", "newsroom"),
+    ("@newsroom@Example.Social", "newsroom@example.social"), ("news.room_1", "news.room_1"),
+    ("", None), ("news room", None), ("@", None), ("news/room", None),
+])
+def test_normalize_handle(handle: str, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(ValueError, match=r"^mastodon: handle"):
+            MastodonAdapter.normalize_handle(handle)
+    else:
+        assert MastodonAdapter.normalize_handle(handle) == expected

@@ -740,3 +740,78 @@ def test_standin_album_messages_share_a_group(standin: TelegramStandIn) -> None:
     assert result[0]["media_group_id"] == result[1]["media_group_id"]
     assert result[0]["caption"] == "first" and "caption" not in result[1]
     assert result[0]["photo"][0]["width"] == 20 and result[1]["video"]["mime_type"] == "video/mp4"
+
+
+# -- identity: credentials model, whoami, handles ---------------------------------------------------
+@pytest.mark.parametrize(("data", "lines"), [
+    ({"bot_token": "7000000001:AAbb-cc_dd"}, []),
+    ({}, ["telegram: credentials: bot_token: is required"]),
+    ({"bot_token": "not-a-token"}, ["telegram: credentials: bot_token: is not a bot token of the form "
+                                    "<bot id>:<secret>"]),
+    ({"bot_token": "7000000001:AAbb", "chat_id": "@x"},
+     ["telegram: credentials: chat_id: is not a field of these credentials (expected: bot_token)"]),
+    ("7000000001:AAbb", ["telegram: credentials: must be an object of names to values"]),
+])
+def test_credentials_model(data: Any, lines: list[str]) -> None:
+    from adapters import validate_credentials
+
+    if not lines:
+        assert validate_credentials("telegram", data).reveal() == data
+        return
+    with pytest.raises(ValueError) as err:
+        validate_credentials("telegram", data)
+    assert str(err.value).splitlines() == lines
+    assert "not-a-token" not in str(err.value)
+
+
+def test_whoami_names_the_channel(standin: TelegramStandIn, adapter: TelegramAdapter) -> None:
+    acct = account(standin, handle="@Crosspost_Who")
+    me = adapter.whoami(acct)
+    assert me.handle == "@crosspost_who" and me.remote_id == str(standin._find_channel("@Crosspost_Who").id)
+    assert adapter.same_account("crosspost_who", me) and adapter.same_account(me.remote_id, me)
+    private = account(standin, handle="-1009876543210")
+    assert adapter.whoami(private).handle == "-1009876543210"
+
+
+def test_whoami_refuses_a_bot_that_cannot_post_in_the_channel(standin: TelegramStandIn,
+                                                               adapter: TelegramAdapter) -> None:
+    ours, theirs = account(standin), account(standin)
+    # Another channel's bot can read our public channel, but may not post in it.
+    borrowed = replace(ours, credentials=theirs.credentials)
+    with pytest.raises(Rejected, match="is not an administrator"):
+        adapter.whoami(borrowed)
+    # A private channel is invisible to it altogether.
+    private = account(standin, handle="-1001112223334")
+    with pytest.raises(Rejected, match="chat not found"):
+        adapter.whoami(replace(private, credentials=theirs.credentials))
+
+
+def test_whoami_with_revoked_token_is_auth_expired(standin: TelegramStandIn,
+                                                    adapter: TelegramAdapter) -> None:
+    unknown = Credentials({"bot_token": "7000000999:AAAAAAAAAAAAAAAAAAAAAA"})
+    with pytest.raises(AuthExpired):
+        adapter.whoami(replace(account(standin), credentials=unknown))
+
+
+@pytest.mark.parametrize(("handle", "expected"), [
+    ("@Newsroom", "@newsroom"), ("newsroom", "@newsroom"), (" @newsroom ", "@newsroom"),
+    ("-1001234567890", "-1001234567890"), ("@abc", None), ("@news room", None), ("", None), ("@1abcde", None),
+])
+def test_normalize_handle(handle: str, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(ValueError, match=r"^telegram: handle"):
+            TelegramAdapter.normalize_handle(handle)
+    else:
+        assert TelegramAdapter.normalize_handle(handle) == expected
+
+
+def test_publish_fences_the_send_and_find_published_refuses_a_fenced_send(
+        standin: TelegramStandIn, adapter: TelegramAdapter) -> None:
+    acct = account(standin)
+    saved: list[dict[str, Any]] = []
+    progress = Progress(saver=saved.append)
+    adapter.publish(acct, post(), "d-fence", progress)
+    assert saved[0]["fence"]["step"] == "sendMessage" and "fence" not in saved[-1]
+    assert adapter.find_published(acct, post(), "d-fence", Progress()) is None
+    with pytest.raises(Rejected, match="sendMessage may have gone out"):
+        adapter.find_published(acct, post(), "d-fence", Progress(saved[0]))
