@@ -191,6 +191,9 @@ class BlueskyAdapter(Adapter):
                                       "createdAt": created_at_iso(part_time(post.created_at, i))}
             if found := facets(parts[i], dids):
                 record["facets"] = found
+            if post.language:
+                # Language labels let feeds and readers filter and translate; every part shares one.
+                record["langs"] = [post.language]
             if i == 0 and embed:
                 record["embed"] = embed
             if written:

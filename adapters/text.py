@@ -9,12 +9,20 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import regex
+from twitter_text import extract_urls_with_indices
 
-# Conservative URL pattern: scheme, then anything up to white space; trailing punctuation that
-# normally closes a sentence is not part of the link.
-URL_RE = re.compile("https?://[^\\s<>\"]+[^\\s<>\".,;:!?)\\]}'\u2019\u201d]")
+from adapters.tlds import TLDS
+
+# A scheme, then anything up to white space. A parenthesised part belongs to the link (Wikipedia's
+# ``Hangzhou_(disambiguation)``); an unmatched closing bracket, and punctuation that normally closes a
+# sentence, do not.
+_URL_CHAR = "[^\\s<>\"()]"
+_URL_PARENS = "\\([^\\s<>\"()]*\\)"
+_URL_LAST = "[^\\s<>\"().,;:!?\\]}'\u2019\u201d]"
+URL_RE = re.compile(f"https?://(?:{_URL_CHAR}|{_URL_PARENS})*(?:{_URL_LAST}|{_URL_PARENS})")
 _REMOTE_MENTION_RE = re.compile(r"(@[\w.]+)@[\w.-]+\w")
 
 
@@ -31,12 +39,18 @@ def utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+@lru_cache(maxsize=4096)
 def mastodon_length(text: str, url_length: int = 23) -> int:
-    """Mastodon's StatusLengthValidator: graphemes, every URL counts ``url_length``, and a remote
-    mention ``@user@domain`` counts as ``@user``."""
-    text = URL_RE.sub("x" * url_length, text)
-    text = _REMOTE_MENTION_RE.sub(r"\1", text)
-    return graphemes(text)
+    """Mastodon's StatusLengthValidator: graphemes, where a URL counts ``url_length`` only if
+    twitter-text's extractor recognises it (with a scheme, a known top-level domain; Mastodon calls it
+    with ``extract_url_without_protocol: false``) and otherwise its own characters, and a remote
+    mention ``@user@domain`` counts as ``@user``. Cached: thread splitting asks about the same pieces."""
+    pieces, pos = [], 0
+    for url in extract_urls_with_indices(text, extract_urls_without_protocol=False):
+        start, end = url["indices"]
+        pieces += [_REMOTE_MENTION_RE.sub(r"\1", text[pos:start]), "x" * url_length]
+        pos = end
+    return graphemes("".join([*pieces, _REMOTE_MENTION_RE.sub(r"\1", text[pos:])]))
 
 
 def compose(text: str, link: str | None) -> str:
@@ -57,16 +71,44 @@ class Span:
     value: str
 
 
+# Bluesky's official client (``detectFacets`` in @atproto/api, rich-text/util.ts): a link starts at the
+# start of a line, after white space or after "("; it is a scheme URL, or a bare domain of ASCII
+# letters and digits whose top-level domain is known.
+_BSKY_URL_RE = re.compile(
+    r"(?:^|(?<=[\s(]))(?:https?://\S+|(?P<domain>[a-z][a-z0-9]*(?:\.[a-z0-9]+)+)\S*)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _known_domain(domain: str) -> bool:
+    # The client compares case-sensitively with its lower-case list: "Example.ORG" is no link there.
+    return "." in domain and domain.rsplit(".", 1)[1] in TLDS
+
+
 def link_spans(text: str) -> list[Span]:
-    """Every URL in ``text`` with its UTF-8 byte range."""
+    """Every link in ``text`` as Bluesky's official client finds it, with its UTF-8 byte range;
+    ``value`` is the link's URI (``https://`` added to a bare domain). One final ``.,;:!?`` is not
+    part of it, nor then a final ``)`` when the link has no ``(`` (so balanced parentheses stay)."""
     spans = []
-    for m in URL_RE.finditer(text):
+    for m in _BSKY_URL_RE.finditer(text):
+        if m["domain"] is not None and not _known_domain(m["domain"]):
+            continue
+        found = m.group()
+        if found[-1] in ".,;:!?":
+            found = found[:-1]
+        if found.endswith(")") and "(" not in found:
+            found = found[:-1]
         start = utf8_bytes(text[: m.start()])
-        spans.append(Span(start, start + utf8_bytes(m.group()), m.group()))
+        uri = found if m["domain"] is None else f"https://{found}"
+        spans.append(Span(start, start + utf8_bytes(found), uri))
     return spans
 
 
-_SENTENCE_END = regex.compile(r"[.!?\u3002\uff01\uff1f\u2026]+[\"'\u201d\u2019)\]]*\s+")
+# A sentence ends at ".", "!", "?" or "…" before white space, and at the CJK full stop, exclamation and
+# question marks (U+3002, U+FF01, U+FF1F) even without any: CJK text has no spaces between sentences.
+# Closing quotes and brackets stay with their sentence.
+_CLOSERS = "\"'\u201d\u2019)\\]\u300d\u300f\u3011\u3015\u3009\u300b\uff09\uff02"
+_SENTENCE_END = regex.compile(f"[.!?\u2026]+[{_CLOSERS}]*\\s+|[\u3002\uff01\uff1f]+[{_CLOSERS}]*\\s*")
 _SPACE = regex.compile(r"\s+")
 
 

@@ -34,6 +34,13 @@ _DATETIME_RE = re.compile(
     r"^[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9](\.[0-9]{1,20})?(Z|[+-][0-2][0-9]:[0-5][0-9])$")
 _URI_RE = re.compile(r"^[a-z][a-z0-9+.-]*:\S+$", re.IGNORECASE)
 _DID_RE = re.compile(r"^did:[a-z]+:[A-Za-z0-9._:%-]{1,2048}$")
+# The lexicon's "language" format: a BCP-47 tag (the atproto validator's pattern, less the
+# grandfathered irregular tags).
+_LANGUAGE_RE = re.compile(
+    r"^(?:(?:[A-Za-z]{2,3}(?:-[A-Za-z]{3}(?:-[A-Za-z]{3}){0,2})?|[A-Za-z]{4}|[A-Za-z]{5,8})"
+    r"(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*"
+    r"(?:-[0-9A-WY-Za-wy-z](?:-[A-Za-z0-9]{2,8})+)*(?:-x(?:-[A-Za-z0-9]{1,8})+)?|x(?:-[A-Za-z0-9]{1,8})+)$"
+)
 _FEATURES = {"app.bsky.richtext.facet#link": ("uri", _URI_RE, "uri"),
              "app.bsky.richtext.facet#tag": ("tag", None, "string"),
              "app.bsky.richtext.facet#mention": ("did", _DID_RE, "did")}
@@ -427,6 +434,9 @@ class BlueskyStandIn(StandIn):
         langs = record.get("langs", [])
         if not isinstance(langs, list) or len(langs) > 3:
             raise bad("Expected array of at most 3 languages", ".langs")
+        for i, lang in enumerate(langs):
+            if not isinstance(lang, str) or not _LANGUAGE_RE.match(lang):
+                raise bad(f"Invalid language (got {json.dumps(lang)})", f".langs[{i}]")
         facets = record.get("facets", [])
         if not isinstance(facets, list):
             raise bad(f"Expected array value type (got {json.dumps(facets)})", ".facets")
