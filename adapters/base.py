@@ -142,6 +142,16 @@ class Progress:
         marker = self.state.get(FENCE)
         return marker if isinstance(marker, dict) else None
 
+    @property
+    def fenced_part(self) -> int | None:
+        """The index of the thread part a fence names (see :func:`part_step`), 0 for a single post;
+        None without a fence or for another kind of step."""
+        step = str((self.fenced or {}).get("step") or "")
+        if step == "post":
+            return 0
+        found = re.fullmatch(r"part (\d+) of \d+", step)
+        return int(found.group(1)) - 1 if found else None
+
     def save(self, **changes: Any) -> None:
         # Any save after a fence records the fenced request's answer (or the next step), so the
         # marker goes unless this save sets it.
@@ -151,6 +161,11 @@ class Progress:
         # Only what was saved counts: a failed save must not make the caller believe a retry can
         # resume (Telegram's saved message), or the retry, which sees only the saved state, posts again.
         self.state = merged
+
+
+def part_step(index: int, count: int) -> str:
+    """The fence step of part ``index`` (0-based) of a ``count``-part post: ``post`` for a single one."""
+    return "post" if count == 1 else f"part {index + 1} of {count}"
 
 
 @dataclass(frozen=True)
@@ -349,6 +364,9 @@ class Adapter:
     caps: ClassVar[Capabilities]
     default_base_url: ClassVar[str]
     credentials_model: ClassVar[type[CredentialsModel]] = CredentialsModel
+    # How this platform words a failed answer (message, rate-limit headers, documented unknown
+    # outcomes); read by adapters/http.py, which applies the one "maybe sent" rule.
+    rules: ClassVar[http.Rules] = http.DEFAULT_RULES
 
     def __init__(self, session: requests.Session | None = None, timeout: float | None = None) -> None:
         self.session = session or http.new_session()
@@ -464,8 +482,13 @@ class Adapter:
     def request(self, account: AccountRef, method: str, url: str, **kwargs: Any) -> requests.Response:
         return http.send(
             self.session, method, url, platform=self.platform, classify=self.classify,
-            timeout=self.timeout, secrets=account.credentials.secrets(self.credentials_model), **kwargs,
+            timeout=self.timeout, secrets=account.credentials.secrets(self.credentials_model),
+            rules=self.rules, **kwargs,
         )
+
+    def json(self, response: requests.Response, kind: type | None = dict) -> Any:
+        """The JSON answer of a successful request; see :func:`adapters.http.json_body`."""
+        return http.json_body(response, self.platform, kind)
 
     def classify(self, response: requests.Response) -> Exception | None:
         """Map a platform-specific error response to an adapter error; None means use the defaults."""

@@ -24,8 +24,6 @@ from adapters.errors import AuthExpired, InProgress, Rejected, Transient
 WEB = "https://www.facebook.com"
 # Video processing: Meta suggests polling every 10-30 s (platforms.md 12.3).
 VIDEO_POLL_SECONDS = 30.0
-_FIND_PAGE_SIZE = 25
-_FIND_PAGES = 4
 _CLOCK_SKEW = timedelta(minutes=1)
 
 
@@ -62,6 +60,7 @@ class FacebookAdapter(graph.GraphAdapter):
         if post.videos:
             return self._video(account, page, token, post, message, progress)
         if len(post.images) == 1:
+            progress.fence("post")
             photo = self._photo(account, page, token, post.images[0], published=True, caption=message)
             return self._post(page, str(photo.get("post_id") or photo.get("id")))
         fields: dict[str, Any] = {"message": message}
@@ -73,6 +72,7 @@ class FacebookAdapter(graph.GraphAdapter):
             fields["attached_media"] = [{"media_fbid": photo} for photo in photos]
         elif post.link:
             fields["link"] = post.link
+        progress.fence("post")
         created = self.call(account, "POST", f"{page}/feed", token, json=fields)
         return self._post(page, _id(created, "feed"))
 
@@ -96,6 +96,8 @@ class FacebookAdapter(graph.GraphAdapter):
             data = {"description": message, "published": "true"}
             if post.title:
                 data["title"] = post.title
+            # published=true: the video goes out on upload, with no way to ask for it by a key.
+            progress.fence("video")
             if video.url:
                 # Meta fetches it: nothing to send, nothing to resume.
                 created = self.call(account, "POST", f"{page}/videos", token,
@@ -151,30 +153,20 @@ class FacebookAdapter(graph.GraphAdapter):
         return account.credentials.merged(access_token=node["access_token"])
 
     # -- find_published -----------------------------------------------------------------------------
-    def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:
+    def find_published(self, account: AccountRef, post: Post, key: str,
+                       progress: Progress | None = None) -> Published | None:
         """The Page's own post whose message is what ``publish`` sent, created no earlier than the
-        delivery's first attempt (any time when that is unknown)."""
+        delivery's first attempt (any time when that is unknown). A video posted on upload is listed
+        there too, under its description."""
         page, token = self._page(account), self._token(account)
         wanted = _normalise(_message(post))
         since = post.created_at - _CLOCK_SKEW if post.created_at else None
-        params: dict[str, Any] = {"fields": "id,message,created_time,permalink_url", "limit": _FIND_PAGE_SIZE}
-        for _ in range(_FIND_PAGES):
-            listing = self.call(account, "GET", f"{page}/published_posts", token, params=params)
-            items = listing.get("data")
-            if not isinstance(items, list):
-                # "Not found" from an unreadable answer would let the scheduler post twice.
-                raise Transient("facebook: published_posts answered without a list")
-            for item in items:
-                created = graph.parse_time(item.get("created_time"))
-                if since and created and created < since:
-                    return None  # newest first: the rest is older still
-                if _normalise(str(item.get("message") or "")) == wanted:
-                    url = item.get("permalink_url") or self._post(page, str(item["id"])).url
-                    return Published(remote_id=str(item["id"]), url=url, published_at=created)
-            after = ((listing.get("paging") or {}).get("cursors") or {}).get("after")
-            if not items or not after or not (listing.get("paging") or {}).get("next"):
-                return None
-            params["after"] = after
+        for item, created in self.edge(account, f"{page}/published_posts", token,
+                                       "id,message,created_time,permalink_url", stamp="created_time",
+                                       since=since):
+            if _normalise(str(item.get("message") or "")) == wanted:
+                url = item.get("permalink_url") or self._post(page, str(item["id"])).url
+                return Published(remote_id=str(item["id"]), url=url, published_at=created)
         return None
 
     # -- classify -----------------------------------------------------------------------------------

@@ -3,20 +3,22 @@ set of error codes, usage headers that say how long to wait, and media container
 until ready (platforms.md sections 4.8, 5.4, 5.7, 6.5, 6.8 and 12.2).
 
 The API other adapters may rely on: ``GRAPH_VERSION``, ``GraphError``/``parse_error``,
-``usage_wait``, ``classify``, ``container_state``, ``parse_time`` and ``GraphAdapter``.
+``usage_wait``, ``classify``, ``container_state``, ``RULES`` and ``GraphAdapter`` (with its edge
+pager for ``find_published``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 import requests
 
 from adapters import http
-from adapters.base import AccountRef, Adapter
+from adapters.base import AccountRef, Adapter, parse_time
 from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
 
 # Pinned: every Graph version lives about two years, and an unpinned call silently follows the app's
@@ -34,6 +36,10 @@ PERMISSION_CODES = frozenset({3, 10, *range(200, 300)})
 # over an hour (app/user) or 24 h (BUC); five minutes re-checks without hammering (calls made while
 # throttled still count).
 DEFAULT_WAIT = 300.0
+# find_published reads at most this many pages of an edge: enough for any burst of posts since a
+# delivery's first attempt, without walking a profile's whole history.
+EDGE_PAGE_SIZE = 25
+EDGE_PAGES = 4
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,27 @@ def classify(response: requests.Response, platform: str) -> AdapterError | None:
     return Rejected(reason, status=status)
 
 
+def _graph_error(body: Any) -> dict[str, Any]:
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def unknown_outcome(body: Any) -> bool:
+    """platforms.md 5.7/6.8: ``is_transient``, codes 1/2 and Instagram's 2207001 ("An unknown error
+    occurred") leave a create's outcome unknown, whatever the HTTP status."""
+    error = _graph_error(body)
+    return (error.get("is_transient") is True or _int(error.get("code")) in TRANSIENT_CODES
+            or _int(error.get("error_subcode")) == 2207001)
+
+
+def words(body: Any) -> str | None:
+    error = _graph_error(body)
+    return str(error.get("message")) if error.get("message") else None
+
+
+RULES = http.Rules(words=words, unknown_outcome=unknown_outcome, default_wait=DEFAULT_WAIT)
+
+
 def container_state(platform: str, status_code: str | None, detail: str = "", *, after: float = 60.0) -> str:
     """What a media container's status means for the next step (single read, no waiting):
     ``"FINISHED"`` publish it, ``"PUBLISHED"`` it already went out, ``"EXPIRED"`` create it again.
@@ -137,17 +164,6 @@ def container_state(platform: str, status_code: str | None, detail: str = "", *,
     raise Transient(f"{platform}: unknown container status {status_code!r}")
 
 
-def parse_time(value: Any) -> datetime | None:
-    """Graph times: ISO-8601 with a ``+0000`` offset."""
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def _int(value: Any) -> int | None:
     try:
         return int(value)
@@ -160,6 +176,7 @@ class GraphAdapter(Adapter):
     logs and error texts could pick it up), JSON answers, and the Graph error mapping."""
 
     api_version: ClassVar[str] = GRAPH_VERSION
+    rules: ClassVar[http.Rules] = RULES
 
     def graph_url(self, account: AccountRef, path: str) -> str:
         return f"{self.base_url(account)}/{self.api_version}/{path.lstrip('/')}"
@@ -180,3 +197,28 @@ class GraphAdapter(Adapter):
 
     def classify(self, response: requests.Response) -> Exception | None:
         return classify(response, self.platform)
+
+    def edge(self, account: AccountRef, path: str, token: str, fields: str, *, stamp: str,
+             since: datetime | None, pages: int = EDGE_PAGES,
+             ) -> Iterator[tuple[dict[str, Any], datetime | None]]:
+        """The items of a Graph edge, newest first, with the time in their ``stamp`` field, page by
+        page until an item older than ``since`` or ``pages`` pages. An answer without a list raises
+        Transient: "not found" from an unreadable answer would let the scheduler post twice."""
+        params: dict[str, Any] = {"fields": fields, "limit": EDGE_PAGE_SIZE}
+        for _ in range(pages):
+            listing = self.call(account, "GET", path, token, params=params)
+            items = listing.get("data")
+            if not isinstance(items, list):
+                raise Transient(f"{self.platform}: {path.rsplit('/', 1)[-1]} answered without a list")
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                created = parse_time(item.get(stamp))
+                if since and created and created < since:
+                    return
+                yield item, created
+            paging = listing.get("paging") if isinstance(listing.get("paging"), dict) else {}
+            after = (paging.get("cursors") or {}).get("after")
+            if not items or not after or not paging.get("next"):
+                return
+            params["after"] = after

@@ -20,7 +20,17 @@ from typing import Any, ClassVar
 import requests
 
 from adapters import graph
-from adapters.base import AccountRef, Capabilities, Credentials, Media, Post, Problem, Progress, Published
+from adapters.base import (
+    AccountRef,
+    Capabilities,
+    Credentials,
+    Media,
+    Post,
+    Problem,
+    Progress,
+    Published,
+    parse_time,
+)
 from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
 from adapters.text import URL_RE
 
@@ -37,7 +47,6 @@ IMAGE_POLL_SECONDS, VIDEO_POLL_SECONDS = 10.0, 60.0
 QUOTA_WAIT = 3600.0
 _HASHTAG_RE = re.compile(r"(?<![\w#])#\w+")
 _MENTION_RE = re.compile(r"(?<![\w@])@[\w.]+")
-_FIND_PAGE_SIZE, _FIND_PAGES = 25, 4
 _CLOCK_SKEW = timedelta(minutes=1)
 # Meta could not fetch the media: the public media URL is wrong or unreachable.
 _FETCH_FAILED = frozenset({2207003, 2207052, 2207077})
@@ -110,6 +119,7 @@ class InstagramAdapter(graph.GraphAdapter):
                 self._check_quota(account, user, token)
             container = self._create(account, user, token, post, progress, after)
             self._state(account, token, container, progress, after)
+        progress.fence("media_publish")
         created = self.call(account, "POST", f"{user}/media_publish", token, data={"creation_id": container})
         if not created.get("id"):
             raise Transient("instagram: media_publish answered without an id", maybe_sent=True)
@@ -217,29 +227,16 @@ class InstagramAdapter(graph.GraphAdapter):
         return credentials.merged(access_token=body["access_token"], expires_at=expires_at)
 
     # -- find_published -----------------------------------------------------------------------------
-    def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:
+    def find_published(self, account: AccountRef, post: Post, key: str,
+                       progress: Progress | None = None) -> Published | None:
         """The account's own media whose caption is the post's, no older than the first attempt."""
         user, token = self._user(account), self._token(account)
         wanted = " ".join(post.body.split())
         since = post.created_at - _CLOCK_SKEW if post.created_at else None
-        params: dict[str, Any] = {"fields": "id,caption,timestamp,permalink", "limit": _FIND_PAGE_SIZE}
-        for _ in range(_FIND_PAGES):
-            listing = self.call(account, "GET", f"{user}/media", token, params=params)
-            items = listing.get("data")
-            if not isinstance(items, list):
-                raise Transient("instagram: the media list answered without a list")
-            for item in items:
-                created = graph.parse_time(item.get("timestamp"))
-                if since and created and created < since:
-                    return None  # newest first
-                if " ".join(str(item.get("caption") or "").split()) == wanted:
-                    return Published(remote_id=str(item["id"]), url=item.get("permalink"),
-                                     published_at=created)
-            paging = listing.get("paging") or {}
-            after = (paging.get("cursors") or {}).get("after")
-            if not items or not after or not paging.get("next"):
-                return None
-            params["after"] = after
+        for item, created in self.edge(account, f"{user}/media", token, "id,caption,timestamp,permalink",
+                                       stamp="timestamp", since=since):
+            if " ".join(str(item.get("caption") or "").split()) == wanted:
+                return Published(remote_id=str(item["id"]), url=item.get("permalink"), published_at=created)
         return None
 
     # -- classify -----------------------------------------------------------------------------------
@@ -275,7 +272,7 @@ class InstagramAdapter(graph.GraphAdapter):
     def _published(self, account: AccountRef, token: str, media_id: str) -> Published:
         node = self.call(account, "GET", media_id, token, params={"fields": "permalink,timestamp"})
         return Published(remote_id=media_id, url=node.get("permalink"),
-                         published_at=graph.parse_time(node.get("timestamp")))
+                         published_at=parse_time(node.get("timestamp")))
 
 
 def _login(account: AccountRef) -> str:

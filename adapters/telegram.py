@@ -289,10 +289,15 @@ class TelegramAdapter(Adapter):
                 response = self._post(account, method, url, data=fields, files=parts)
             else:
                 response = self._post(account, method, url, json=payload)
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
+        data = http.body_of(response)
+        code = data.get("error_code") if isinstance(data, dict) and data.get("ok") is False else None
+        if isinstance(code, int) and 400 <= code < 600:
+            # Telegram's own refusal behind a 2xx (a proxy rewrote the status): its error_code decides.
+            response.status_code = code
+            error = self.classify(response) or http.default_error(response, self.platform, "")
+            if isinstance(error, Transient):
+                error.maybe_sent = http.maybe_sent("POST", code, self.rules, data)
+            raise error
         if not isinstance(data, dict) or data.get("ok") is not True or "result" not in data:
             raise Transient(f"telegram: {method} answered {response.status_code} without a result",
                             status=response.status_code, maybe_sent=True)

@@ -30,9 +30,11 @@ from adapters.base import (
     Problem,
     Progress,
     Published,
+    parse_time,
+    part_step,
 )
 from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
-from adapters.graph import GraphAdapter, container_state, parse_time
+from adapters.graph import GraphAdapter, container_state
 from adapters.text import URL_RE, split_thread
 
 MAX_LINKS = 5
@@ -114,10 +116,10 @@ class ThreadsAdapter(GraphAdapter):
             container = self._create(account, params)
             progress.save(container=container)
             if params["media_type"] == "TEXT":
-                return self._publish_container(account, container)
+                return self._publish_container(account, container, part_step(i, len(parts)), progress)
         status = container_state(self.platform, *self._status(account, container), after=POLL_AFTER)
         if status == "FINISHED":
-            return self._publish_container(account, container)
+            return self._publish_container(account, container, part_step(i, len(parts)), progress)
         if status == "PUBLISHED":
             # The publish went out but its answer was lost: find the post it made.
             found = self._find(account, parts[i], reply=i > 0, since=None)
@@ -167,7 +169,8 @@ class ThreadsAdapter(GraphAdapter):
         answer = self._call(account, "GET", container, params={"fields": "id,status,error_message"})
         return str(answer.get("status") or ""), str(answer.get("error_message") or "")
 
-    def _publish_container(self, account: AccountRef, container: str) -> str:
+    def _publish_container(self, account: AccountRef, container: str, step: str, progress: Progress) -> str:
+        progress.fence(step)
         answer = self._call(account, "POST", f"{self._user(account)}/threads_publish",
                             data={"creation_id": container})
         return _id(answer, "a media id")
@@ -212,9 +215,14 @@ class ThreadsAdapter(GraphAdapter):
                                           expires_at=expires.isoformat(timespec="seconds"))
 
     # -- find_published -----------------------------------------------------------------------
-    def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:
+    def find_published(self, account: AccountRef, post: Post, key: str,
+                       progress: Progress | None = None) -> Published | None:
         """The first part of ``post`` among the profile's latest posts, made no earlier than the
-        delivery's first attempt."""
+        delivery's first attempt. A later part behind a fence needs no lookup here: its container
+        id was saved before the fence, and publish's retry asks the container whether it went out
+        (PUBLISHED) before publishing anything."""
+        if progress is not None and (progress.fenced_part or 0) > 0:
+            return None
         since = post.created_at - _CLOCK_SKEW if post.created_at else None
         found = self._find(account, self._parts(post)[0], reply=False, since=since)
         return self._published(account, found.remote_id) if found else None

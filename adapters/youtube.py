@@ -87,6 +87,8 @@ class YouTubeAdapter(Adapter):
         video_types=frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-msvideo",
                                "video/x-matroska", "video/mpeg", "video/3gpp"}),
     )
+    # A resumable upload answers 308 Resume Incomplete to every chunk but the last.
+    rules: ClassVar[http.Rules] = http.Rules(answers_3xx=frozenset({308}))
 
     # -- check_platform -------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:

@@ -87,6 +87,8 @@ class Fault:
     commit: bool = False
     path: str = ""
     times: int = 1
+    # Extra headers on the injected answer (a redirect's Location, say).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -302,6 +304,7 @@ class StandIn:
                     if fault.status is not None:
                         response = (standin.rate_limited(fault) if fault.status == 429
                                     else standin.fault_response(fault))
+                        response.headers.update(fault.headers)
                         standin._note_retry_after(req, response)
                         self._answer(response)
                         return
