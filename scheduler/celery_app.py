@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 
 from config.settings import Settings, get_settings
 from scheduler.followers import tick_period
@@ -41,6 +41,30 @@ def create_app(settings: Settings) -> Celery:
         timezone="UTC",
     )
     return app
+
+
+def embed_beat(celery: Celery) -> None:
+    """Run beat as a thread of this worker process, started once the worker is ready.
+
+    Celery's ``worker --beat`` forks beat into a child process, which outlives a ``kill -9`` of the
+    worker (it is re-parented to PID 1 and ticks forever). A thread dies with its process, however the
+    process dies, so ``crosspost run`` can never leave a beat behind.
+    """
+    from celery import beat
+
+    service = beat.EmbeddedService(celery, thread=True,
+                                   schedule_filename=celery.conf.beat_schedule_filename)
+
+    def _start(**_: object) -> None:
+        service.start()
+
+    def _stop(**_: object) -> None:
+        if service.is_alive():
+            service.stop()
+
+    # weak=False: the handlers are closures that nothing else keeps alive.
+    signals.worker_ready.connect(_start, weak=False)
+    signals.worker_shutdown.connect(_stop, weak=False)
 
 
 app = create_app(get_settings())

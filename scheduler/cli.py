@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -17,11 +20,11 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from typer.exceptions import TyperException
 
 from config.settings import get_settings
-from scheduler import accounts, bulk, deliveries, media, stories
+from scheduler import accounts, bulk, deliveries, media, stories, vault
 from scheduler.cli_common import JsonOpt, db, emit, out, require_database
 from scheduler.cli_followers import followers_app
 from scheduler.cli_schedule import schedule_app
-from scheduler.db import migrate
+from scheduler.db import check_writable, migrate, prepare_data_dir, session_scope
 from scheduler.deliveries import IllegalTransition
 from scheduler.errors import MAX_ID, StoryRejected, UserError, parse_id, shown, shown_path
 from scheduler.models import Account, Delivery, Story, utcnow
@@ -30,9 +33,11 @@ from scheduler.vault import VaultError, ensure_key
 app = typer.Typer(help="Publish stories to a matrix of social-media accounts.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 accounts_app = typer.Typer(help="The account matrix.", no_args_is_help=True)
+keys_app = typer.Typer(help="The credentials key.", no_args_is_help=True)
 stories_app = typer.Typer(help="Stories and their queueing.", no_args_is_help=True)
 deliveries_app = typer.Typer(help="Deliveries: one story bound for one account.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="keys")
 app.add_typer(stories_app, name="stories")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(followers_app, name="followers")
@@ -63,13 +68,31 @@ def read_credentials(path: str) -> Any:
 # -- set-up and processes -----------------------------------------------------------------------
 @app.command()
 def init() -> None:
-    """Create the data directory, migrate the database and write a credentials key if there is none."""
+    """Create the data directory (0700), migrate the database and write a credentials key (0600) if
+    there is none; never a new key while the database holds credentials sealed under another one."""
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    wrote = ensure_key(settings)
+    try:
+        prepare_data_dir(settings)
+    except OSError as exc:
+        raise UserError(f"data directory: cannot prepare {settings.data_dir}: {exc.strerror}") from None
     migrate()
+    with session_scope() as s:
+        vault.check_before_new_key(s)
+        wrote = ensure_key(settings)
+        unreadable = [] if wrote else vault.unreadable_accounts(s)
     out.print(f"data directory {settings.data_dir}; database migrated"
               + ("; new credentials key written" if wrote else ""))
+    if unreadable:
+        print(f"warning: this key cannot decrypt the credentials of {len(unreadable)} account(s) "
+              f"({', '.join(unreadable[:3])}); restore the key they were sealed with", file=sys.stderr)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every account's credentials under a new key, then replace the key file with it."""
+    require_database()
+    count = vault.rotate()
+    out.print(f"credentials of {count} account(s) re-encrypted; new key in {get_settings().key_file}")
 
 
 @app.command()
@@ -85,10 +108,42 @@ def tick() -> None:
               f"{r.retried} expired leases retried, {r.unknown} unknown, {r.failed} failed")
 
 
-def _celery(argv: list[str]) -> None:
+def _celery(argv: list[str], *, beat_thread: bool = False) -> None:
     from scheduler.celery_app import app as celery
+    from scheduler.celery_app import embed_beat
 
-    celery.start(argv)
+    if beat_thread:
+        embed_beat(celery)
+    code = celery.start(argv)
+    if isinstance(code, int) and code:
+        raise typer.Exit(code)
+
+
+def _preflight() -> None:
+    """What every long-running process checks before it starts: a database that exists, and a data
+    directory, database and broker it can write. Files it creates are private to this user."""
+    require_database()
+    os.umask(0o077)
+    check_writable(get_settings())
+
+
+@contextmanager
+def _beat_role() -> Iterator[None]:
+    """Hold the beat role (one per database and per data directory) while the block runs; a second
+    `run` or `beat` is refused, naming the holder. If the role is lost (this process was stopped
+    longer than the lease and another beat took over), this process shuts down."""
+    from scheduler.db import sqlite_path
+    from scheduler.locks import Lease
+
+    settings = get_settings()
+    db_file = sqlite_path(settings.database_url)
+    here = db_file is not None and db_file.parent.resolve() == settings.data_dir.resolve()
+    lease = Lease("beat", settings.data_dir, on_lost=lambda: os.kill(os.getpid(), signal.SIGTERM),
+                  database_here=here)
+    try:
+        yield
+    finally:
+        lease.release()
 
 
 POOLS = ("threads", "prefork", "solo")
@@ -97,7 +152,7 @@ POOLS = ("threads", "prefork", "solo")
 def _worker_argv(pool: str | None, concurrency: int | None) -> list[str]:
     if pool is not None and pool not in POOLS:
         raise UserError(f"pool: {shown(pool)} is not one of {', '.join(POOLS)}")
-    require_database()
+    _preflight()
     settings = get_settings()
     return ["worker", "--pool", pool or settings.worker_pool,
             "--concurrency", str(concurrency or settings.worker_concurrency),
@@ -117,15 +172,20 @@ def worker(pool: PoolOpt = None, concurrency: ConcOpt = None) -> None:
 
 @app.command()
 def beat() -> None:
-    """Run Celery beat: one tick every few seconds (run exactly one beat per matrix)."""
-    require_database()
-    _celery(["beat", "--loglevel", get_settings().log_level])
+    """Run Celery beat: one tick every few seconds. Only one beat runs per database: a second one
+    refuses to start and names the holder."""
+    _preflight()
+    with _beat_role():
+        _celery(["beat", "--loglevel", get_settings().log_level])
 
 
 @app.command()
 def run(pool: PoolOpt = None, concurrency: ConcOpt = None) -> None:
-    """A worker with its beat in one process: the embedded, single-machine way to run."""
-    _celery([*_worker_argv(pool, concurrency), "--beat"])
+    """A worker with its beat in one process (a thread, so it dies with the process however the
+    process dies): the embedded, single-machine way to run."""
+    argv = _worker_argv(pool, concurrency)
+    with _beat_role():
+        _celery(argv, beat_thread=True)
 
 
 @app.command()
@@ -216,6 +276,11 @@ def accounts_reauth(account: str, credentials_file: Annotated[str, typer.Option(
 
 
 # -- stories ------------------------------------------------------------------------------------
+AllowDuplicateOpt = Annotated[bool, typer.Option(
+    "--allow-duplicate", help="Queue a story identical to one already queued (same text, link, variants, "
+    "media, targets and time).")]
+
+
 @stories_app.command("queue")
 def stories_queue(
     text: Annotated[str | None, typer.Option(help="The story text.")] = None,
@@ -235,6 +300,7 @@ def stories_queue(
     video: Annotated[str | None, typer.Option(help="Video file or URL.")] = None,
     thread: Annotated[bool, typer.Option("--thread", help="Too long for one post: a reply chain where the "
                                          "platform has them.")] = False,
+    allow_duplicate: AllowDuplicateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a story for accounts and tags. Every problem is listed and nothing is stored if any."""
@@ -268,7 +334,7 @@ def stories_queue(
     if not draft.targets:
         raise UserError("to: give at least one account or tag with --to")
     with db() as s:
-        story = stories.queue(s, draft, utcnow())
+        story = stories.queue(s, draft, utcnow(), allow_duplicate=allow_duplicate)
         row = stories.describe(s, story)
     emit([row], as_json, ["id", "due_at", "deliveries", "text"])
 
@@ -278,18 +344,24 @@ def stories_import(
     file: str,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Store the valid rows anyway.")]
     = False,
+    allow_duplicate: AllowDuplicateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue one story per row of a .csv or .jsonl file (text, link, to, at, next_slot, thread, images,
-    video, variant.PLATFORM columns). Every row is checked first; nothing is stored if any row is
-    invalid, unless --skip-invalid."""
+    video, variant.PLATFORM columns; a `stories export` file too). Every row is checked first; nothing
+    is stored if any row is invalid, unless --skip-invalid."""
     from rich.progress import Progress as Bar
 
+    require_database()
     total = sum(1 for _ in bulk.read_rows(file))
-    with Bar(console=Console(stderr=True), transient=True, disable=as_json) as bar, db() as s:
-        task = bar.add_task("checking rows", total=total)
-        result = bulk.import_file(s, file, utcnow(), skip_invalid=skip_invalid,
-                                  advance=lambda: bar.advance(task))
+    now = utcnow()
+    # Media are fetched before the database is opened: a transaction held across downloads would
+    # block every other writer of the embedded database for as long as they take.
+    with Bar(console=Console(stderr=True), transient=True, disable=as_json) as bar:
+        task = bar.add_task("reading rows", total=total)
+        prepared = bulk.prepare(file, now, advance=lambda: bar.advance(task))
+    with db() as s:
+        result = bulk.store(s, prepared, now, skip_invalid=skip_invalid, allow_duplicate=allow_duplicate)
     rows = [{"row": n, "problems": p} for n, p in sorted(result.skipped.items())]
     if as_json:
         print(json.dumps([{"imported": result.imported, "skipped": rows}]))
@@ -324,11 +396,16 @@ def _window(since: str | None, until: str | None) -> tuple[Any, Any]:
             stories.parse_time(until, "until") if until else None)
 
 
+STORY_STATUSES = ("draft", "awaiting_approval", "approved", "cancelled")
+
+
 @stories_app.command("export")
 def stories_export(status: Annotated[str | None, typer.Option(help="approved or cancelled.")] = None,
                    since: SinceOpt = None, until: UntilOpt = None, fmt: ExportFormat = "csv",
                    target: OutOpt = None) -> None:
-    """Stories (created in the window) as CSV or JSON Lines."""
+    """Stories (created in the window) as CSV or JSON Lines; `stories import` reads the file back."""
+    if status is not None and status not in STORY_STATUSES:
+        raise UserError(f"status: {shown(status)} is not one of {', '.join(STORY_STATUSES)}")
     start, end = _window(since, until)
     with db() as s:
         rows = bulk.story_rows(s, status=status, since=start, until=end)

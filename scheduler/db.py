@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -11,7 +12,10 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.settings import get_settings
+from config.settings import Settings, get_settings
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 
 @lru_cache(maxsize=8)
@@ -98,3 +102,68 @@ def migrate(url: str | None = None) -> None:
     cfg.set_main_option("script_location", str(here))
     cfg.set_main_option("sqlalchemy.url", (url or get_settings().database_url).replace("%", "%%"))
     command.upgrade(cfg, "head")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL (``sqlite:///`` or kombu's ``sqla+sqlite:///``), if it is one."""
+    for prefix in ("sqlite:///", "sqla+sqlite:///"):
+        if url.startswith(prefix):
+            path = url[len(prefix):].split("?", 1)[0]
+            return Path(path) if path and path != ":memory:" else None
+    return None
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """The data directory 0700 and the embedded database and broker files 0600, created empty when
+    missing: SQLite would create them (and their -wal and -shm files, which copy the database's mode)
+    readable by every user on the machine."""
+    settings.data_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, DIR_MODE)
+    for url in (settings.database_url, settings.broker_url):
+        path = sqlite_path(url)
+        if path is None:
+            continue
+        if not path.parent.is_dir():
+            continue  # SQLite will say so, in its own words
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+        for extra in ("", "-wal", "-shm", "-journal"):
+            with_suffix = path.with_name(path.name + extra)
+            if with_suffix.exists():
+                os.chmod(with_suffix, FILE_MODE)
+
+
+def check_writable(settings: Settings) -> None:
+    """Fail at once, in one line, when this process could not write what a worker or beat writes (the
+    data directory, the embedded database and broker files): otherwise it would start, say it is ready,
+    and never publish."""
+    from sqlalchemy import delete, insert
+    from sqlalchemy.exc import DBAPIError
+
+    from scheduler.errors import UserError
+    from scheduler.models import ProcessLock, utcnow
+
+    data_dir = settings.data_dir
+    try:
+        data_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        probe = data_dir / f".write-probe-{os.getpid()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE))
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"data directory: cannot write {data_dir}: {exc.strerror}") from None
+    for what, url in (("database", settings.database_url), ("broker", settings.broker_url)):
+        path = sqlite_path(url)
+        if path is None or not path.exists():
+            continue
+        try:
+            with open(path, "r+b"):
+                pass
+        except OSError as exc:
+            raise UserError(f"{what}: cannot write {path}: {exc.strerror}") from None
+    name = f"write-probe:{os.getpid()}"
+    try:
+        with session_scope() as s:
+            s.execute(insert(ProcessLock).values(name=name, holder=name, expires_at=utcnow()))
+            s.execute(delete(ProcessLock).where(ProcessLock.name == name))
+    except DBAPIError as exc:
+        first = (str(exc.orig) if exc.orig is not None else type(exc).__name__).splitlines()[0]
+        raise UserError(f"database: cannot write: {first}") from None
