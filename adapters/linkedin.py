@@ -121,8 +121,9 @@ class LinkedInAdapter(Adapter):
         }
         if content := self._content(account, author, post, progress):
             body["content"] = content
-        sent_before = bool(progress.get("sent"))
+        sent_before = bool(progress.get("sent")) or progress.fenced is not None
         progress.save(sent=True)
+        progress.fence("post")
         try:
             response = self._rest(account, "POST", "posts", json=body)
             urn = response.headers.get("x-restli-id")
@@ -259,7 +260,8 @@ class LinkedInAdapter(Adapter):
         return credentials.merged(**changes)
 
     # -- find_published -----------------------------------------------------------------------
-    def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:
+    def find_published(self, account: AccountRef, post: Post, key: str,
+                       progress: Progress | None = None) -> Published | None:
         """The author's recent post with this commentary. Listing needs r_organization_social (pages)
         or the restricted r_member_social (members); without it the answer is None and a retried
         publish relies on LinkedIn's duplicate refusal instead."""

@@ -92,9 +92,8 @@ def mp4_duration(path: str) -> float | None:
 class TikTokAdapter(Adapter):
     platform: ClassVar[str] = "tiktok"
     default_base_url: ClassVar[str] = "https://open.tiktokapis.com"
+    # An attempt uploads every chunk: the scheduler's lease heartbeat keeps a long upload alive.
     chunk_size: int = 10 * MB
-    # Chunks per attempt: the scheduler comes back for the rest, so no attempt outlives its lease.
-    chunks_per_attempt: int = 10
 
     # -- caps -----------------------------------------------------------------------------------
     # The text limit is the photo description's 4000; a video caption's 2200 is in check_platform.
@@ -103,6 +102,8 @@ class TikTokAdapter(Adapter):
         max_images=35, image_types=frozenset({"image/jpeg", "image/webp"}), max_image_bytes=20 * MB,
         max_videos=1, video_types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
         max_video_bytes=4 * 1024 * MB,
+        # A post is listed only after moderation, "minutes to hours" (platforms.md 9.2).
+        visible_after=timedelta(hours=2),
     )
 
     # -- check_platform -------------------------------------------------------------------------
@@ -156,6 +157,8 @@ class TikTokAdapter(Adapter):
                                f"{limit} s")
             size = _size(video)
             chunk, count = chunk_plan(size, self.chunk_size)
+            # DIRECT_POST: the post exists from init on, under a publish_id we only learn from its answer.
+            progress.fence("publish init")
             data = self._call(account, "post/publish/video/init/", {
                 "post_info": {**info, "title": post.body, "disable_duet": bool(creator.get("duet_disabled")),
                               "disable_stitch": bool(creator.get("stitch_disabled"))},
@@ -168,6 +171,7 @@ class TikTokAdapter(Adapter):
                                "CROSSPOST_MEDIA_PUBLIC_URL to where the media directory is served")
             title = (post.title.strip() if post.title
                      else title_from(post.body, PHOTO_TITLE_LIMIT, utf16_units))
+            progress.fence("publish init")
             data = self._call(account, "post/publish/content/init/", {
                 "media_type": "PHOTO", "post_mode": "DIRECT_POST",
                 "post_info": {**info, "title": title, "description": post.body},
@@ -193,7 +197,7 @@ class TikTokAdapter(Adapter):
             return
         count, first, end = max(size // chunk, 1), done // chunk, done
         with open(video.path, "rb") as f:
-            for index in range(first, min(count, first + self.chunks_per_attempt)):
+            for index in range(first, count):
                 start, end = index * chunk, size if index == count - 1 else (index + 1) * chunk
                 f.seek(start)
                 try:
@@ -210,7 +214,6 @@ class TikTokAdapter(Adapter):
                 if end == size:
                     progress.save(tt_uploaded=True)
                     return
-        raise InProgress(f"tiktok: uploaded {end} of {size} bytes", after=1)
 
     def _outcome(self, account: AccountRef, publish_id: str, progress: Progress) -> Published:
         status = self._status(account, publish_id)
@@ -270,9 +273,18 @@ class TikTokAdapter(Adapter):
                             refresh_expires_at=at(data.get("refresh_expires_in")))
 
     # -- find_published -------------------------------------------------------------------------
-    def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:
+    def find_published(self, account: AccountRef, post: Post, key: str,
+                       progress: Progress | None = None) -> Published | None:
         """A recent video whose caption is the story's (needs the ``video.list`` scope). Moderation
-        delays listing, so None is not proof that nothing went out (hence ``can_find=False``)."""
+        delays listing, so None is not proof that nothing went out (hence ``can_find=False``): an init
+        behind a fence that is not listed is Rejected, for an operator to settle."""
+        found = self._listed(account, post)
+        if found is None and progress is not None and progress.fenced:
+            raise Rejected("tiktok: a publish init may have gone out and its post is not listed (moderation "
+                           "can hold it for hours); check the TikTok profile")
+        return found
+
+    def _listed(self, account: AccountRef, post: Post) -> Published | None:
         data = self._call(account, "video/list/", {"max_count": 20},
                           params={"fields": "id,title,video_description,create_time,share_url"})
         wanted = " ".join(post.body.split())

@@ -34,6 +34,7 @@ from adapters.base import (
     Problem,
     Progress,
     Published,
+    part_step,
 )
 from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
 from adapters.text import split_thread
@@ -122,6 +123,7 @@ class XAdapter(Adapter):
                 body["media"] = {"media_ids": media_ids}
             if posted:
                 body["reply"] = {"in_reply_to_tweet_id": posted[-1]}
+            progress.fence(part_step(i, len(parts)))
             posted.append(self._create(account, body, post))
             progress.save(parts=posted)
         return self._published(account, posted[0])
@@ -271,15 +273,27 @@ class XAdapter(Adapter):
                             expires_at=_iso(datetime.now(UTC) + timedelta(seconds=expires_in)))
 
     # -- find_published -----------------------------------------------------------------------
-    def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:
+    def find_published(self, account: AccountRef, post: Post, key: str,
+                       progress: Progress | None = None) -> Published | None:
         """The account's post carrying ``post`` since the delivery's first attempt; for a thread,
         only when every part is there (else publish resumes the chain from its progress).
+
+        A later part behind a fence that is found while the chain is incomplete is Rejected: the
+        retry would post it again (its id was never saved) and no lookup here can resume a chain.
 
         Reading the timeline needs an API tier with reads; without it X answers 403 and this
         raises Rejected rather than guess "not posted"."""
         tweets = self._recent(account, post.created_at)
-        ids = [self._match(tweets, part) for part in self._parts(post)]
-        return self._published(account, ids[0]) if ids[0] and all(ids) else None
+        # The split saved by publish, so a part is compared with what was really sent.
+        parts = (progress.get("thread") if progress is not None else None) or self._parts(post)
+        ids = [self._match(tweets, part) for part in parts]
+        if ids[0] and all(ids):
+            return self._published(account, ids[0])
+        fenced = progress.fenced_part if progress is not None else None
+        if fenced is not None and fenced < len(ids) and ids[fenced]:
+            raise Rejected(f"x: part {fenced + 1} of {len(ids)} went out but its answer was lost and the "
+                           "thread is incomplete; finish it by hand or mark the delivery")
+        return None
 
     def _recent(self, account: AccountRef, since: datetime | None) -> list[dict[str, Any]]:
         user_id = account.credentials.get("user_id") or self._me(account).get("id")

@@ -75,9 +75,8 @@ def tags_of(text: str) -> list[str]:
 class YouTubeAdapter(Adapter):
     platform: ClassVar[str] = "youtube"
     default_base_url: ClassVar[str] = "https://www.googleapis.com"
-    # Chunks per attempt: the scheduler comes back for the rest, so no attempt outlives its lease.
+    # An attempt uploads every chunk: the scheduler's lease heartbeat keeps a long upload alive.
     chunk_size: int = 8 * 1024 * 1024
-    chunks_per_attempt: int = 12
 
     # -- caps -----------------------------------------------------------------------------------
     # The text is the description: 5000 UTF-8 bytes. No text, image or link posts in the Data API.
@@ -137,10 +136,13 @@ class YouTubeAdapter(Adapter):
             # Saved before any byte goes out: from here on a retry resumes instead of uploading twice.
             progress.save(yt_session=session, yt_size=size)
         with open(video.path, "rb") as f:
-            for _ in range(self.chunks_per_attempt):
+            while True:
                 f.seek(offset)
                 chunk = f.read(self.chunk_size)
                 last = offset + len(chunk) - 1
+                if last == size - 1:
+                    # The last byte completes the upload, and the video goes public at once.
+                    progress.fence("video")
                 answer = self._put(account, session, chunk, f"bytes {offset}-{last}/{size}")
                 if answer is None:
                     progress.save(yt_session=None)
@@ -149,7 +151,6 @@ class YouTubeAdapter(Adapter):
                 if answer.status_code != 308:
                     return self._saved_video(answer, progress)
                 offset = _next_offset(answer)
-        raise InProgress(f"youtube: uploaded {offset} of {size} bytes", after=1)
 
     def _start(self, account: AccountRef, post: Post, video: Media, size: int) -> str:
         snippet: dict[str, Any] = {"title": self.title_of(post), "description": post.body,
@@ -244,7 +245,8 @@ class YouTubeAdapter(Adapter):
                             expires_at=expires.isoformat(timespec="seconds"))
 
     # -- find_published -------------------------------------------------------------------------
-    def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:
+    def find_published(self, account: AccountRef, post: Post, key: str,
+                       progress: Progress | None = None) -> Published | None:
         """The newest uploads (the channel's uploads playlist, 1 quota unit a page; search.list would
         cost 100) matched by title and description, added since the delivery's first attempt."""
         playlist = ((self._channel(account, "contentDetails").get("contentDetails") or {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -9,6 +10,7 @@ import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -172,16 +174,30 @@ def test_explicit_title_and_one_request_upload(adapter: YouTubeAdapter, account:
     assert published.remote_id == standin.posts("video")[0].id
 
 
-def test_upload_spreads_over_attempts_and_resumes_from_the_session(
+def test_one_attempt_uploads_every_chunk_and_fences_the_last(
         adapter: YouTubeAdapter, account: AccountRef, standin: YouTubeStandIn, video: Media) -> None:
-    adapter.chunks_per_attempt = 1
+    saved: list[dict[str, Any]] = []
+    progress = Progress(saver=saved.append)
+    with contextlib.suppress(InProgress):  # processing, after the upload
+        adapter.publish(account, story(video), "d1", progress)
+    assert standin.sessions_started == 1 and standin.chunks == 3 and standin.status_queries == 0
+    # The fence goes up right before the chunk that makes the video public, and only then.
+    fences = [s["fence"]["step"] for s in saved if "fence" in s]
+    fenced_at = next(i for i, s in enumerate(saved) if "fence" in s)
+    assert fences == ["video"] and saved[fenced_at]["yt_session"]  # saved before the fence
+    assert progress.get("yt_video_id") == standin.posts("video")[0].id and progress.fenced is None
+
+
+def test_an_interrupted_upload_resumes_from_the_session(
+        adapter: YouTubeAdapter, account: AccountRef, standin: YouTubeStandIn, video: Media) -> None:
     progress = Progress()
-    with pytest.raises(InProgress, match=r"uploaded 262144 of 614400 bytes"):
+    standin.inject(Fault(drop=True, path="/resumable"))  # the first chunk never arrives
+    with pytest.raises(Transient):
         adapter.publish(account, story(video), "d1", progress)
     session = progress.get("yt_session")
     finish(adapter, account, story(video), progress)
     assert progress.get("yt_session") == session
-    assert standin.sessions_started == 1 and standin.chunks == 3 and standin.status_queries >= 2
+    assert standin.sessions_started == 1 and standin.chunks == 3 and standin.status_queries == 1
     assert len(standin.posts("video")) == 1
 
 
@@ -211,9 +227,9 @@ def test_a_lost_final_answer_finds_the_video_through_the_session(
 
 def test_an_expired_session_starts_over(adapter: YouTubeAdapter, account: AccountRef,
                                         standin: YouTubeStandIn, video: Media) -> None:
-    adapter.chunks_per_attempt = 1
     progress = Progress()
-    with pytest.raises(InProgress):
+    standin.inject(Fault(drop=True, path="/resumable"))
+    with pytest.raises(Transient):
         adapter.publish(account, story(video), "d1", progress)
     standin.expire_sessions()
     old = progress.get("yt_session")
@@ -316,9 +332,9 @@ def test_expired_token_then_refresh_keeps_the_refresh_token(
 
 def test_a_token_expiring_mid_upload_resumes_after_refresh(
         adapter: YouTubeAdapter, account: AccountRef, standin: YouTubeStandIn, video: Media) -> None:
-    adapter.chunks_per_attempt = 1
     progress = Progress()
-    with pytest.raises(InProgress):
+    standin.inject(Fault(drop=True, path="/resumable"))
+    with pytest.raises(Transient):
         adapter.publish(account, story(video), "d1", progress)
     standin.expire_access_tokens()
     with pytest.raises(AuthExpired):
