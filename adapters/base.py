@@ -253,8 +253,7 @@ class CredentialsModel(BaseModel):
     @classmethod
     def secret_fields(cls) -> frozenset[str]:
         """The fields typed ``SecretStr`` (or ``SecretStr | None``): what scrubbing hides."""
-        return frozenset(name for name, f in cls.model_fields.items()
-                         if f.annotation is SecretStr or SecretStr in typing.get_args(f.annotation))
+        return frozenset(name for name, f in cls.model_fields.items() if _mentions_secret(f.annotation))
 
     @classmethod
     def public_fields(cls) -> frozenset[str]:
@@ -269,7 +268,7 @@ class CredentialsModel(BaseModel):
         try:
             parsed = cls.model_validate(dict(data))
         except ValidationError as exc:
-            lines = [f"{platform}: credentials: {_where(e['loc'])}: {cls._problem(e)}"
+            lines = [f"{platform}: credentials: {_where(e['loc'])}{cls._problem(e)}"
                      for e in exc.errors(include_input=False, include_url=False)]
             raise ValueError("\n".join(lines)) from None
         values: dict[str, str] = {}
@@ -313,8 +312,25 @@ def secret_like(pattern: str, what: str) -> Any:
 Token = secret_like(r"[\x21-\x7e]{8,}", "a token (at least 8 visible characters, no spaces)")
 
 
+class OAuthCredentials(CredentialsModel):
+    """An OAuth 2 user token and what refresh writes back (a rotated refresh token, the expiry)."""
+
+    access_token: Token
+    refresh_token: Token | None = None
+    expires_at: datetime | None = None
+
+
+def _mentions_secret(annotation: Any) -> bool:
+    """Whether a field's type is ``SecretStr``, also inside ``Annotated[...]`` or ``... | None``."""
+    if annotation is SecretStr:
+        return True
+    return any(_mentions_secret(arg) for arg in typing.get_args(annotation))
+
+
 def _where(loc: Iterable[Any]) -> str:
-    return ".".join(str(part) for part in loc) or "credentials"
+    """``field: `` for a problem with one field; nothing for one with the whole set."""
+    where = ".".join(str(part) for part in loc)
+    return f"{where}: " if where else ""
 
 
 def parse_time(value: Any) -> datetime | None:

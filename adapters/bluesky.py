@@ -14,10 +14,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import regex
 import requests
+from pydantic import StringConstraints, model_validator
 
 from adapters import http
 from adapters.base import (
@@ -25,11 +26,15 @@ from adapters.base import (
     Adapter,
     Capabilities,
     Credentials,
+    CredentialsModel,
+    Identity,
     Media,
     Post,
     Problem,
     Progress,
     Published,
+    Token,
+    secret_like,
 )
 from adapters.errors import AuthExpired, RateLimited, Rejected, Transient
 from adapters.text import Span, graphemes, link_spans, split_thread, utf8_bytes
@@ -139,6 +144,32 @@ def created_at_iso(created_at: datetime) -> str:
     return created_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# A handle is a domain name (lowercase on the network); a DID names an account for good.
+_HANDLE_RE = regex.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
+_DID_RE = r"did:(plc|web):[A-Za-z0-9._:%-]+"
+AppPassword = secret_like(r"[a-z0-9]{4}(-[a-z0-9]{4}){3}",
+                          "an app password (xxxx-xxxx-xxxx-xxxx, from Settings > Privacy > App passwords)")
+
+
+class BlueskyCredentials(CredentialsModel):
+    """An app password (and the login it belongs to: handle, DID or e-mail), and the session that
+    refresh writes back: both JWTs rotate, the DID names the repository."""
+
+    identifier: Annotated[str, StringConstraints(min_length=3, pattern=r"\S+")] | None = None
+    password: AppPassword | None = None
+    # The PDS's own names.
+    accessJwt: Token | None = None
+    refreshJwt: Token | None = None
+    did: Annotated[str, StringConstraints(pattern=_DID_RE)] | None = None
+    expires_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def can_log_in(self) -> BlueskyCredentials:
+        if not (self.identifier and self.password) and not self.refreshJwt:
+            raise ValueError("need identifier and password (an app password), or a session's refreshJwt")
+        return self
+
+
 class BlueskyAdapter(Adapter):
     platform = "bluesky"
     default_base_url = "https://bsky.social"
@@ -153,6 +184,8 @@ class BlueskyAdapter(Adapter):
         image_types=frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"}),
         max_videos=1, video_types=frozenset({"video/mp4"}), max_video_bytes=50_000_000, threads=True,
     )
+    credentials_model: ClassVar[type[CredentialsModel]] = BlueskyCredentials
+    rules: ClassVar[http.Rules] = http.Rules(reset_headers=("ratelimit-reset",))
 
     # -- check_platform ------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -326,7 +359,8 @@ class BlueskyAdapter(Adapter):
         return self._stored(credentials, response)
 
     # -- find_published ------------------------------------------------------------------------
-    def find_published(self, account: AccountRef, post: Post, key: str) -> Published | None:
+    def find_published(self, account: AccountRef, post: Post, key: str,
+                       progress: Progress | None = None) -> Published | None:
         """The delivery's post if it is there; for a thread, only when its last part is there too
         (parts go out in order; otherwise publish resumes the chain from its progress)."""
         if post.created_at is None:
@@ -379,6 +413,37 @@ class BlueskyAdapter(Adapter):
         if status in (400, 403, 413):
             return Rejected(reason, status=status)
         return None
+
+    # -- identity ------------------------------------------------------------------------------
+    @classmethod
+    def normalize_handle(cls, handle: str) -> str:
+        """``@News.Example.com`` -> ``news.example.com``: handles are domain names, lowercase on the
+        network; a DID stays as given."""
+        text = handle.strip().removeprefix("@")
+        if regex.fullmatch(_DID_RE, text):
+            return text
+        if not _HANDLE_RE.fullmatch(text.lower()):
+            raise ValueError(f"bluesky: handle {handle.strip()!r} is not a domain name such as "
+                             "newsroom.bsky.social, nor a DID")
+        return text.lower()
+
+    def whoami(self, account: AccountRef) -> Identity:
+        """The session's handle and DID: getSession with a stored session, else the login itself
+        (createSession answers with both)."""
+        access = account.credentials.get("accessJwt")
+        base = self.base_url(account)
+        if access:
+            response = self.request(account, "GET", f"{base}/xrpc/com.atproto.server.getSession",
+                                    headers=_bearer(access))
+        else:
+            identifier = account.credentials.require("identifier", self.platform)
+            password = account.credentials.require("password", self.platform)
+            response = self.request(account, "POST", f"{base}/xrpc/com.atproto.server.createSession",
+                                    json={"identifier": identifier, "password": password})
+        data = self.json(response)
+        if not isinstance(data.get("handle"), str) or not isinstance(data.get("did"), str):
+            raise Transient("bluesky: the session names no handle and DID")
+        return Identity(handle=self.normalize_handle(data["handle"]), remote_id=data["did"])
 
     # -- helpers -------------------------------------------------------------------------------
     def _session(self, account: AccountRef) -> tuple[str, str]:

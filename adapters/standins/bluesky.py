@@ -135,6 +135,7 @@ class BlueskyStandIn(StandIn):
             "com.atproto.repo.getRecord": self._get_record,
             "com.atproto.repo.listRecords": self._list_records,
             "app.bsky.actor.getProfile": self._get_profile,
+            "com.atproto.server.getSession": self._get_session,
             "com.atproto.identity.resolveHandle": self._resolve_handle,
         }
         for methods, expected in ((procedures, "POST"), (queries, "GET")):
@@ -237,6 +238,14 @@ class BlueskyStandIn(StandIn):
                 raise _error(401, "AuthenticationRequired", "Invalid identifier or password")
             did = found[0]
             return Response(200, self._session(did, *self._issue(did)))
+
+    def _get_session(self, req: Request) -> Response:
+        """Who the access token belongs to: the session without its tokens."""
+        with self.lock:
+            token = self._token(req, *_ACCESS_SCOPES)
+            did = token["did"]
+            return Response(200, {"handle": self.accounts[did]["handle"], "did": did, "active": True,
+                                  "emailConfirmed": True})
 
     def _refresh_session(self, req: Request) -> Response:
         with self.lock:

@@ -849,3 +849,82 @@ def test_standin_refresh_rotation_and_rate_limit_shape(standin: BlueskyStandIn,
     assert limited.status_code == 429 and limited.json()["error"] == "RateLimitExceeded"
     assert limited.headers["ratelimit-remaining"] == "0" and limited.headers["Retry-After"] == "5"
     assert {"ratelimit-limit", "ratelimit-reset", "ratelimit-policy"} <= set(limited.headers)
+
+
+# -- identity: credentials model, whoami, handles ---------------------------------------------------
+@pytest.mark.parametrize(("data", "lines"), [
+    ({"identifier": "news.bsky.social", "password": "abcd-efgh-ijkl-mnop"}, []),
+    ({"refreshJwt": "eyJhbGciOi.x.y", "did": "did:plc:abc123"}, []),
+    ({"identifier": "news.bsky.social"},
+     ["bluesky: credentials: need identifier and password (an app password), or a session's refreshJwt"]),
+    ({"identifier": "news.bsky.social", "password": "my-main-password"},
+     ["bluesky: credentials: password: is not an app password (xxxx-xxxx-xxxx-xxxx, from Settings > "
+      "Privacy > App passwords)"]),
+    ({"refreshJwt": "eyJhbGciOi.x.y", "did": "plc:abc"},
+     ["bluesky: credentials: did: is not in the expected format"]),
+    ({"identifier": "n.b", "password": "abcd-efgh-ijkl-mnop", "handle": "n.b"},
+     ["bluesky: credentials: handle: is not a field of these credentials (expected: identifier, password, "
+      "accessJwt, refreshJwt, did, expires_at)"]),
+])
+def test_credentials_model(data: dict[str, str], lines: list[str]) -> None:
+    from adapters import validate_credentials
+
+    if not lines:
+        creds = validate_credentials("bluesky", data)
+        assert creds.reveal() == data
+        # The DID and the login name are not secrets; the password and the JWTs are.
+        assert set(creds.secrets()) == {v for k, v in data.items() if k in ("password", "refreshJwt")}
+        return
+    with pytest.raises(ValueError) as err:
+        validate_credentials("bluesky", data)
+    assert str(err.value).splitlines() == lines
+    assert "my-main-password" not in str(err.value)
+
+
+def test_whoami_from_the_session_and_from_the_login(standin: BlueskyStandIn, adapter: BlueskyAdapter,
+                                                    account: AccountRef, creds: dict[str, str]) -> None:
+    me = adapter.whoami(account)
+    assert (me.handle, me.remote_id) == (HANDLE, creds["did"])
+    login = Credentials({k: creds[k] for k in ("identifier", "password")})
+    again = adapter.whoami(AccountRef(id=2, platform="bluesky", handle=HANDLE, base_url=standin.url,
+                                      credentials=login))
+    assert again == me and adapter.same_account(f"@{HANDLE.upper()}", me)
+    other = standin.add_account("someone.else.test")
+    theirs = adapter.whoami(AccountRef(id=3, platform="bluesky", handle=HANDLE, base_url=standin.url,
+                                       credentials=Credentials(other)))
+    assert not adapter.same_account(HANDLE, theirs)
+
+
+@pytest.mark.parametrize(("handle", "expected"), [
+    ("@News.Bsky.Social", "news.bsky.social"), ("news.example.com", "news.example.com"),
+    ("did:plc:abc123", "did:plc:abc123"), ("newsroom", None), ("news room.bsky.social", None), ("", None),
+])
+def test_normalize_handle(handle: str, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(ValueError, match=r"^bluesky: handle"):
+            BlueskyAdapter.normalize_handle(handle)
+    else:
+        assert BlueskyAdapter.normalize_handle(handle) == expected
+
+
+# -- answers: the platform's own words are definite, silence after sending is not -----------------
+@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
+    (Fault(status=400, body={"error": "InvalidRequest", "message": "bad record"}), Rejected, None),
+    (Fault(status=429, retry_after=7), RateLimited, None),
+    (Fault(status=502, body={"error": "UpstreamFailure", "message": "upstream"}), Transient, True),
+    (Fault(status=302, headers={"Location": "https://elsewhere.example/xrpc"}), Rejected, None),
+    (Fault(drop=True, commit=True), Transient, True),
+])
+def test_answers(standin: BlueskyStandIn, adapter: BlueskyAdapter, account: AccountRef, fault: Fault,
+                 error: type[Exception], maybe_sent: bool | None) -> None:
+    standin.inject(Fault(**{**fault.__dict__, "path": "com.atproto.repo.putRecord"}))
+    with pytest.raises(error) as err:
+        adapter.publish(account, post(), "d-answers", Progress())
+    assert getattr(err.value, "maybe_sent", None) is maybe_sent
+    if fault.status == 302:
+        assert "302, a redirect to elsewhere.example" in str(err.value)
+    # A read that fails is never "maybe sent", whatever the fault.
+    standin.inject(Fault(**{**fault.__dict__, "path": "app.bsky.actor.getProfile"}))
+    with pytest.raises(error) as err:
+        adapter.followers(account)
+    assert getattr(err.value, "maybe_sent", False) is False
