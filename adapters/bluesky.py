@@ -498,9 +498,4 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 def _json(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        raise Transient(f"bluesky: {response.status_code} answer is not JSON", status=response.status_code,
-                        maybe_sent=True) from None
-    return data if isinstance(data, dict) else {}
+    return http.json_object(response, "bluesky")

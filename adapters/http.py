@@ -215,6 +215,15 @@ def redirect_error(response: requests.Response, platform: str) -> Rejected:
                     "follow redirects (check the account's base URL)", status=response.status_code)
 
 
+def json_object(response: requests.Response, platform: str) -> dict[str, Any]:
+    """The JSON object of a successful answer: ``{}`` for an empty body or another JSON value, and
+    Transient for a body that is not JSON (maybe sent only when the request could change something)."""
+    if not response.content:
+        return {}
+    body = json_body(response, platform, None)
+    return body if isinstance(body, dict) else {}
+
+
 def json_body(response: requests.Response, platform: str, kind: type | None = dict) -> Any:
     """The JSON of a successful answer, of ``kind`` (dict, list, or None for any). An answer without
     it is Transient; maybe sent only when the request could have changed something."""

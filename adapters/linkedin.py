@@ -358,13 +358,8 @@ def _until_midnight(now: datetime | None = None) -> float:
 
 
 def _json(response: requests.Response, strict: bool = True) -> dict[str, Any]:
-    if not response.content:
-        return {}
-    try:
-        data = response.json()
-    except ValueError:
-        if not strict:
-            return {}
-        raise Transient(f"linkedin: {response.status_code} answer is not JSON", status=response.status_code,
-                        maybe_sent=True) from None
-    return data if isinstance(data, dict) else {}
+    """The answer's JSON object; not ``strict`` (an error body): ``{}`` for anything else."""
+    if not strict:
+        body = http.body_of(response)
+        return body if isinstance(body, dict) else {}
+    return http.json_object(response, "linkedin")

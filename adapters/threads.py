@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import regex
 import requests
 
-from adapters import graph
+from adapters import graph, http
 from adapters.base import (
     AccountRef,
     Capabilities,
@@ -286,9 +286,4 @@ def _id(answer: dict[str, Any], what: str) -> str:
 
 
 def _json(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        raise Transient(f"threads: {response.status_code} answer is not JSON", status=response.status_code,
-                        maybe_sent=True) from None
-    return data if isinstance(data, dict) else {}
+    return http.json_object(response, "threads")

@@ -34,6 +34,7 @@ from adapters.base import (
     Problem,
     Progress,
     Published,
+    parse_time,
     part_step,
 )
 from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
@@ -359,7 +360,7 @@ class XAdapter(Adapter):
     # -- helpers ------------------------------------------------------------------------------
     def _auth(self, account: AccountRef) -> dict[str, str]:
         token = account.credentials.require("access_token", self.platform)
-        expires = _parse_time(account.credentials.get("expires_at"))
+        expires = parse_time(account.credentials.get("expires_at"))
         if expires is not None and expires <= datetime.now(UTC):
             # A call we know will be refused would only spend the rate limit.
             raise AuthExpired(f"x: the access token expired at {_iso(expires)}")
@@ -454,23 +455,9 @@ def _media_id(data: dict[str, Any]) -> str:
 
 
 def _json(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json() if response.content else {}
-    except ValueError:
-        raise Transient(f"x: {response.status_code} answer is not JSON", status=response.status_code,
-                        maybe_sent=True) from None
-    return data if isinstance(data, dict) else {}
+    return http.json_object(response, "x")
 
 
 def _iso(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -34,6 +34,7 @@ from adapters.base import (
     Problem,
     Progress,
     Published,
+    parse_time,
 )
 from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
 from adapters.text import title_from, utf8_bytes, utf16_units
@@ -200,7 +201,7 @@ class YouTubeAdapter(Adapter):
         state = status.get("uploadStatus")
         if state == "processed":
             return Published(video_id, _watch_url(video_id),
-                             _parse_time((item.get("snippet") or {}).get("publishedAt")))
+                             parse_time((item.get("snippet") or {}).get("publishedAt")))
         why = (status.get("failureReason") or status.get("rejectionReason")
                or details.get("processingFailureReason") or "no reason given")
         ended = state if state in ("failed", "rejected", "deleted") else None
@@ -258,7 +259,7 @@ class YouTubeAdapter(Adapter):
         since = post.created_at - _CLOCK_SKEW if post.created_at else None
         for item in items:
             snippet = item.get("snippet") or {}
-            added = _parse_time(snippet.get("publishedAt"))
+            added = parse_time(snippet.get("publishedAt"))
             if since and added and added < since:
                 continue
             video_id = (snippet.get("resourceId") or {}).get("videoId")
@@ -349,22 +350,8 @@ def _body(response: requests.Response) -> dict[str, Any]:
 
 
 def _json(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        raise Transient(f"youtube: {response.status_code} answer is not JSON", status=response.status_code,
-                        maybe_sent=True) from None
-    return data if isinstance(data, dict) else {}
+    return http.json_object(response, "youtube")
 
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _normalise(text: str) -> str:
