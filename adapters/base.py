@@ -15,7 +15,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar
 
 import requests
-from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+)
 
 from adapters import http
 from adapters.text import compose, graphemes, split_thread
@@ -292,6 +300,8 @@ class CredentialsModel(BaseModel):
             return f"is too short (at least {ctx.get('min_length')} characters)"
         if kind == "string_pattern_mismatch":
             return "is not in the expected format"
+        if kind.startswith(("datetime_", "date_")):
+            return "is not an ISO-8601 time such as 2026-12-01T10:00:00Z"
         return str(error["msg"]).removeprefix("Value error, ")
 
 
@@ -310,6 +320,16 @@ def secret_like(pattern: str, what: str) -> Any:
 
 # An opaque bearer token: one word of visible ASCII (it goes into a header, so no spaces or line breaks).
 Token = secret_like(r"[\x21-\x7e]{8,}", "a token (at least 8 visible characters, no spaces)")
+
+
+def _digits_as_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# A public value of one word (a client id, a login name).
+Word = Annotated[str, StringConstraints(min_length=1, pattern=r"^\S+$")]
+# A platform's numeric id; JSON numbers are taken as their digits.
+NumericId = Annotated[str, BeforeValidator(_digits_as_text), StringConstraints(pattern=r"^\d+$")]
 
 
 class OAuthCredentials(CredentialsModel):

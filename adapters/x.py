@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import time
 import unicodedata
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 
 import requests
 from PIL import Image
+from pydantic import model_validator
 from twitter_text import extract_urls, parse_tweet
 from twitter_text.config import config as _twitter_text_config
 from twitter_text.has_invalid_characters import has_invalid_characters
@@ -29,11 +31,17 @@ from adapters.base import (
     Adapter,
     Capabilities,
     Credentials,
+    CredentialsModel,
+    Identity,
     Media,
+    NumericId,
+    OAuthCredentials,
     Post,
     Problem,
     Progress,
     Published,
+    Token,
+    Word,
     parse_time,
     part_step,
 )
@@ -66,6 +74,24 @@ def x_weighted_length(text: str) -> int:
     return parse_tweet(unicodedata.normalize("NFC", text), _V3).weightedLength
 
 
+_USERNAME_RE = re.compile(r"[A-Za-z0-9_]{1,15}")
+
+
+class XCredentials(OAuthCredentials):
+    """An OAuth 2.0 user token; a refresh token (``offline.access``) needs the app's client id, and a
+    confidential app's secret. X rotates the refresh token: refresh writes the new one back."""
+
+    client_id: Word | None = None
+    client_secret: Token | None = None
+    user_id: NumericId | None = None
+
+    @model_validator(mode="after")
+    def refreshable(self) -> XCredentials:
+        if self.refresh_token is not None and not self.client_id:
+            raise ValueError("client_id: is required with a refresh_token (the token endpoint names the app)")
+        return self
+
+
 class XAdapter(Adapter):
     platform: ClassVar[str] = "x"
     default_base_url: ClassVar[str] = "https://api.x.com"
@@ -80,6 +106,7 @@ class XAdapter(Adapter):
         video_types=frozenset({"video/mp4", "video/quicktime"}), max_video_bytes=512 * 1024 * 1024,
         threads=True,
     )
+    credentials_model: ClassVar[type[CredentialsModel]] = XCredentials
 
     # -- check_platform -----------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -326,6 +353,24 @@ class XAdapter(Adapter):
             if _comparable(html.unescape(str(tweet.get("text") or ""))) == wanted:
                 return str(tweet.get("id"))
         return None
+
+    # -- identity -----------------------------------------------------------------------------
+    @classmethod
+    def normalize_handle(cls, handle: str) -> str:
+        """``@NewsRoom`` -> ``newsroom``: usernames are 1-15 letters, digits or underscores, and X
+        matches them regardless of case."""
+        name = handle.strip().removeprefix("@")
+        if not _USERNAME_RE.fullmatch(name):
+            raise ValueError(f"x: handle {handle.strip()!r} is not a username (1-15 letters, digits, "
+                             "underscores)")
+        return name.lower()
+
+    def whoami(self, account: AccountRef) -> Identity:
+        me = self._me(account)
+        if not isinstance(me.get("username"), str) or not me.get("id"):
+            raise Transient("x: /2/users/me answered without a username and id")
+        return Identity(handle=self.normalize_handle(me["username"]), remote_id=str(me["id"]),
+                        name=me.get("name") or None)
 
     # -- classify -----------------------------------------------------------------------------
     def classify(self, response: requests.Response) -> Exception | None:

@@ -652,3 +652,79 @@ def test_standin_timeline_renders_like_x(standin: XStandIn, adapter: XAdapter, a
     assert text.startswith("A &amp; B &lt;c&gt; https://t.co/") and text.count("https://t.co/") == 2
     assert tweet["created_at"].endswith(".000Z") and answer["meta"]["result_count"] == 1
 
+
+
+# -- identity: credentials model, whoami, handles ---------------------------------------------------
+@pytest.mark.parametrize(("data", "lines"), [
+    ({"access_token": "tok-12345678"}, []),
+    ({"access_token": "tok-12345678", "refresh_token": "ref-12345678", "client_id": "app",
+      "user_id": 1234, "expires_at": "2026-12-01T10:00:00Z"}, []),
+    ({"access_token": "tok-12345678", "refresh_token": "ref-12345678"},
+     ["x: credentials: client_id: is required with a refresh_token (the token endpoint names the app)"]),
+    ({"access_token": "tok-12345678", "user_id": "@newsroom", "expires_at": "soon"},
+     ["x: credentials: expires_at: is not an ISO-8601 time such as 2026-12-01T10:00:00Z",
+      "x: credentials: user_id: is not in the expected format"]),
+    ({"token": "tok-12345678"},
+     ["x: credentials: access_token: is required",
+      "x: credentials: token: is not a field of these credentials (expected: access_token, refresh_token, "
+      "expires_at, client_id, client_secret, user_id)"]),
+])
+def test_credentials_model(data: dict[str, Any], lines: list[str]) -> None:
+    from adapters import validate_credentials
+
+    if not lines:
+        creds = validate_credentials("x", data)
+        assert set(creds.secrets()) == {v for k, v in data.items() if k.endswith("token")}
+        return
+    with pytest.raises(ValueError) as err:
+        validate_credentials("x", data)
+    assert str(err.value).splitlines() == lines and "tok-12345678" not in str(err.value)
+
+
+def test_standin_credentials_pass_the_model(standin: XStandIn) -> None:
+    from adapters import validate_credentials
+
+    for confidential in (False, True):
+        given = standin.add_account(f"model{int(confidential)}", confidential=confidential)
+        assert validate_credentials("x", given).get("access_token") == given["access_token"]
+
+
+def test_whoami(standin: XStandIn, adapter: XAdapter, account: AccountRef) -> None:
+    me = adapter.whoami(account)
+    assert me.handle == account.handle and me.remote_id == account.credentials.get("user_id")
+    assert adapter.same_account(f"@{account.handle.upper()}", me)
+    assert not adapter.same_account(account.handle, adapter.whoami(make_account(standin)))
+
+
+@pytest.mark.parametrize(("handle", "expected"), [
+    ("@NewsRoom", "newsroom"), ("news_room_1", "news_room_1"), ("@", None), ("a" * 16, None),
+    ("news-room", None),
+])
+def test_normalize_handle(handle: str, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(ValueError, match=r"^x: handle"):
+            XAdapter.normalize_handle(handle)
+    else:
+        assert XAdapter.normalize_handle(handle) == expected
+
+
+# -- answers: the platform's own words are definite, silence after sending is not -----------------
+@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
+    (Fault(status=400, body={"title": "Invalid Request", "detail": "bad"}), Rejected, None),
+    (Fault(status=429, retry_after=7), RateLimited, None),
+    (Fault(status=503, body={"title": "Service Unavailable"}), Transient, True),
+    (Fault(status=301, headers={"Location": "https://elsewhere.example/2/tweets"}), Rejected, None),
+    (Fault(drop=True, commit=True), Transient, True),
+])
+def test_answers(standin: XStandIn, adapter: XAdapter, account: AccountRef, fault: Fault,
+                 error: type[Exception], maybe_sent: bool | None) -> None:
+    standin.inject(replace(fault, path="/2/tweets"))
+    with pytest.raises(error) as err:
+        adapter.publish(account, unique_post(), "d-answers", Progress())
+    assert getattr(err.value, "maybe_sent", None) is maybe_sent
+    if fault.status == 301:
+        assert "301, a redirect to elsewhere.example" in str(err.value)
+    standin.inject(replace(fault, path="/2/users/me"))
+    with pytest.raises(error) as err:
+        adapter.followers(account)
+    assert getattr(err.value, "maybe_sent", False) is False
