@@ -1,0 +1,99 @@
+"""One row of test data per platform: what the contract suite (test_contract.py) needs to run every
+shared case against that platform's adapter and stand-in. An 11th platform adds an adapter, a stand-in
+and one row here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from adapters.base import Media, Post
+from tests.adapters.helpers import mp4
+
+LINK = "https://news.example.com/2026/11/28/tram-line"
+CDN = "https://media.news.example"
+
+
+def _graph_error(message: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "OAuthException", "code": 100, "fbtrace_id": "Ab"}}
+
+
+@dataclass(frozen=True)
+class Platform:
+    name: str
+    # A handle the stand-in accepts for a new account (made unique per test where the form allows).
+    handle: Callable[[str], str]
+    # Where the request that makes the post visible goes, and where followers are read (substrings
+    # of the request path, as Fault.path matches).
+    create_path: str
+    followers_path: str
+    # A 4xx body in the platform's own shape carrying ``message`` where its error text lives.
+    error_body: Callable[[str], Any]
+    # The credential that authenticates requests (the auth case spoils it).
+    token: str = "access_token"
+    # Whether ``refresh`` can mint new credentials (else the account needs an operator).
+    refreshable: bool = True
+    # Media a post needs to be publishable at all (YouTube and TikTok: a video; Instagram: an image).
+    media: Callable[[Path], tuple[Media, ...]] = lambda tmp: ()
+    # The text limit the check enforces for ``media`` posts, when not the declared caps.text_limit.
+    text_limit: int | None = None
+    # What the platform answers when the access token has expired, where the stand-in's injected
+    # 401 is not already shaped that way.
+    expired_body: Any = None
+    # How the platform states a wait: Meta in whole minutes (X-Business-Use-Case-Usage), others seconds.
+    wait_unit: float = 1.0
+    # Statuses that are this platform's protocol, not a redirect (YouTube: 308 Resume Incomplete).
+    not_redirects: tuple[int, ...] = ()
+    # Anything the stand-in needs before ``refresh`` may succeed (Instagram: a token a day old).
+    ready_to_refresh: Callable[[Any, Any], None] = lambda standin, account: None
+
+    def post(self, tmp: Path, text: str = "Council approves the new tram line", **kwargs: Any) -> Post:
+        return Post(text=text, created_at=datetime.now(UTC), media=self.media(tmp), **kwargs)
+
+    def __str__(self) -> str:  # the test id
+        return self.name
+
+
+PLATFORMS: tuple[Platform, ...] = (
+    Platform("mastodon", handle=lambda n: n, create_path="/api/v1/statuses",
+             followers_path="/verify_credentials", refreshable=False,
+             error_body=lambda m: {"error": m}),
+    Platform("bluesky", handle=lambda n: f"{n}.test", create_path="com.atproto.repo.putRecord",
+             followers_path="app.bsky.actor.getProfile", token="accessJwt",
+             error_body=lambda m: {"error": "InvalidRequest", "message": m}),
+    Platform("telegram", handle=lambda n: f"@{n}", create_path="/sendMessage",
+             followers_path="/getChatMemberCount", token="bot_token", refreshable=False,
+             error_body=lambda m: {"ok": False, "error_code": 400, "description": f"Bad Request: {m}"}),
+    Platform("facebook", handle=lambda n: n, create_path="/feed", followers_path="",
+             error_body=_graph_error, wait_unit=60),
+    Platform("instagram", handle=lambda n: n, create_path="/media_publish", followers_path="",
+             error_body=_graph_error, wait_unit=60,
+             ready_to_refresh=lambda standin, account: standin.age_token(
+                 account.credentials.get("access_token"), 2 * 86400),
+             media=lambda tmp: (Media("image", "/media/photo.jpg", "image/jpeg", 200_000, 1080, 1080,
+                                      url=f"{CDN}/photo.jpg"),)),
+    Platform("x", handle=lambda n: n, create_path="/2/tweets", followers_path="/2/users/me",
+             error_body=lambda m: {"detail": m, "title": "Invalid Request", "status": 400,
+                                   "type": "https://api.twitter.com/2/problems/invalid-request"}),
+    Platform("threads", handle=lambda n: n, create_path="/threads_publish",
+             followers_path="/threads_insights", error_body=_graph_error, wait_unit=60,
+             expired_body={"error": {"message": "Error validating access token: Session has expired",
+                                     "type": "OAuthException", "code": 190, "fbtrace_id": "Ab"}}),
+    Platform("linkedin", handle=lambda n: "urn:li:organization:2414183", create_path="/rest/posts",
+             followers_path="/rest/networkSizes",
+             error_body=lambda m: {"status": 400, "code": "INVALID_ARGUMENT", "message": m}),
+    Platform("youtube", handle=lambda n: n, create_path="/videos/resumable", followers_path="/channels",
+             not_redirects=(308,),
+             error_body=lambda m: {"error": {"code": 400, "message": m, "errors": [
+                 {"domain": "global", "reason": "badRequest", "message": m}]}},
+             media=lambda tmp: (mp4(tmp / "clip.mp4", 200_000),)),
+    Platform("tiktok", handle=lambda n: n, create_path="/v2/post/publish/video/init/",
+             followers_path="/v2/user/info/",
+             error_body=lambda m: {"error": {"code": "invalid_params", "message": m, "log_id": "1"}},
+             media=lambda tmp: (mp4(tmp / "clip.mp4", 200_000),), text_limit=2200,
+             expired_body={"data": {}, "error": {"code": "access_token_invalid", "log_id": "1",
+                                                 "message": "The access token is invalid or not found."}}),
+)

@@ -1,0 +1,210 @@
+"""The contract every adapter keeps, run against every platform's stand-in from one table
+(helpers_platforms.PLATFORMS): authentication, 401 then refresh, 429 with and without Retry-After,
+5xx, timeouts, dropped and refused connections, redirects, credentials never in errors, the text limit
+at its boundary and the media limits. What is particular to one platform stays in its own module.
+
+"Was it sent?" follows DESIGN.md: a refusal in the platform's own words (4xx, and a 3xx, which is never
+followed) is a definite answer; silence and 5xx on the request that creates the post mean maybe sent;
+nothing a read does can have created a post.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from adapters import adapter_class
+from adapters.base import AccountRef, Adapter, Published
+from adapters.errors import AuthExpired, RateLimited, Rejected, Transient
+from adapters.standins.base import Fault, Response, StandIn
+from tests.adapters.helpers import account_on, fake, finish, unique
+from tests.adapters.helpers_platforms import PLATFORMS, Platform
+
+# Short, so the timeout cases are quick; every stand-in answers well within it.
+TIMEOUT = 2.0
+
+
+@dataclass
+class Setup:
+    row: Platform
+    standin: StandIn
+    adapter: Adapter
+    account: AccountRef
+    tmp: Path
+
+    def publish(self, account: AccountRef | None = None) -> Published:
+        return finish(self.adapter, account or self.account, self.row.post(self.tmp))
+
+    def secrets(self) -> list[str]:
+        """What the platform's credentials model calls secret (ids and handles are not)."""
+        return self.account.credentials.secrets(self.adapter.credentials_model)
+
+
+@pytest.fixture(params=PLATFORMS, ids=str)
+def case(request: pytest.FixtureRequest, standins: Callable[[str], StandIn],
+         tmp_path: Path) -> Iterator[Setup]:
+    row: Platform = request.param
+    standin = standins(row.name)
+    standin.reset()
+    adapter = adapter_class(row.name)(timeout=TIMEOUT)
+    yield Setup(row, standin, adapter, account_on(standin, row.name, row.handle(unique())), tmp_path)
+    standin.reset()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the happy path and authentication -----------------------------------------------------------------
+def test_publishes_and_reads_followers(case: Setup) -> None:
+    published = case.publish()
+    assert published.remote_id
+    assert len(case.standin.posts()) >= 1
+    assert case.adapter.followers(case.account) == 10
+
+
+def test_requests_without_valid_credentials_are_refused(case: Setup) -> None:
+    spoiled = case.account.credentials.merged(**{case.row.token: "spoiled-credential-value"})
+    with pytest.raises(AuthExpired):  # a definite answer: the type says nothing was created
+        case.publish(replace(case.account, credentials=spoiled))
+    assert case.standin.posts() == []
+
+
+def test_401_then_refresh(case: Setup) -> None:
+    case.standin.inject(Fault(status=401, path=case.row.create_path, body=case.row.expired_body))
+    with pytest.raises(AuthExpired) as err:
+        case.publish()
+    assert err.value.status == 401 and case.standin.posts() == []
+    if not case.row.refreshable:
+        with pytest.raises(AuthExpired):
+            case.adapter.refresh(case.account)
+        return
+    case.row.ready_to_refresh(case.standin, case.account)
+    fresh = case.adapter.refresh(case.account)
+    assert fresh.get(case.row.token)
+    assert finish(case.adapter, replace(case.account, credentials=fresh), case.row.post(case.tmp)).remote_id
+
+
+# -- rate limits ---------------------------------------------------------------------------------------
+def test_429_with_retry_after(case: Setup) -> None:
+    case.standin.inject(Fault(status=429, retry_after=7, path=case.row.create_path))
+    with pytest.raises(RateLimited) as err:
+        case.publish()
+    # A reset time in whole seconds may round up; Meta states its wait in whole minutes.
+    unit = case.row.wait_unit
+    assert 7 <= err.value.retry_after <= max(9, -(-7 // unit) * unit)
+    assert case.standin.posts() == []
+
+
+def test_429_without_retry_after(case: Setup) -> None:
+    # The platform's own 429, less any Retry-After: the adapter still says "later", never "failed".
+    own = case.standin.rate_limited
+
+    def without(fault: Fault) -> Response:
+        response = own(fault)
+        response.headers = {k: v for k, v in response.headers.items() if k.lower() != "retry-after"}
+        return response
+
+    case.standin.rate_limited = without  # type: ignore[method-assign]
+    try:
+        case.standin.inject(Fault(status=429, path=case.row.create_path))
+        with pytest.raises(RateLimited) as err:
+            case.publish()
+    finally:
+        del case.standin.rate_limited
+    assert err.value.retry_after > 0 and case.standin.posts() == []
+
+
+# -- server errors and silence -------------------------------------------------------------------------
+@pytest.mark.parametrize("fault", [
+    Fault(status=500), Fault(status=503), Fault(delay=TIMEOUT + 1), Fault(drop=True),
+], ids=["500", "503", "timeout", "dropped"])
+def test_silence_or_5xx_on_the_create_may_have_sent(case: Setup, fault: Fault) -> None:
+    case.standin.inject(replace(fault, path=case.row.create_path))
+    with pytest.raises(Transient) as err:
+        case.publish()
+    assert err.value.maybe_sent is True
+
+
+@pytest.mark.parametrize("fault", [
+    Fault(status=500), Fault(delay=TIMEOUT + 1), Fault(drop=True),
+], ids=["500", "timeout", "dropped"])
+def test_silence_or_5xx_on_a_read_sent_nothing(case: Setup, fault: Fault) -> None:
+    case.standin.inject(replace(fault, path=case.row.followers_path))
+    with pytest.raises(Transient) as err:
+        case.adapter.followers(case.account)
+    assert err.value.maybe_sent is False
+
+
+@pytest.mark.parametrize("call", ["publish", "followers"])
+def test_connection_refused_was_not_sent(case: Setup, call: str) -> None:
+    nowhere = replace(case.account, base_url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(Transient) as err:
+        case.publish(nowhere) if call == "publish" else case.adapter.followers(nowhere)
+    assert err.value.maybe_sent is False
+
+
+# -- redirects: a definite refusal, never followed -----------------------------------------------------
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_not_followed(case: Setup, status: int) -> None:
+    if status in case.row.not_redirects:
+        pytest.skip(f"{status} is part of {case.row.name}'s own protocol there")
+    # The Location points at the stand-in itself: following it would create the post.
+    target = f"{case.standin.url}/elsewhere{case.row.create_path}"
+    case.standin.inject(Fault(status=status, path=case.row.create_path, headers={"Location": target}))
+    with pytest.raises(Rejected) as err:
+        case.publish()
+    assert err.value.status == status
+    assert not any("/elsewhere" in r["path"] for r in case.standin.requests)
+
+
+# -- credentials never in errors -----------------------------------------------------------------------
+def test_credentials_never_appear_in_errors(case: Setup) -> None:
+    echo = " ".join(case.secrets())
+    assert echo  # the stand-in issued secrets to hide
+    case.standin.inject(Fault(status=400, path=case.row.create_path, body=case.row.error_body(echo)))
+    with pytest.raises(Rejected) as err:
+        case.publish()
+    errors = [err.value]
+    if case.row.refreshable:
+        case.standin.inject(Fault(status=400, body=case.row.error_body(echo), times=3))
+        with pytest.raises((Rejected, AuthExpired)) as refused:
+            case.adapter.refresh(case.account)
+        errors.append(refused.value)
+    for error in errors:
+        for secret in case.secrets():
+            assert secret not in str(error) and secret not in repr(error)
+            assert secret not in repr(case.account) and secret not in repr(case.account.credentials)
+
+
+# -- limits --------------------------------------------------------------------------------------------
+def test_text_limit_at_the_boundary(case: Setup) -> None:
+    limit = case.row.text_limit or case.adapter.caps.text_limit
+    at, over = case.row.post(case.tmp, "a" * limit), case.row.post(case.tmp, "a" * (limit + 1))
+    assert case.adapter.check(at) == []
+    assert [p.field for p in case.adapter.check(over)] == ["text"]
+    assert finish(case.adapter, case.account, at).remote_id
+    # Past the check (as a changed limit would be), the stand-in refuses it on its own count.
+    case.standin.reset()
+    with pytest.raises(Rejected):
+        finish(case.adapter, case.account, over)
+    assert case.standin.posts() == []
+
+
+def test_media_limits(case: Setup) -> None:
+    caps = case.adapter.caps
+    jpeg = replace(fake("image", "image/jpeg", 100_000, (1080, 1080)), url="https://media.example/a.jpg")
+    too_many = (jpeg,) * (caps.max_images + 1)
+    big_video = (fake("video", "video/mp4", caps.max_video_bytes + 1, (1080, 1920)),)
+    for media in (too_many, big_video):
+        problems = case.adapter.check(replace(case.row.post(case.tmp), media=media))
+        assert "media" in [p.field for p in problems], (media, problems)
+    if caps.max_images:
+        assert "media" not in [p.field for p in case.adapter.check(
+            replace(case.row.post(case.tmp), media=(jpeg,) * caps.max_images))]
