@@ -29,7 +29,7 @@ from bench.common import PG_ADMIN, Run, load, print_machine
 from config.settings import get_settings
 from scheduler import deliveries
 from scheduler.db import engine, session_scope
-from scheduler.publishing import recoverable
+from scheduler.publishing import policy
 
 ACCOUNTS = 500
 # The fix proposed in RESULTS.md: the planner cannot know that scheduled rows are mostly in the future
@@ -104,7 +104,7 @@ def time_claim(repeat: int, batch: int) -> tuple[float, float, int, str, dict[st
             with session_scope() as s:
                 started = time.perf_counter()
                 deliveries.reap(s, now, queued_timeout=settings.queued_timeout,
-                                max_attempts=settings.max_attempts, recoverable=recoverable)
+                                max_attempts=settings.max_attempts, policy=policy)
                 reaps.append(time.perf_counter() - started)
                 s.rollback()
             with session_scope() as s:

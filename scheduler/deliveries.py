@@ -25,25 +25,31 @@ from sqlalchemy.orm import Session
 
 from scheduler.db import is_postgres
 from scheduler.models import Account, Attempt, Delivery
+from scheduler.retry_policy import Decision, Next
+
+# (platform, saved progress, first attempt time, now) -> what may happen next; see retry_policy.
+Policy = Callable[[str, "dict[str, Any] | None", "datetime | None", datetime], Decision]
 
 STATES = ("awaiting_approval", "scheduled", "queued", "publishing", "retry_wait", "published", "failed",
           "blocked_auth", "unknown", "cancelled")
 DUE = ("scheduled", "retry_wait")
 CANCELLABLE = ("awaiting_approval", "scheduled", "queued", "retry_wait", "blocked_auth")
 # A success reported by the attempt that still holds this attempt number is recorded even if the reaper
-# moved the delivery on meanwhile: the post exists, and saying so prevents a second one.
-LATE_SUCCESS = ("publishing", "retry_wait", "queued", "unknown")
+# or an operator moved the delivery on meanwhile (gave up, or asked for it again): the post exists, and
+# saying so prevents a second one. A success after a cancel, or after a newer attempt began, is kept on
+# its attempt row as a possible duplicate (see ``possible_duplicates``).
+LATE_SUCCESS = ("publishing", "retry_wait", "queued", "unknown", "failed", "scheduled")
 TERMINAL = ("published", "failed", "cancelled")
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "awaiting_approval": ("scheduled", "cancelled"),
-    "scheduled": ("queued", "cancelled"),
+    "scheduled": ("queued", "cancelled", "published"),
     "queued": ("publishing", "scheduled", "retry_wait", "cancelled", "published"),
     "publishing": ("published", "retry_wait", "failed", "blocked_auth", "unknown"),
     "retry_wait": ("queued", "cancelled", "published"),
     "blocked_auth": ("scheduled", "cancelled"),
     "unknown": ("published", "scheduled"),
-    "failed": ("scheduled",),
+    "failed": ("scheduled", "published"),
     "published": (),
     "cancelled": (),
 }
@@ -98,13 +104,12 @@ class Reaped:
     failed: int = 0
 
 
-def reap(s: Session, now: datetime, *, queued_timeout: float, max_attempts: int,
-         recoverable: Callable[[str, datetime | None, datetime, dict[str, Any] | None], bool]) -> Reaped:
+def reap(s: Session, now: datetime, *, queued_timeout: float, max_attempts: int, policy: Policy) -> Reaped:
     """Recover what crashed workers and lost broker messages left behind.
 
-    ``recoverable(platform, first_attempt_at, now, remote_state)`` says whether a publish whose
-    outcome is unknown may be tried again safely (idempotent key still honoured, the post can be looked
-    up, or the saved progress lets it continue).
+    A live worker's heartbeat keeps its leases ahead of ``now``, so an expired lease means the worker
+    died; ``policy`` (:func:`scheduler.retry_policy.decide` for the platform) says whether the next
+    try may simply continue, must first look the post up (and from when), or cannot be made safely.
     """
     result = Reaped()
     lost = s.execute(
@@ -124,18 +129,20 @@ def reap(s: Session, now: datetime, *, queued_timeout: float, max_attempts: int,
     for delivery_id, attempt, failures, first_at, platform, state in expired:
         lease = Lease(delivery_id, attempt)
         reason = "lease expired: the worker stopped while publishing"
-        if not recoverable(platform, first_at, now, state):
-            if _finish(s, lease, now, "unknown", reason=reason + "; the post may or may not exist",
-                       outcome="lease_expired"):
+        decision = policy(platform, state, first_at, now)
+        spent = {"failures": Delivery.failures + 1}
+        if decision.next is Next.UNKNOWN or (decision.next is Next.LOOKUP and failures + 1 >= max_attempts):
+            why = decision.why if decision.next is Next.UNKNOWN else "attempts used up; " + decision.why
+            if _finish(s, lease, now, "unknown", reason=f"{reason}; {why}", outcome="lease_expired"):
                 result.unknown += 1
             continue
         if failures + 1 >= max_attempts:
-            if _finish(s, lease, now, "failed", reason=reason + "; attempts used up",
-                       outcome="lease_expired", extra={"failures": Delivery.failures + 1}):
+            if _finish(s, lease, now, "failed", reason=f"{reason}; attempts used up ({decision.why})",
+                       outcome="lease_expired", extra=spent):
                 result.failed += 1
             continue
-        if _finish(s, lease, now, "retry_wait", reason=reason, outcome="lease_expired",
-                   extra={"due_at": now, "failures": Delivery.failures + 1}):
+        if _finish(s, lease, now, "retry_wait", reason=f"{reason}; {decision.why}", outcome="lease_expired",
+                   extra={"due_at": decision.not_before or now, **spent}):
             result.retried += 1
     return result
 
@@ -143,10 +150,13 @@ def reap(s: Session, now: datetime, *, queued_timeout: float, max_attempts: int,
 # -- a worker's attempt -------------------------------------------------------------------------
 def start(s: Session, delivery_id: int, now: datetime, lease_seconds: float,
           celery_id: str | None = None) -> Lease | None:
-    """``queued -> publishing``; None if the delivery is not queued (a duplicate message, or cancelled)."""
+    """``queued -> publishing``; None if the delivery is not queued (a duplicate message, or cancelled)
+    or its account stopped being active since the claim (see ``hold_for_account``)."""
     row = s.execute(
         update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.state == "queued")
+        # The account is checked in the same statement: one paused or broken after the claim is not used.
+        .where(Delivery.id == delivery_id, Delivery.state == "queued",
+               Delivery.account_id.in_(select(Account.id).where(Account.status == "active")))
         .values(
             state="publishing",
             attempts=Delivery.attempts + 1,
@@ -161,6 +171,24 @@ def start(s: Session, delivery_id: int, now: datetime, lease_seconds: float,
         return None
     s.add(Attempt(delivery_id=delivery_id, number=row[0], started_at=now, celery_id=celery_id))
     return Lease(delivery_id, row[0])
+
+
+def hold_for_account(s: Session, delivery_id: int, now: datetime) -> str | None:
+    """A queued delivery whose account is no longer active goes back to wait for it: ``blocked_auth``
+    until a re-authorisation, ``scheduled`` while paused (the claim skips paused accounts). Returns
+    the new state, or None if the delivery was not queued or its account is active."""
+    status = s.scalar(select(Account.status).join(Delivery, Delivery.account_id == Account.id)
+                      .where(Delivery.id == delivery_id, Delivery.state == "queued"))
+    if status is None or status == "active":
+        return None
+    state = "blocked_auth" if status == "auth_broken" else "scheduled"
+    changed = s.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.state == "queued")
+        .values(state=state, queued_at=None, updated_at=now, last_error=f"the account is {status}")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return state if changed else None
 
 
 def defer(s: Session, delivery_id: int, now: datetime, due_at: datetime, reason: str) -> bool:
@@ -184,6 +212,19 @@ def _close_attempt(s: Session, lease: Lease, now: datetime, outcome: str, http_s
     )
 
 
+def _record_answer(s: Session, lease: Lease, now: datetime, outcome: str, remote_id: str, url: str | None,
+                   http_status: int | None) -> None:
+    # Whatever became of the delivery, and even if the reaper closed this attempt already: a post the
+    # platform created must stay findable on the attempt that created it.
+    s.execute(
+        update(Attempt)
+        .where(Attempt.delivery_id == lease.delivery_id, Attempt.number == lease.attempt)
+        .values(ended_at=func.coalesce(Attempt.ended_at, now), outcome=outcome, remote_id=remote_id,
+                url=url, http_status=http_status)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _finish(s: Session, lease: Lease, now: datetime, state: str, *, reason: str | None, outcome: str,
             http_status: int | None = None, extra: dict[str, Any] | None = None,
             from_states: tuple[str, ...] = ("publishing",)) -> bool:
@@ -200,9 +241,35 @@ def _finish(s: Session, lease: Lease, now: datetime, state: str, *, reason: str 
 
 def published(s: Session, lease: Lease, now: datetime, *, remote_id: str, url: str | None,
               published_at: datetime | None = None, http_status: int | None = None) -> bool:
-    return _finish(s, lease, now, "published", reason=None, outcome="published", http_status=http_status,
-                   extra={"remote_id": remote_id, "published_url": url, "published_at": published_at or now},
-                   from_states=LATE_SUCCESS)
+    """Record a success. False when the delivery had moved on (cancelled, or a newer attempt began):
+    the post is then kept on its attempt as a possible duplicate, with its id and link."""
+    changed = bool(s.execute(
+        update(Delivery)
+        .where(Delivery.id == lease.delivery_id, Delivery.attempts == lease.attempt,
+               Delivery.state.in_(LATE_SUCCESS))
+        .values(state="published", lease_until=None, last_error=None, updated_at=now, remote_id=remote_id,
+                published_url=url, published_at=published_at or now)
+        .execution_options(synchronize_session=False)
+    ).rowcount)
+    _record_answer(s, lease, now, "published" if changed else "late_success", remote_id, url, http_status)
+    return changed
+
+
+def possible_duplicates(s: Session, delivery_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Posts that attempts created besides the delivery's own: successes that came after a cancel or
+    after another attempt had begun. Each with its attempt number, remote id and link."""
+    found: dict[int, list[dict[str, Any]]] = {}
+    if not delivery_ids:
+        return found
+    rows = s.execute(
+        select(Attempt.delivery_id, Attempt.number, Attempt.remote_id, Attempt.url, Attempt.ended_at)
+        .where(Attempt.delivery_id.in_(delivery_ids), Attempt.outcome == "late_success")
+        .order_by(Attempt.delivery_id, Attempt.number)
+    ).all()
+    for delivery_id, number, remote_id, url, ended_at in rows:
+        found.setdefault(delivery_id, []).append(
+            {"attempt": number, "remote_id": remote_id, "url": url, "at": ended_at})
+    return found
 
 
 def retry_later(s: Session, lease: Lease, now: datetime, *, due_at: datetime, reason: str,

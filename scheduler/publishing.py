@@ -7,12 +7,13 @@ outcome is recorded afterwards by a conditional UPDATE on that lease.
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from adapters import adapter_class, get_adapter
@@ -20,10 +21,12 @@ from adapters.base import AccountRef, Adapter, Credentials, Media, Post, Progres
 from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
 from adapters.http import scrub
 from config.settings import Settings, get_settings
-from scheduler import accounts, deliveries, ratelimit, vault
+from scheduler import accounts, deliveries, ratelimit, retry_policy, vault
 from scheduler.db import session_scope
 from scheduler.deliveries import Lease
+from scheduler.heartbeat import heartbeat
 from scheduler.models import Account, Attempt, Delivery, Story, utcnow
+from scheduler.retry_policy import Decision, Next
 
 log = logging.getLogger("crosspost.publish")
 REFRESH_LEASE = timedelta(seconds=60)
@@ -49,15 +52,20 @@ class LeaseLost(Transient):
 
 def _saver(lease: Lease) -> Callable[[dict[str, Any]], None]:
     def save(state: dict[str, Any]) -> None:
+        now = utcnow()
+        lease_seconds = get_settings().lease_seconds
         with session_scope() as s:
             # ``unknown`` with our attempt number: the reaper gave up on this attempt, but only an
             # operator moves the delivery on from there, so what this attempt did is still the truth
-            # (a late answer from a slow platform must be recorded, not dropped).
+            # (a late answer from a slow platform must be recorded, not dropped). A save is also a
+            # sign of life: it renews the lease as the heartbeat does.
             kept = s.execute(
                 update(Delivery)
                 .where(Delivery.id == lease.delivery_id, Delivery.attempts == lease.attempt,
                        Delivery.state.in_(("publishing", "unknown")))
-                .values(remote_state=state)
+                .values(remote_state=state, lease_until=case(
+                    (Delivery.state == "publishing", now + timedelta(seconds=lease_seconds)),
+                    else_=Delivery.lease_until))
                 .execution_options(synchronize_session=False)
             ).rowcount
         if not kept:
@@ -65,22 +73,19 @@ def _saver(lease: Lease) -> Callable[[dict[str, Any]], None]:
     return save
 
 
-def post_of(story: Story, platform: str, created_at: datetime) -> Post:
+def post_of(story: Story, platform: str, created_at: datetime, language: str | None = None) -> Post:
     return Post(text=story.text_for(platform), link=story.link, created_at=created_at,
-                media=tuple(Media(**m) for m in story.media or []), thread=bool(story.thread))
+                media=tuple(Media(**m) for m in story.media or []), thread=bool(story.thread),
+                language=story.language or language)
 
 
-def recoverable(platform: str, first_attempt_at: datetime | None, now: datetime,
-                state: dict[str, Any] | None = None) -> bool:
-    """Whether a publish whose outcome is unknown may be tried again without risking a second post."""
+def policy(platform: str, state: dict[str, Any] | None, first_attempt_at: datetime | None,
+           now: datetime, *, in_doubt: bool = True) -> Decision:
+    """:func:`retry_policy.decide` for one platform, with this installation's HTTP timeout."""
     adapter = adapter_class(platform)
-    caps = adapter.caps
-    if caps.can_find or adapter.resumable(state or {}):
-        return True
-    if not caps.idempotent:
-        return False
-    window = caps.idempotent_for
-    return window is None or first_attempt_at is None or now - first_attempt_at < window
+    return retry_policy.decide(adapter.caps, state, in_doubt=in_doubt, first_attempt_at=first_attempt_at,
+                               now=now, http_timeout=get_settings().http_timeout,
+                               resumable=adapter.resumable(state or {}))
 
 
 def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: datetime) -> Job | str:
@@ -89,6 +94,8 @@ def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: dat
                            .where(Delivery.id == delivery_id, Delivery.state == "queued"))
         if account is None:
             return "skipped"  # a duplicate message, or the delivery was cancelled
+        if account.status != "active":
+            return deliveries.hold_for_account(s, delivery_id, now) or "skipped"
         # The gate comes before the attempt: waiting for it is not a try.
         wait = ratelimit.take(s, [ratelimit.account_scope(account.id), ratelimit.app_scope(account.platform)],
                               now, settings.account_min_interval)
@@ -97,27 +104,32 @@ def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: dat
             return "deferred"
         lease = deliveries.start(s, delivery_id, now, settings.lease_seconds, celery_id)
         if lease is None:
-            return "skipped"
+            # The account was paused or lost its authorisation after the read above.
+            return deliveries.hold_for_account(s, delivery_id, now) or "skipped"
         # Read after start(), in the same transaction, so first_attempt_at is the one start() kept; the
         # story comes in the same query (bench/burst.py: every statement here is paid per publish).
         delivery = s.scalars(select(Delivery).options(joinedload(Delivery.story))
                              .where(Delivery.id == delivery_id)).one()
         caps = adapter_class(account.platform).caps
-        # A first attempt has no earlier attempt that could have been lost.
-        lost_before = lease.attempt > 1 and s.scalar(select(Attempt.id).where(
-            Attempt.delivery_id == delivery_id, Attempt.number < lease.attempt,
-            Attempt.outcome.in_(("lease_expired", "maybe_sent"))).limit(1)) is not None
         first_at = delivery.first_attempt_at or now
-        in_window = caps.idempotent and (caps.idempotent_for is None or now - first_at < caps.idempotent_for)
-        story = delivery.story
+
+        def earlier_in_doubt() -> bool:
+            # A first attempt has no earlier attempt that could have been lost.
+            return lease.attempt > 1 and s.scalar(select(Attempt.id).where(
+                Attempt.delivery_id == delivery_id, Attempt.number < lease.attempt,
+                Attempt.outcome.in_(("lease_expired", "maybe_sent"))).limit(1)) is not None
+
+        lookup = retry_policy.lookup_first(
+            caps, delivery.remote_state, earlier_in_doubt=caps.idempotent and caps.can_find
+            and earlier_in_doubt(), first_attempt_at=first_at, now=now)
         return Job(
             lease=lease,
             account=accounts.to_ref(account),
             version=account.credentials_version,
-            post=post_of(story, account.platform, first_at),
+            post=post_of(delivery.story, account.platform, first_at, account.language),
             key=f"cp{delivery.id}-{delivery.key}",
             first_attempt_at=first_at,
-            lookup_first=lost_before and caps.can_find and not in_window,
+            lookup_first=lookup,
             progress=Progress(delivery.remote_state, _saver(lease)),
         )
 
@@ -129,14 +141,22 @@ def publish_delivery(delivery_id: int, celery_id: str | None = None) -> str:
     if isinstance(job, str):
         return job
     adapter = get_adapter(job.account.platform, timeout=settings.http_timeout)
-    try:
-        outcome = _attempt(adapter, job, settings)
-    except Exception as exc:  # a bug in an adapter must not leave the lease to expire silently
-        log.exception("delivery %s: adapter %s crashed", delivery_id, job.account.platform)
-        error = Transient(f"{job.account.platform}: internal error {type(exc).__name__}: {exc}",
-                          maybe_sent=True)
-        outcome = _record_failure(job, error, settings)
-    log.info("delivery %s to %s: %s", delivery_id, f"{job.account.platform}:{job.account.handle}", outcome)
+    secrets = job.account.credentials.secrets()
+    with heartbeat.holding(job.lease):
+        try:
+            outcome = _attempt(adapter, job, settings)
+        except Exception as exc:  # a bug in an adapter must not leave the lease to expire silently
+            # The traceback quotes arguments and locals' reprs: scrub it like any error text.
+            log.error("delivery %s: adapter %s crashed\n%s", delivery_id, job.account.platform,
+                      scrub(traceback.format_exc(), secrets))
+            error = Transient(f"{job.account.platform}: internal error {type(exc).__name__}: "
+                              f"{scrub(str(exc), secrets)}", maybe_sent=True)
+            outcome = _record_failure(job, error, settings)
+    label = f"{job.account.platform}:{job.account.handle}"
+    if outcome in ("failed", "unknown", "blocked_auth"):
+        log.warning("delivery %s to %s: %s", delivery_id, label, outcome)
+    else:
+        log.info("delivery %s to %s: %s", delivery_id, label, outcome)
     return outcome
 
 
@@ -162,7 +182,7 @@ class Undecidable(AdapterError):
 def _publish(adapter: Adapter, job: Job) -> Published:
     if job.lookup_first:
         try:
-            found = adapter.find_published(job.account, job.post, job.key)
+            found = adapter.find_published(job.account, job.post, job.key, job.progress)
         except Rejected as exc:  # e.g. an API tier without timeline reads
             raise Undecidable(f"{exc.reason}; cannot tell whether an earlier attempt posted",
                               status=exc.status) from None
@@ -254,12 +274,20 @@ def _record_failure(job: Job, error: AdapterError, settings: Settings) -> str:
             deliveries.fail(s, lease, now, reason, status)
             return "failed"
         maybe_sent = isinstance(error, Transient) and error.maybe_sent
-        if maybe_sent and not recoverable(job.account.platform, job.first_attempt_at, now,
-                                          job.progress.state):
-            deliveries.unknown(s, lease, now, reason + "; the post may or may not exist", status)
+        decision = policy(job.account.platform, job.progress.state, job.first_attempt_at, now,
+                          in_doubt=maybe_sent)
+        failures = _failures(s, lease) + 1
+        spent = failures >= settings.max_attempts
+        if decision.next is Next.UNKNOWN or (decision.next is Next.LOOKUP and spent):
+            # A create may have landed and cannot be checked (or the budget for checking is spent):
+            # that is for an operator, never "failed" and never a blind retry.
+            deliveries.unknown(s, lease, now, f"{reason}; {decision.why}", status)
             return "unknown"
-        delay = deliveries.backoff(_failures(s, lease) + 1, settings.backoff_base, settings.backoff_max)
-        state = deliveries.retry_later(s, lease, now, due_at=now + timedelta(seconds=delay), reason=reason,
+        delay = deliveries.backoff(failures, settings.backoff_base, settings.backoff_max)
+        due = now + timedelta(seconds=delay)
+        if decision.not_before is not None:
+            due = max(due, decision.not_before)
+        state = deliveries.retry_later(s, lease, now, due_at=due, reason=reason,
                                        outcome="maybe_sent" if maybe_sent else "transient", spend=True,
                                        max_attempts=settings.max_attempts, http_status=status)
         return state or "lost-lease"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Task
+from sqlalchemy.exc import DBAPIError
 
 from scheduler.celery_app import app
 from scheduler.followers import sample_account
@@ -21,7 +22,11 @@ def tick() -> int:
     return len(run_tick(send_publish).claimed)
 
 
-@app.task(name="crosspost.publish", bind=True, ignore_result=True)
+# A database error (a restart, a failover, a lock timeout) retries the task within seconds instead of
+# leaving the delivery queued until the reaper's queued_timeout: every step is a compare-and-set on the
+# delivery's state and attempt number, so a repeat after a partial run is harmless.
+@app.task(name="crosspost.publish", bind=True, ignore_result=True, autoretry_for=(DBAPIError,),
+          retry_backoff=1, retry_backoff_max=30, retry_jitter=True, max_retries=8)
 def publish(self: Task, delivery_id: int) -> str:
     return publish_delivery(int(delivery_id), celery_id=self.request.id)
 

@@ -12,7 +12,7 @@ from config.settings import get_settings
 from scheduler import deliveries
 from scheduler.db import session_scope
 from scheduler.models import utcnow
-from scheduler.publishing import recoverable
+from scheduler.publishing import policy
 
 log = logging.getLogger("crosspost.tick")
 
@@ -30,7 +30,7 @@ def tick(send: Callable[[int], None], now: datetime | None = None) -> TickResult
     result = TickResult()
     with session_scope() as s:
         result.reaped = deliveries.reap(s, now, queued_timeout=settings.queued_timeout,
-                                        max_attempts=settings.max_attempts, recoverable=recoverable)
+                                        max_attempts=settings.max_attempts, policy=policy)
     # Claim in batches until nothing is due, so a burst is queued in one tick.
     while True:
         with session_scope() as s:

@@ -8,11 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from adapters import adapter_class
+from adapters.base import FENCE
+from config.settings import get_settings
 from scheduler import deliveries
 from scheduler.db import session_scope
 from scheduler.deliveries import IllegalTransition, Lease
 from scheduler.models import Account, Attempt, Delivery
-from scheduler.publishing import recoverable
+from scheduler.publishing import policy
 from tests.factories import make_account, make_delivery
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -31,7 +34,7 @@ def new(state: str = "scheduled", platform: str = "mastodon", due: datetime = NO
 
 def reap(now: datetime, max_attempts: int = 5) -> deliveries.Reaped:
     with session_scope() as s:
-        return deliveries.reap(s, now, queued_timeout=60, max_attempts=max_attempts, recoverable=recoverable)
+        return deliveries.reap(s, now, queued_timeout=60, max_attempts=max_attempts, policy=policy)
 
 
 def claim(now: datetime = NOW, limit: int = 100) -> list[int]:
@@ -191,11 +194,37 @@ def test_reaper_retries_idempotent_platforms_with_same_key() -> None:
         assert attempt.outcome == "lease_expired"
 
 
-def test_reaper_marks_non_idempotent_unknown() -> None:
+def fence(delivery_id: int, at: datetime) -> None:
+    with session_scope() as s:
+        s.get(Delivery, delivery_id).remote_state = {FENCE: {"step": "post", "at": at.isoformat()}}
+
+
+def test_reaper_marks_a_fenced_non_idempotent_create_unknown() -> None:
     d, _ = publishing("telegram")
+    fence(d, NOW)
     assert reap(NOW + timedelta(seconds=61)).unknown == 1
     assert state_of(d) == "unknown"
     assert claim(NOW + timedelta(hours=1)) == []  # never retried silently
+
+
+def test_reaper_retries_a_non_idempotent_attempt_that_died_before_its_fence() -> None:
+    d, _ = publishing("telegram")
+    assert reap(NOW + timedelta(seconds=61)).retried == 1
+    assert state_of(d) == "retry_wait"
+
+
+def test_reaper_looks_a_fenced_create_up_only_after_it_could_have_landed() -> None:
+    d, _ = publishing("facebook")
+    # The request was sent just before the lease ran out: it may land up to the HTTP timeout later.
+    fence(d, NOW + timedelta(seconds=59))
+    assert reap(NOW + timedelta(seconds=61)).retried == 1
+    caps = adapter_class("facebook").caps
+    landed = NOW + timedelta(seconds=59 + get_settings().http_timeout) + caps.visible_after
+    with session_scope() as s:
+        row = s.get(Delivery, d)
+        assert (row.state, row.due_at) == ("retry_wait", landed)
+    assert claim(landed - timedelta(seconds=1)) == []
+    assert claim(landed) == [d]
 
 
 def test_reaper_fails_when_lost_leases_use_the_budget() -> None:

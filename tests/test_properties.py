@@ -46,6 +46,7 @@ from scheduler.db import dispose_engines, engine, is_postgres, migrate, session_
 from scheduler.deliveries import IllegalTransition, Lease
 from scheduler.errors import MAX_ID, UserError, parse_id, shown
 from scheduler.models import Account, Attempt, Base, Delivery
+from scheduler.retry_policy import Decision, Next
 from tests.conftest import REDIS_URL, Env, _pg_url, create_pg_database, drop_pg_database
 from tests.factories import make_account, make_delivery
 
@@ -69,6 +70,12 @@ MACHINE_PLATFORMS = ("mastodon", "telegram")
 
 def recoverable(platform: str, first_attempt_at: datetime | None, now: datetime, *_: Any) -> bool:
     return platform != "telegram"
+
+
+def policy(platform: str, state: Any, first_attempt_at: datetime | None, now: datetime) -> Decision:
+    if recoverable(platform, first_attempt_at, now):
+        return Decision(Next.RETRY, "stands for a platform that can be retried")
+    return Decision(Next.UNKNOWN, "stands for a platform that cannot be asked")
 
 
 def reset_tables() -> None:
@@ -202,7 +209,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         before = snapshot()
         with session_scope() as s:
             reaped = deliveries.reap(s, at, queued_timeout=QUEUED_TIMEOUT, max_attempts=BUDGET,
-                                     recoverable=recoverable)
+                                     policy=policy)
         after = snapshot()
         expected_counts = {"requeued": 0, "retried": 0, "unknown": 0, "failed": 0}
         for d, r in before.items():
@@ -464,7 +471,7 @@ def test_stale_auth_failure_leaves_the_account_alone(sqlite_env: Env) -> None:
         stale = deliveries.start(s, delivery_id, T0, LEASE_SECONDS)
     later = T0 + timedelta(seconds=LEASE_SECONDS + 1)
     with session_scope() as s:
-        deliveries.reap(s, later, queued_timeout=QUEUED_TIMEOUT, max_attempts=BUDGET, recoverable=recoverable)
+        deliveries.reap(s, later, queued_timeout=QUEUED_TIMEOUT, max_attempts=BUDGET, policy=policy)
         deliveries.claim_due(s, later, 10)
         live = deliveries.start(s, delivery_id, later, LEASE_SECONDS)
         assert stale is not None and live is not None

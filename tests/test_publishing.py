@@ -6,10 +6,11 @@ from datetime import timedelta
 
 import pytest
 
+from adapters.base import FENCE
 from scheduler import deliveries
 from scheduler.db import session_scope
 from scheduler.models import Delivery, utcnow
-from scheduler.publishing import LeaseLost, _saver, recoverable
+from scheduler.publishing import LeaseLost, _saver, policy
 from tests.factories import make_account, make_delivery
 
 pytestmark = pytest.mark.usefixtures("db_env")
@@ -27,17 +28,19 @@ def leased(platform: str) -> deliveries.Lease:
 
 def reap_later() -> None:
     with session_scope() as s:
-        deliveries.reap(s, utcnow() + timedelta(seconds=5), queued_timeout=60, max_attempts=5,
-                        recoverable=recoverable)
+        deliveries.reap(s, utcnow() + timedelta(hours=1), queued_timeout=60, max_attempts=5,
+                        policy=policy)
 
 
 def test_late_answer_after_unknown_is_saved_and_published() -> None:
     lease = leased("telegram")
+    _saver(lease)({FENCE: {"step": "post", "at": utcnow().isoformat()}})  # sendMessage went out
     reap_later()
     save = _saver(lease)
     save({"message": {"chat": "@x", "message_id": 7}})  # no LeaseLost: the answer is the truth
     with session_scope() as s:
         assert s.get(Delivery, lease.delivery_id).remote_state == {"message": {"chat": "@x", "message_id": 7}}
+        assert s.get(Delivery, lease.delivery_id).state == "unknown"
         assert deliveries.published(s, lease, utcnow(), remote_id="@x:7", url=None)
     with session_scope() as s:
         assert s.get(Delivery, lease.delivery_id).state == "published"
