@@ -18,13 +18,33 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from adapters import graph
-from adapters.base import AccountRef, Capabilities, Credentials, Media, Post, Problem, Progress, Published
+from adapters.base import (
+    AccountRef,
+    Capabilities,
+    Credentials,
+    CredentialsModel,
+    Media,
+    NumericId,
+    Post,
+    Problem,
+    Progress,
+    Published,
+    Token,
+)
 from adapters.errors import AuthExpired, InProgress, Rejected, Transient
 
 WEB = "https://www.facebook.com"
 # Video processing: Meta suggests polling every 10-30 s (platforms.md 12.3).
 VIDEO_POLL_SECONDS = 30.0
 _CLOCK_SKEW = timedelta(minutes=1)
+
+
+class FacebookCredentials(CredentialsModel):
+    """A Page token; the long-lived user token it came from lets refresh derive a new one."""
+
+    page_id: NumericId | None = None
+    access_token: Token
+    user_access_token: Token | None = None
 
 
 class FacebookAdapter(graph.GraphAdapter):
@@ -43,6 +63,8 @@ class FacebookAdapter(graph.GraphAdapter):
         max_image_bytes=4 * 1024 * 1024, max_videos=1,
         video_types=frozenset({"video/mp4", "video/quicktime"}), max_video_bytes=1024 ** 3,
     )
+    # whoami: GraphAdapter's ``me``, which for a Page token is the Page.
+    credentials_model: ClassVar[type[CredentialsModel]] = FacebookCredentials
 
     # -- check_platform ---------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:

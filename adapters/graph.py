@@ -10,6 +10,7 @@ pager for ``find_published``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import Any, ClassVar
 import requests
 
 from adapters import http
-from adapters.base import AccountRef, Adapter, parse_time
+from adapters.base import AccountRef, Adapter, Identity, parse_time
 from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
 
 # Pinned: every Graph version lives about two years, and an unpinned call silently follows the app's
@@ -36,6 +37,7 @@ PERMISSION_CODES = frozenset({3, 10, *range(200, 300)})
 # over an hour (app/user) or 24 h (BUC); five minutes re-checks without hammering (calls made while
 # throttled still count).
 DEFAULT_WAIT = 300.0
+_USERNAME_RE = re.compile(r"[A-Za-z0-9._]{1,100}")
 # find_published reads at most this many pages of an edge: enough for any burst of posts since a
 # delivery's first attempt, without walking a profile's whole history.
 EDGE_PAGE_SIZE = 25
@@ -177,6 +179,37 @@ class GraphAdapter(Adapter):
 
     api_version: ClassVar[str] = GRAPH_VERSION
     rules: ClassVar[http.Rules] = RULES
+
+    # The node that says whose token this is, and the fields that name it.
+    identity_node: ClassVar[str] = "me"
+    identity_fields: ClassVar[str] = "id,username,name"
+
+    def token(self, account: AccountRef) -> str:
+        return account.credentials.require("access_token", self.platform)
+
+    def whoami(self, account: AccountRef) -> Identity:
+        """The token's own profile (``me``): its username, else its id, and its id as the stable one."""
+        node = self.call(account, "GET", self.identity_node_of(account), self.token(account),
+                         params={"fields": self.identity_fields})
+        remote_id = node.get("user_id") or node.get("id")
+        if not remote_id:
+            raise Transient(f"{self.platform}: {self.identity_node_of(account)} answered without an id")
+        username = node.get("username")
+        handle = self.normalize_handle(str(username if username else remote_id))
+        return Identity(handle=handle, remote_id=str(remote_id), name=node.get("name") or None)
+
+    def identity_node_of(self, account: AccountRef) -> str:
+        return self.identity_node
+
+    @classmethod
+    def normalize_handle(cls, handle: str) -> str:
+        """``@NewsRoom`` -> ``newsroom``: Meta usernames (letters, digits, periods, underscores) match
+        regardless of case; a numeric id stays as it is."""
+        name = handle.strip().removeprefix("@")
+        if not _USERNAME_RE.fullmatch(name):
+            raise ValueError(f"{cls.platform}: handle {handle.strip()!r} is not a username (letters, digits, "
+                             "periods, underscores) nor a numeric id")
+        return name.lower()
 
     def graph_url(self, account: AccountRef, path: str) -> str:
         return f"{self.base_url(account)}/{self.api_version}/{path.lstrip('/')}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import requests
 
@@ -24,11 +24,15 @@ from adapters.base import (
     AccountRef,
     Capabilities,
     Credentials,
+    CredentialsModel,
     Media,
+    NumericId,
     Post,
     Problem,
     Progress,
     Published,
+    Token,
+    Word,
     parse_time,
 )
 from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
@@ -52,6 +56,19 @@ _CLOCK_SKEW = timedelta(minutes=1)
 _FETCH_FAILED = frozenset({2207003, 2207052, 2207077})
 
 
+class InstagramCredentials(CredentialsModel):
+    """A long-lived token (60 days; refresh writes the new one and its expiry) for the professional
+    account ``user_id``: from Instagram Login, or from Facebook Login (``login: facebook``), whose
+    refresh exchanges it through the app (``app_id``, ``app_secret``)."""
+
+    access_token: Token
+    user_id: NumericId | None = None
+    expires_at: datetime | None = None
+    login: Literal["instagram", "facebook"] | None = None
+    app_id: Word | None = None
+    app_secret: Token | None = None
+
+
 class InstagramAdapter(graph.GraphAdapter):
     platform: ClassVar[str] = "instagram"
     default_base_url: ClassVar[str] = INSTAGRAM_HOST
@@ -67,6 +84,8 @@ class InstagramAdapter(graph.GraphAdapter):
         video_types=frozenset({"video/mp4", "video/quicktime"}), max_video_bytes=1024 ** 3,
         images_with_video=True,
     )
+    credentials_model: ClassVar[type[CredentialsModel]] = InstagramCredentials
+    identity_fields: ClassVar[str] = "id,user_id,username,name"
 
     # -- check_platform ---------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -262,6 +281,11 @@ class InstagramAdapter(graph.GraphAdapter):
         if account.base_url:
             return account.base_url.rstrip("/")
         return FACEBOOK_HOST if _login(account) == "facebook" else INSTAGRAM_HOST
+
+    def identity_node_of(self, account: AccountRef) -> str:
+        # With Facebook Login ``me`` is the Facebook user: ask the Instagram account itself (Graph
+        # refuses a token that does not manage it).
+        return self._user(account) if _login(account) == "facebook" else "me"
 
     def _user(self, account: AccountRef) -> str:
         return account.credentials.get("user_id") or account.handle.lstrip("@")

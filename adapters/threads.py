@@ -25,11 +25,14 @@ from adapters.base import (
     AccountRef,
     Capabilities,
     Credentials,
+    CredentialsModel,
     Media,
+    NumericId,
     Post,
     Problem,
     Progress,
     Published,
+    Token,
     parse_time,
     part_step,
 )
@@ -60,6 +63,14 @@ def links(text: str, attachment: str | None = None) -> set[str]:
     return found | {attachment} if attachment else found
 
 
+class ThreadsCredentials(CredentialsModel):
+    """A long-lived Threads token (60 days; refresh writes the new one and its expiry)."""
+
+    access_token: Token
+    user_id: NumericId | None = None
+    expires_at: datetime | None = None
+
+
 class ThreadsAdapter(GraphAdapter):
     platform: ClassVar[str] = "threads"
     default_base_url: ClassVar[str] = "https://graph.threads.net"
@@ -74,6 +85,8 @@ class ThreadsAdapter(GraphAdapter):
         video_types=frozenset({"video/mp4", "video/quicktime"}), max_video_bytes=1024 ** 3,
         images_with_video=True, threads=True,
     )
+    credentials_model: ClassVar[type[CredentialsModel]] = ThreadsCredentials
+    identity_fields: ClassVar[str] = "id,username"
 
     # -- check_platform -------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:

@@ -213,6 +213,13 @@ class FacebookStandIn(GraphStandIn):
         params, _ = self.params(req)
         object_id = req.match.group("id") if req.match else ""
         with self.lock:
+            if object_id == "me":
+                # A Page token's "me" is its Page; a user token's is the user.
+                token = self._token(req, params)
+                if token.kind != "user":
+                    return Response(200, self._page_node(req, params, self.pages[token.subject]))
+                return Response(200, {k: v for k, v in {"id": token.subject, "name": "Page admin"}.items()
+                                      if k in _fields(params, {"id", "name"})})
             if object_id in self.pages:
                 return Response(200, self._page_node(req, params, self.pages[object_id]))
             if object_id in self.videos:
@@ -271,7 +278,7 @@ class FacebookStandIn(GraphStandIn):
                 raise graph_error("(#10) You do not have sufficient permissions to perform this action", 10)
         elif token.subject != page.id:
             raise graph_error("(#200) Permissions error", 200)
-        node: dict[str, Any] = {"id": page.id, "name": page.handle}
+        node: dict[str, Any] = {"id": page.id, "name": page.handle, "username": page.handle}
         if "followers_count" in fields or "fan_count" in fields:
             if "pages_read_engagement" not in token.scopes:
                 raise graph_error("(#200) The permission(s) pages_read_engagement are not available.", 200)

@@ -490,3 +490,86 @@ def test_standin_attached_photo_is_used_once(standin: FacebookStandIn, adapter: 
                            json={"message": "again",
                                  "attached_media": [{"media_fbid": progress.get("photos")[0]}]})
     assert answer.status_code == 400 and "attached_media[0]" in answer.json()["error"]["message"]
+
+
+# -- identity: credentials model, whoami, handles ---------------------------------------------------
+@pytest.mark.parametrize(("data", "lines"), [
+    ({"page_id": 1234, "access_token": "EAAPage-12345678"}, []),
+    ({"page_id": "12a4", "access_token": "EAAPage 1"},
+     ["facebook: credentials: page_id: is not in the expected format",
+      "facebook: credentials: access_token: is not a token (at least 8 visible characters, no spaces)"]),
+    ({"page_token": "EAAPage-12345678"},
+     ["facebook: credentials: access_token: is required",
+      "facebook: credentials: page_token: is not a field of these credentials (expected: page_id, "
+      "access_token, user_access_token)"]),
+])
+def test_credentials_model(standin: FacebookStandIn, data: dict[str, Any], lines: list[str]) -> None:
+    from adapters import validate_credentials
+
+    if not lines:
+        creds = validate_credentials("facebook", data)
+        assert creds.get("page_id") == "1234" and creds.secrets() == ["EAAPage-12345678"]
+        given = standin.add_account("modelpage")
+        assert validate_credentials("facebook", given).reveal() == given
+        return
+    with pytest.raises(ValueError) as err:
+        validate_credentials("facebook", data)
+    assert str(err.value).splitlines() == lines and "EAAPage" not in str(err.value)
+
+
+def test_whoami_names_the_page_of_the_token(standin: FacebookStandIn, adapter: FacebookAdapter,
+                                            account: AccountRef) -> None:
+    me = adapter.whoami(account)
+    assert me.handle == account.handle and me.remote_id == account.credentials.get("page_id")
+    assert adapter.same_account(account.handle.upper(), me) and adapter.same_account(me.remote_id, me)
+    other = make_account(standin)
+    borrowed = replace(account, credentials=other.credentials)
+    assert not adapter.same_account(account.handle, adapter.whoami(borrowed))
+
+
+@pytest.mark.parametrize(("handle", "expected"), [
+    ("@NewsRoom", "newsroom"), ("news.room", "news.room"), ("1234567", "1234567"), ("news room", None),
+    ("", None),
+])
+def test_normalize_handle(handle: str, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(ValueError, match=r"^facebook: handle"):
+            FacebookAdapter.normalize_handle(handle)
+    else:
+        assert FacebookAdapter.normalize_handle(handle) == expected
+
+
+# -- answers: the platform's own words are definite, silence after sending is not -----------------
+def graph_body(code: int, **extra: Any) -> dict[str, Any]:
+    return {"error": {"message": "words", "type": "OAuthException", "code": code, **extra}}
+
+
+@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
+    (Fault(status=400, body=graph_body(100)), Rejected, None),
+    (Fault(status=400, body=graph_body(506)), Rejected, None),
+    # platforms.md 5.7 documents these as an unknown outcome for a create, whatever the status.
+    (Fault(status=400, body=graph_body(2, is_transient=True)), Transient, True),
+    (Fault(status=429, retry_after=7), RateLimited, None),
+    (Fault(status=503, body={"error": "gateway"}), Transient, True),
+    (Fault(status=307, headers={"Location": "https://elsewhere.example/v24.0/x/feed"}), Rejected, None),
+    (Fault(drop=True, commit=True), Transient, True),
+])
+def test_answers(standin: FacebookStandIn, adapter: FacebookAdapter, account: AccountRef, fault: Fault,
+                 error: type[Exception], maybe_sent: bool | None) -> None:
+    standin.inject(replace(fault, path="/feed"))
+    with pytest.raises(error) as err:
+        adapter.publish(account, story(), "d-answers", Progress())
+    assert getattr(err.value, "maybe_sent", None) is maybe_sent
+    if fault.status == 307:
+        assert "307, a redirect to elsewhere.example" in str(err.value)
+    standin.inject(fault)
+    with pytest.raises(error) as err:
+        adapter.followers(account)
+    assert getattr(err.value, "maybe_sent", False) is False
+
+
+def test_publish_fences_the_post(standin: FacebookStandIn, adapter: FacebookAdapter,
+                                 account: AccountRef) -> None:
+    saved: list[dict[str, Any]] = []
+    adapter.publish(account, story(), "d-fence", Progress(saver=saved.append))
+    assert [s["fence"]["step"] for s in saved if "fence" in s] == ["post"]

@@ -514,3 +514,70 @@ def test_standin_rate_limit_answer_is_graphs(standin: InstagramStandIn, account:
     assert answer.status_code == 400 and answer.json()["error"]["code"] == 80002
     usage = json.loads(answer.headers["X-Business-Use-Case-Usage"])
     assert usage["0"][0]["estimated_time_to_regain_access"] == 2 and usage["0"][0]["type"] == "instagram"
+
+
+# -- identity: credentials model, whoami, handles ---------------------------------------------------
+@pytest.mark.parametrize(("data", "lines"), [
+    ({"access_token": "IGAA-12345678", "user_id": "17841400000000000"}, []),
+    ({"access_token": "IGAA-12345678", "login": "facebook", "app_id": "1234", "app_secret": "sec-12345678"},
+     []),
+    ({"access_token": "IGAA-12345678", "login": "twitter"},
+     ["instagram: credentials: login: Input should be 'instagram' or 'facebook'"]),
+    ({"access_token": "IGAA-12345678", "expires_at": "next week"},
+     ["instagram: credentials: expires_at: is not an ISO-8601 time such as 2026-12-01T10:00:00Z"]),
+])
+def test_credentials_model(standin: InstagramStandIn, data: dict[str, Any], lines: list[str]) -> None:
+    from adapters import validate_credentials
+
+    if not lines:
+        creds = validate_credentials("instagram", data)
+        assert set(creds.secrets()) == {v for k, v in data.items() if k in ("access_token", "app_secret")}
+        for login in ("instagram", "facebook"):
+            given = standin.add_account(f"model{login}", login=login)
+            assert validate_credentials("instagram", given).get("access_token") == given["access_token"]
+        return
+    with pytest.raises(ValueError) as err:
+        validate_credentials("instagram", data)
+    assert str(err.value).splitlines() == lines and "IGAA" not in str(err.value)
+
+
+@pytest.mark.parametrize("login", ["instagram", "facebook"])
+def test_whoami_names_the_account_of_the_token(standin: InstagramStandIn, adapter: InstagramAdapter,
+                                               login: str) -> None:
+    account = make_account(standin, login=login)
+    me = adapter.whoami(account)
+    assert me.handle == account.handle and me.remote_id == account.credentials.get("user_id")
+    other = make_account(standin, login=login)
+    if login == "instagram":
+        # ``me`` answers for whoever the token belongs to: another account is told apart.
+        assert not adapter.same_account(account.handle, adapter.whoami(replace(account,
+                                                                               credentials=other.credentials)))
+    else:
+        # The Instagram account is asked by id, and Graph refuses a token that does not manage it.
+        mixed = account.credentials.merged(access_token=other.credentials.get("access_token"))
+        with pytest.raises(Rejected):
+            adapter.whoami(replace(account, credentials=mixed))
+
+
+# -- answers: the platform's own words are definite, silence after sending is not -----------------
+@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
+    (Fault(status=400, body={"error": {"message": "Invalid parameter", "code": 100}}), Rejected, None),
+    # platforms.md 6.8: "An unknown error occurred" leaves a publish's outcome unknown.
+    (Fault(status=400, body={"error": {"message": "An unknown error occurred", "code": 1,
+                                       "error_subcode": 2207001}}), Transient, True),
+    (Fault(status=503, body={"error": "gateway"}), Transient, True),
+    (Fault(status=302, headers={"Location": "https://elsewhere.example/"}), Rejected, None),
+    (Fault(drop=True, commit=True), Transient, True),
+])
+def test_answers(standin: InstagramStandIn, adapter: InstagramAdapter, account: AccountRef, fault: Fault,
+                 error: type[Exception], maybe_sent: bool | None) -> None:
+    standin.inject(replace(fault, path="/media_publish"))
+    saved: list[dict[str, Any]] = []
+    with pytest.raises(error) as err:
+        adapter.publish(account, story(), "d-answers", Progress(saver=saved.append))
+    assert getattr(err.value, "maybe_sent", None) is maybe_sent
+    assert saved[-1]["fence"]["step"] == "media_publish"  # the fence stands: no answer was saved
+    standin.inject(fault)
+    with pytest.raises(error) as err:
+        adapter.followers(account)
+    assert getattr(err.value, "maybe_sent", False) is False

@@ -373,3 +373,56 @@ def test_standin_publishes_only_finished_containers(standin: ThreadsStandIn, cre
     assert again.status_code == 400 and len(standin.posts()) == 1
     limit = requests.get(f"{base}/threads_publishing_limit", params=auth, timeout=5).json()["data"][0]
     assert limit["quota_usage"] == 1 and limit["config"] == {"quota_total": 250, "quota_duration": 86400}
+
+
+# -- identity: credentials model, whoami, handles ---------------------------------------------------
+@pytest.mark.parametrize(("data", "lines"), [
+    ({"access_token": "THAA-12345678", "user_id": 42}, []),
+    ({"access_token": "THAA-12345678", "user_id": "me"},
+     ["threads: credentials: user_id: is not in the expected format"]),
+    ({}, ["threads: credentials: access_token: is required"]),
+])
+def test_credentials_model(creds: dict[str, str], data: dict[str, Any], lines: list[str]) -> None:
+    from adapters import validate_credentials
+
+    if not lines:
+        assert validate_credentials("threads", data).secrets() == ["THAA-12345678"]
+        assert validate_credentials("threads", creds).get("access_token") == creds["access_token"]
+        return
+    with pytest.raises(ValueError) as err:
+        validate_credentials("threads", data)
+    assert str(err.value).splitlines() == lines and "THAA" not in str(err.value)
+
+
+def test_whoami(standin: ThreadsStandIn, adapter: ThreadsAdapter, account: AccountRef,
+                creds: dict[str, str]) -> None:
+    me = adapter.whoami(account)
+    assert (me.handle, me.remote_id) == (HANDLE, str(creds["user_id"]))
+    assert adapter.same_account("@NewsRoom", me)
+    other = Credentials(standin.add_account("someone_else"))
+    theirs = adapter.whoami(AccountRef(id=2, platform="threads", handle=HANDLE, base_url=standin.url,
+                                       credentials=other))
+    assert theirs.handle == "someone_else" and not adapter.same_account(HANDLE, theirs)
+
+
+# -- answers: the platform's own words are definite, silence after sending is not -----------------
+@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
+    (Fault(status=400, body={"error": {"message": "Invalid parameter", "code": 100}}), Rejected, None),
+    (Fault(status=500, body={"error": {"message": "Please retry", "code": 2, "is_transient": True}}),
+     Transient, True),
+    (Fault(status=429, retry_after=9), RateLimited, None),
+    (Fault(status=308, headers={"Location": "https://elsewhere.example/"}), Rejected, None),
+    (Fault(drop=True, commit=True), Transient, True),
+])
+def test_answers(standin: ThreadsStandIn, adapter: ThreadsAdapter, account: AccountRef, fault: Fault,
+                 error: type[Exception], maybe_sent: bool | None) -> None:
+    standin.inject(Fault(**{**fault.__dict__, "path": "/threads_publish"}))
+    saved: list[dict[str, Any]] = []
+    with pytest.raises(error) as err:
+        adapter.publish(account, post(), "d-answers", Progress(saver=saved.append))
+    assert getattr(err.value, "maybe_sent", None) is maybe_sent
+    assert saved[-1]["fence"]["step"] == "post"
+    standin.inject(Fault(**{**fault.__dict__, "path": "/threads_insights"}))
+    with pytest.raises(error) as err:
+        adapter.followers(account)
+    assert getattr(err.value, "maybe_sent", False) is False
