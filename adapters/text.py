@@ -88,7 +88,9 @@ def _known_domain(domain: str) -> bool:
 def link_spans(text: str) -> list[Span]:
     """Every link in ``text`` as Bluesky's official client finds it, with its UTF-8 byte range;
     ``value`` is the link's URI (``https://`` added to a bare domain). One final ``.,;:!?`` is not
-    part of it, nor then a final ``)`` when the link has no ``(`` (so balanced parentheses stay)."""
+    part of it, nor then a final ``)`` that no ``(`` in the link opened. The client drops one ``)``
+    only when the link has no ``(`` at all, so for ``(see .../Hangzhou_(disambiguation))`` it links
+    a page that does not exist; here the unmatched one is dropped too, the matched one kept."""
     spans = []
     for m in _BSKY_URL_RE.finditer(text):
         if m["domain"] is not None and not _known_domain(m["domain"]):
@@ -96,7 +98,7 @@ def link_spans(text: str) -> list[Span]:
         found = m.group()
         if found[-1] in ".,;:!?":
             found = found[:-1]
-        if found.endswith(")") and "(" not in found:
+        while found.endswith(")") and found.count(")") > found.count("("):
             found = found[:-1]
         start = utf8_bytes(text[: m.start()])
         uri = found if m["domain"] is None else f"https://{found}"

@@ -92,6 +92,8 @@ def link_facets(text: str) -> list[tuple[str, str]]:
     (f"Read {WIKI} now", [(WIKI, WIKI)]),
     (f"Read {WIKI}.", [(WIKI, WIKI)]),
     ("(https://example.org/a)", [("https://example.org/a", "https://example.org/a")]),
+    # The client would keep the outer ")" here (it drops one only from a link without "("): a dead link.
+    (f"(see {WIKI}).", [(WIKI, WIKI)]),
     ("Read en.hangzhou.com.cn today", [("en.hangzhou.com.cn", "https://en.hangzhou.com.cn")]),
     ("at example.org/path, then", [("example.org/path", "https://example.org/path")]),
     ("杭州 en.hangzhou.com.cn。", [("en.hangzhou.com.cn\u3002", "https://en.hangzhou.com.cn\u3002")]),
