@@ -27,7 +27,7 @@ from scheduler.cli_schedule import schedule_app
 from scheduler.db import check_writable, migrate, prepare_data_dir, session_scope
 from scheduler.deliveries import IllegalTransition
 from scheduler.errors import MAX_ID, StoryRejected, UserError, parse_id, shown, shown_path
-from scheduler.models import Account, Delivery, Story, utcnow
+from scheduler.models import Account, Attempt, Delivery, Story, utcnow
 from scheduler.vault import VaultError, ensure_key
 
 app = typer.Typer(help="Publish stories to a matrix of social-media accounts.", no_args_is_help=True,
@@ -204,20 +204,30 @@ def accounts_add(
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A group such as en or culture; repeatable.")] = None,
     tz: Annotated[str, typer.Option(help="IANA time zone of the audience.")] = "UTC",
-    base_url: Annotated[str | None, typer.Option(help="API base URL (self-hosted, stand-in).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="API base URL: required for self-hosted platforms "
+                                                 "(Mastodon); a stand-in's address.")] = None,
+    language: Annotated[str | None, typer.Option(help="BCP-47 tag of what it posts in (en, pt-BR).")]
+    = None,
     credentials_file: Annotated[str | None, typer.Option(help="JSON file of credentials, or - for stdin.")]
     = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add an account. Credentials come from a file or standard input, never the command line."""
+    """Add an account. Credentials come from a file or standard input, never the command line; they are
+    checked against the platform's model, then the platform is asked whose they are."""
     if credentials_file is None:
         raise UserError("credentials-file: required (a JSON file, or - to read standard input)")
     creds = read_credentials(credentials_file)
-    with db() as s:
-        account = accounts.add(s, platform, handle, creds, name=name, tags=tag or [], tz=tz,
-                               base_url=base_url)
-        row = accounts.describe(account)
-    emit([row], as_json, ["id", "account", "name", "tags", "tz", "status"])
+    require_database()
+    account, verified = accounts.connect(platform, handle, creds.reveal(), name=name, tags=tag or [], tz=tz,
+                                         base_url=base_url, language=language)
+    _unverified(account.label, verified)
+    emit([accounts.describe(account)], as_json, ["id", "account", "name", "tags", "tz", "language", "status"])
+
+
+def _unverified(label: str, verified: bool) -> None:
+    if not verified:
+        print(f"warning: {label}: this platform cannot be asked whose the credentials are yet; their "
+              "shape was checked, their owner was not", file=sys.stderr)
 
 
 @accounts_app.command("list")
@@ -265,14 +275,39 @@ def accounts_remove(account: str) -> None:
 
 
 @accounts_app.command("reauth")
-def accounts_reauth(account: str, credentials_file: Annotated[str, typer.Option(help="JSON file, or -.")]) \
-        -> None:
-    """Store new credentials; the account's deliveries waiting in blocked_auth are due again."""
+def accounts_reauth(
+    account: str, credentials_file: Annotated[str, typer.Option(help="JSON file, or -.")],
+    base_url: Annotated[str | None, typer.Option(help="A new API base URL for the account.")] = None,
+) -> None:
+    """Store new credentials once the platform confirms they are this account's; the account's
+    deliveries waiting in blocked_auth are due again."""
     creds = read_credentials(credentials_file)
-    with db() as s:
-        found = accounts.find(s, account)
-        released = accounts.reauth(s, found, creds, utcnow())
+    require_database()
+    found, released, verified = accounts.reauthorise(account, creds.reveal(), utcnow(), base_url=base_url)
+    _unverified(found.label, verified)
     out.print(f"{found.label} re-authorised; {released} blocked deliveries are due again")
+
+
+@accounts_app.command("edit")
+def accounts_edit(
+    account: str,
+    name: Annotated[str | None, typer.Option(help="Display name (empty to clear).")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Replaces the tags; repeatable.")] = None,
+    no_tags: Annotated[bool, typer.Option("--no-tags", help="Remove every tag.")] = False,
+    tz: Annotated[str | None, typer.Option(help="IANA time zone of the audience.")] = None,
+    language: Annotated[str | None, typer.Option(help="BCP-47 tag (empty to clear).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change an account's name, tags, time zone or language."""
+    if no_tags and tag:
+        raise UserError("tag: give --tag or --no-tags, not both")
+    if name is None and tag is None and not no_tags and tz is None and language is None:
+        raise UserError("edit: nothing to change; give --name, --tag, --no-tags, --tz or --language")
+    with db() as s:
+        found = accounts.edit(s, accounts.find(s, account), name=name, tags=[] if no_tags else tag, tz=tz,
+                              language=language)
+        row = accounts.describe(found)
+    emit([row], as_json, ["id", "account", "name", "tags", "tz", "language", "status"])
 
 
 # -- stories ------------------------------------------------------------------------------------
@@ -453,7 +488,7 @@ def stories_show(story: str, as_json: JsonOpt = False) -> None:
     with db() as s:
         found = stories.find(s, story)
         row = stories.describe(s, found)
-        rows = [bulk.describe_delivery(d) for d in found.deliveries]
+        rows = bulk.describe_deliveries(s, list(found.deliveries))
     if as_json:
         print(json.dumps([{**row, "delivery_list": rows}], ensure_ascii=False, default=str))
         return
@@ -489,8 +524,41 @@ def deliveries_list(
     if story is not None:
         query = query.where(Delivery.story_id == story)
     with db() as s:
-        rows = [bulk.describe_delivery(d) for d in s.scalars(query)]
-    emit(rows, as_json, DELIVERY_COLUMNS)
+        rows = bulk.describe_deliveries(s, list(s.scalars(query)))
+    emit([_flag_duplicates(r) for r in rows] if not as_json else rows, as_json, DELIVERY_COLUMNS)
+
+
+def _flag_duplicates(row: dict[str, Any]) -> dict[str, Any]:
+    # In a table the possible duplicates' links go where the operator looks: next to the error.
+    links = [d["url"] or d["remote_id"] for d in row["possible_duplicates"]]
+    if links:
+        note = "possible duplicate: " + ", ".join(links)
+        row = {**row, "last_error": f"{row['last_error']}; {note}" if row["last_error"] else note}
+    return row
+
+
+ATTEMPT_COLUMNS = ["number", "started_at", "ended_at", "outcome", "http_status", "url", "error"]
+
+
+@deliveries_app.command("show")
+def deliveries_show(delivery: str, as_json: JsonOpt = False) -> None:
+    """One delivery with every attempt: outcome, HTTP status, error, and any post it created."""
+    delivery_id = _delivery_id(delivery)
+    with db() as s:
+        found = s.get(Delivery, delivery_id)
+        if found is None:
+            raise UserError(f"delivery: no delivery {delivery_id}")
+        row = bulk.describe_deliveries(s, [found])[0]
+        tries = [{"number": a.number, "started_at": a.started_at.isoformat(),
+                  "ended_at": a.ended_at.isoformat() if a.ended_at else None, "outcome": a.outcome,
+                  "http_status": a.http_status, "remote_id": a.remote_id, "url": a.url, "error": a.error}
+                 for a in s.scalars(select(Attempt).where(Attempt.delivery_id == delivery_id)
+                                    .order_by(Attempt.number))]
+    if as_json:
+        print(json.dumps([{**row, "attempt_list": tries}], ensure_ascii=False))
+        return
+    emit([_flag_duplicates(row)], False, DELIVERY_COLUMNS)
+    emit(tries, False, ATTEMPT_COLUMNS, title="attempts")
 
 
 def _delivery_id(value: str) -> int:

@@ -26,7 +26,7 @@ from adapters.errors import AdapterError
 from adapters.mastodon import MastodonAdapter
 from adapters.standins import Fault, StandIn, standin_class
 from adapters.telegram import TelegramAdapter
-from config.settings import get_settings
+from config.settings import Settings, get_settings
 from scheduler import accounts, stories
 from scheduler.db import session_scope
 from scheduler.models import Account, Attempt, Delivery, utcnow
@@ -64,15 +64,17 @@ def database_bytes(env: Env) -> bytes:
 
 
 # -- at rest ------------------------------------------------------------------------------------
-def test_sqlite_file_and_wal_never_hold_the_token(sqlite_env: Env, tmp_path: Path) -> None:
-    token, rotated = new_token(), new_token()
+def test_sqlite_file_and_wal_never_hold_the_token(sqlite_env: Env, tmp_path: Path,
+                                                   mastodon_standin: StandIn) -> None:
+    # `accounts add` asks the platform whose the token is: the stand-in issues it.
+    token, rotated = mastodon_standin.add_account("newsroom")["access_token"], new_token()
     # An open connection of our own keeps the WAL file in place (the last one to close checkpoints
     # it into the database file), so the bytes a fresh write lands in are there to be read.
     with session_scope() as s:
         s.execute(select(1))
     creds = tmp_path / "creds.json"
     creds.write_text(json.dumps({"access_token": token}))
-    added = sqlite_env.cli("accounts", "add", "mastodon", "newsroom", "--base-url", "https://m.example",
+    added = sqlite_env.cli("accounts", "add", "mastodon", "newsroom", "--base-url", mastodon_standin.url,
                            "--credentials-file", str(creds))
     assert added.returncode == 0, added.stderr
     wal = sqlite_env.data_dir / "crosspost.db-wal"
@@ -105,6 +107,26 @@ def test_postgres_rows_never_hold_the_token(pg_env: Env) -> None:
 
 
 # -- in memory ----------------------------------------------------------------------------------
+def test_settings_never_show_url_passwords() -> None:
+    """repr() and str() of the settings (which land in logs and tracebacks) mask the passwords of the
+    database and broker URLs, wherever the URL keeps them, and still show where they point."""
+    settings = Settings(
+        database_url="postgresql+psycopg://crosspost:pg-Pa55:w/rd@db.example:5432/crosspost",
+        broker_url="redis://:redis-Secret-77@cache.example:6379/0",
+        secret_key="key-that-must-not-print-0123456789")
+    query_form = Settings(database_url="postgresql+psycopg://db.example/crosspost?password=qs-Secret-88",
+                          broker_url="sqla+sqlite:////var/lib/crosspost/broker.db")
+    for text in (repr(settings), str(settings), f"{settings!r}", repr(query_form), str(query_form)):
+        for secret in ("pg-Pa55:w/rd", "Pa55", "redis-Secret-77", "qs-Secret-88", "key-that-must-not"):
+            assert secret not in text, (secret, text)
+    assert "crosspost:***@db.example:5432/crosspost" in repr(settings)
+    assert ":***@cache.example:6379/0" in str(settings)
+    assert "password=***" in repr(query_form) and "broker.db" in repr(query_form)
+    # The values themselves are untouched: only their printing is masked.
+    assert settings.database_url.endswith("pg-Pa55:w/rd@db.example:5432/crosspost")
+
+
+
 def test_repr_never_shows_credentials(sqlite_env: Env) -> None:
     token = new_token()
     creds = Credentials({"access_token": token, "refresh_token": token[::-1]})
@@ -120,12 +142,13 @@ def test_repr_never_shows_credentials(sqlite_env: Env) -> None:
     assert "access_token" in repr(creds)  # the names are shown, so the test looks at the right thing
 
 
-def test_accounts_json_and_tables_never_show_credentials(sqlite_env: Env, tmp_path: Path) -> None:
-    token = new_token()
+def test_accounts_json_and_tables_never_show_credentials(sqlite_env: Env, tmp_path: Path,
+                                                         mastodon_standin: StandIn) -> None:
+    token = mastodon_standin.add_account("newsroom")["access_token"]
     creds = tmp_path / "creds.json"
     creds.write_text(json.dumps({"access_token": token}))
     added = sqlite_env.cli("accounts", "add", "mastodon", "newsroom", "--credentials-file", str(creds),
-                           "--json")
+                           "--base-url", mastodon_standin.url, "--json")
     assert added.returncode == 0, added.stderr
     outputs = [added.stdout + added.stderr]
     for args in (["accounts", "list", "--json"], ["accounts", "show", "mastodon:newsroom", "--json"],
