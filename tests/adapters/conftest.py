@@ -1,5 +1,7 @@
-"""Fixtures shared by the adapter tests: one stand-in per platform for the whole session (started on
-first use), reset before each test that uses it, and a fresh account on it."""
+"""Fixtures shared by the adapter tests: for the contract suite, one stand-in per platform for the
+whole session (``standins``); for a platform's own module, its stand-in (``standin``, reset before every
+test that uses it) and its adapter (``adapter``). Accounts, media and publishing helpers are plain
+functions in helpers.py."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from adapters import adapter_class
+from adapters.base import Adapter
 from adapters.standins import standin_class
 from adapters.standins.base import StandIn
 
@@ -24,3 +28,26 @@ def standins() -> Iterator[Callable[[str], StandIn]]:
     yield get
     for standin in running.values():
         standin.stop()
+
+
+# -- for a platform's own module: it names its platform once (``PLATFORM = "x"``) ----------------------
+@pytest.fixture(scope="module")
+def standin(request: pytest.FixtureRequest) -> Iterator[StandIn]:
+    """The module's own running stand-in of its ``PLATFORM``: one per module, so a test that
+    reconfigures it (a smaller limit, an aged token) cannot leak into another module."""
+    server = standin_class(request.module.PLATFORM)().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_standin(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the module's stand-in starts with no posts, requests or faults (accounts
+    and their tokens stay)."""
+    if "standin" in request.fixturenames:
+        request.getfixturevalue("standin").reset()
+
+
+@pytest.fixture
+def adapter(request: pytest.FixtureRequest) -> Adapter:
+    return adapter_class(request.module.PLATFORM)(timeout=5)

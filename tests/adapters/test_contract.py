@@ -147,7 +147,7 @@ def test_connection_refused_was_not_sent(case: Setup, call: str) -> None:
     nowhere = replace(case.account, base_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(Transient) as err:
         case.publish(nowhere) if call == "publish" else case.adapter.followers(nowhere)
-    assert err.value.maybe_sent is False
+    assert err.value.maybe_sent is False and "could not connect" in str(err.value)
 
 
 # -- redirects: a definite refusal, never followed -----------------------------------------------------

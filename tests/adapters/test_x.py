@@ -4,7 +4,6 @@ Each table row: what the stand-in is told or sent, what we expect back."""
 from __future__ import annotations
 
 import itertools
-import socket
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -26,21 +25,8 @@ _handles = itertools.count(1)
 MB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def standin() -> Any:
-    server = XStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh(standin: XStandIn) -> None:
-    standin.reset()
-
-
-@pytest.fixture
-def adapter() -> XAdapter:
-    return XAdapter(timeout=5)
+# The stand-in, its reset before every test and the adapter come from conftest.py.
+PLATFORM = "x"
 
 
 def make_account(standin: XStandIn, followers: int = 10, drop: tuple[str, ...] = (),
@@ -371,19 +357,6 @@ def test_missing_scope_is_rejected(standin: XStandIn, adapter: XAdapter) -> None
     with pytest.raises(Rejected, match="not permitted"):
         adapter.publish(reader, unique_post(), "d17")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.mark.parametrize("call", ["publish", "followers"])
-def test_connection_refused_was_not_sent(adapter: XAdapter, account: AccountRef, call: str) -> None:
-    nowhere = replace(account, base_url=f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(Transient) as err:
-        adapter.publish(nowhere, unique_post(), "d18") if call == "publish" else adapter.followers(nowhere)
-    assert err.value.maybe_sent is False and "could not connect" in str(err.value)
 
 
 # -- auth and refresh --------------------------------------------------------------------------------------
