@@ -7,12 +7,16 @@ data directory, database or broker by setting variables before the first call.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _default_data_dir() -> Path:
@@ -62,13 +66,34 @@ class Settings(BaseSettings):
         "threads", description="Celery pool; publishing waits on the network, so threads overlap it.")
     worker_concurrency: int = Field(32, gt=0, description="Concurrent publishes per worker process.")
     follower_interval: float = Field(3600.0, gt=0, description="Seconds between follower samples.")
-    log_level: str = Field("INFO", description="Log level for workers and commands.")
+    log_level: str = Field("INFO", description="Log level for workers and commands: DEBUG, INFO, WARNING, "
+                           "ERROR or CRITICAL.")
+    max_thread_parts: int = Field(25, gt=0, description="Most posts one --thread story may become on one "
+                                  "platform; a longer story is refused at queue time.")
+    schedule_horizon_days: int = Field(5 * 366, gt=0, description="How far ahead a story may be queued "
+                                       "(--at, --not-before, retime), in days.")
 
     @field_validator("data_dir", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         # CROSSPOST_DATA_DIR= (empty) means "the default", as for the URLs, not the current directory.
         return _default_data_dir() if value in ("", None) else value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _not_a_file(cls, value: Path) -> Path:
+        # Found here, once, instead of as a traceback from the first file opened inside it.
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a directory")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value[:40]!r} is not one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -89,6 +114,35 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr() and str() of the settings land in logs and tracebacks: the URLs' passwords stay out.
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name in _URL_FIELDS and isinstance(value, str) else value
+
+
+_URL_FIELDS = frozenset({"database_url", "broker_url"})
+_SECRET_QUERY = re.compile(r"(?i)((?:^|[?&;])(?:[\w.]*password|passwd|pwd|[\w.]*secret|[\w.]*token)=)[^&;#]*")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (``user:PASSWORD@host``, or a ``password=`` query value) as ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    # The userinfo ends at the last "@" before the path: a password may itself hold "@" or "/".
+    authority_end = len(rest)
+    for mark in "?#":
+        if mark in rest:
+            authority_end = min(authority_end, rest.index(mark))
+    authority, tail = rest[:authority_end], rest[authority_end:]
+    if "@" in authority:
+        userinfo, host = authority.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        authority = f"{userinfo}@{host}"
+    tail = _SECRET_QUERY.sub(r"\1***", tail)
+    return f"{scheme}://{authority}{tail}"
 
 
 @lru_cache(maxsize=1)
