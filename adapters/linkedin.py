@@ -17,11 +17,12 @@ from __future__ import annotations
 import os
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
 
 import regex
 import requests
+from pydantic import StringConstraints, model_validator
 
 from adapters import http
 from adapters.base import (
@@ -29,11 +30,16 @@ from adapters.base import (
     Adapter,
     Capabilities,
     Credentials,
+    CredentialsModel,
+    Identity,
     Media,
+    OAuthCredentials,
     Post,
     Problem,
     Progress,
     Published,
+    Token,
+    Word,
 )
 from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
 from adapters.text import utf16_units
@@ -78,6 +84,27 @@ def post_url(urn: str) -> str:
     return f"https://www.linkedin.com/feed/update/{urn}/"
 
 
+# Roles that may post for an organisation (platforms.md 7.1).
+_POSTING_ROLES = frozenset({"ADMINISTRATOR", "CONTENT_ADMINISTRATOR", "DIRECT_SPONSORED_CONTENT_POSTER"})
+
+
+class LinkedInCredentials(OAuthCredentials):
+    """A 60-day member token; apps approved for programmatic refresh also hold a refresh token (365
+    days, ``refresh_expires_at``) and refresh with the app's client id and secret. ``author`` is the
+    URN posts go out as when the handle is not one."""
+
+    client_id: Word | None = None
+    client_secret: Token | None = None
+    refresh_expires_at: datetime | None = None
+    author: Annotated[str, StringConstraints(pattern=f"^{_URN_RE.pattern}$")] | None = None
+
+    @model_validator(mode="after")
+    def refreshable(self) -> LinkedInCredentials:
+        if self.refresh_token is not None and not (self.client_id and self.client_secret):
+            raise ValueError("client_id and client_secret: are required with a refresh_token")
+        return self
+
+
 class LinkedInAdapter(Adapter):
     platform: ClassVar[str] = "linkedin"
     default_base_url: ClassVar[str] = "https://api.linkedin.com"
@@ -90,6 +117,7 @@ class LinkedInAdapter(Adapter):
         max_images=20, image_types=frozenset({"image/jpeg", "image/png", "image/gif"}),
         max_image_bytes=8 * 1024 * 1024, max_videos=1, max_video_bytes=500 * 1024 * 1024,
     )
+    credentials_model: ClassVar[type[CredentialsModel]] = LinkedInCredentials
 
     # -- check_platform -------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -280,6 +308,46 @@ class LinkedInAdapter(Adapter):
                 return Published(remote_id=element["id"], url=post_url(element["id"]),
                                  published_at=datetime.fromtimestamp(element["createdAt"] / 1000, UTC))
         return None
+
+    # -- identity -----------------------------------------------------------------------------
+    @classmethod
+    def normalize_handle(cls, handle: str) -> str:
+        """A URN as given (its id is case-sensitive). Anything else is only a label (the URN then
+        travels as ``author`` in the credentials): lowercase, without ``@``, spaces collapsed."""
+        text = handle.strip()
+        if _URN_RE.fullmatch(text):
+            return text
+        if text.startswith("urn:"):
+            raise ValueError(f"linkedin: handle {text!r} is not urn:li:person:<id> or "
+                             "urn:li:organization:<id>")
+        name = " ".join(text.removeprefix("@").lower().split())
+        if not name:
+            raise ValueError("linkedin: handle is empty")
+        return name
+
+    def whoami(self, account: AccountRef) -> Identity:
+        """The token's member (OpenID userinfo). For an organisation, the organisation itself, once
+        the member is found to hold a posting role in it; a member token naming another author is
+        refused here, before anything is stored."""
+        url = f"{self.base_url(account)}/v2/userinfo"
+        info = _json(self.request(account, "GET", url, headers=self._auth(account)))
+        if not info.get("sub"):
+            raise Transient("linkedin: userinfo answered without sub")
+        member = f"urn:li:person:{info['sub']}"
+        name = info.get("name") or None
+        author = self._author(account)
+        if author.startswith("urn:li:organization:"):
+            acls = _json(self._rest(account, "GET", "organizationAcls",
+                                    params={"q": "roleAssignee", "state": "APPROVED"}))
+            roles = {e.get("role") for e in acls.get("elements") or []
+                     if isinstance(e, dict) and e.get("organization") == author}
+            if not roles & _POSTING_ROLES:
+                raise Rejected(f"linkedin: {member} has no posting role in {author}")
+            return Identity(handle=author, remote_id=author, name=name)
+        if author != member:
+            raise Rejected(f"linkedin: the token belongs to {member}, not to {author}")
+        handle = account.handle.strip()
+        return Identity(handle=self.normalize_handle(handle), remote_id=member, name=name)
 
     # -- classify -----------------------------------------------------------------------------
     def classify(self, response: requests.Response) -> Exception | None:

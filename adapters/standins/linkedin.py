@@ -148,6 +148,8 @@ class LinkedInStandIn(StandIn):
         self.route("PUT", r"/dms-uploads/video/(?P<id>[^/]+)/(?P<part>\d+)", self.upload_part)
         self.route("GET", r"/rest/networkSizes/(?P<urn>[^/]+)", self.network_size)
         self.route("GET", r"/rest/memberFollowersCount", self.member_followers)
+        self.route("GET", r"/v2/userinfo", self.userinfo)
+        self.route("GET", r"/rest/organizationAcls", self.organization_acls)
 
     # -- accounts and control ---------------------------------------------------------------------
     def add_account(self, handle: str, followers: int = 0, scopes: tuple[str, ...] | None = None,
@@ -452,6 +454,35 @@ class LinkedInStandIn(StandIn):
                                "ACCESS_DENIED", 100)
             return Response(200, {"elements": [{"memberFollowersCount": self.followers.get(member, 0)}],
                                   "paging": {"count": 10, "start": 0, "links": []}})
+
+    def userinfo(self, req: Request) -> Response:
+        """OpenID Connect userinfo (unversioned, needs ``openid`` and ``profile``): ``sub`` is the
+        member's id."""
+        with self.lock:
+            token = self.tokens.get(req.bearer() or "")
+            if token is None or token.revoked or token.expires_at < time.time():
+                raise HttpError(401, {"serviceErrorCode": 65600, "message": "Invalid access token",
+                                      "status": 401})
+            if not {"openid", "profile"} <= token.scopes:
+                raise li_error(403, "Not enough permissions to access: userinfo.GET.NO_VERSION",
+                               "ACCESS_DENIED", 100)
+            member_id = token.member.rsplit(":", 1)[-1]
+            return Response(200, {"sub": member_id, "name": f"Member {member_id}", "email_verified": True,
+                                  "locale": {"country": "US", "language": "en"}})
+
+    def organization_acls(self, req: Request) -> Response:
+        """The organisations the token's member has a role in (``q=roleAssignee``)."""
+        with self.lock:
+            member, token = self._rest(req)
+            if req.query.get("q") != "roleAssignee":
+                raise li_error(400, "the finder is q=roleAssignee", "ILLEGAL_ARGUMENT")
+            if not {"rw_organization_admin", "r_organization_social", "w_organization_social"} & token.scopes:
+                raise li_error(403, "Not enough permissions to access: organizationAcls.FINDER-roleAssignee",
+                               "ACCESS_DENIED", 100)
+            elements = [{"organization": org, "role": "ADMINISTRATOR", "state": "APPROVED",
+                         "roleAssignee": member}
+                        for org, members in sorted(self.admins.items()) if member in members]
+            return Response(200, {"elements": elements, "paging": {"count": 10, "start": 0, "links": []}})
 
     # -- helpers ------------------------------------------------------------------------------
     def _rest(self, req: Request) -> tuple[str, _Token]:

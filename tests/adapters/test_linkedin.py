@@ -409,3 +409,84 @@ def test_standin_checks_rest_headers_and_uploads(standin: LinkedInStandIn, creds
                           json={"initializeUploadRequest": {"owner": ORG}}, timeout=5).json()["value"]
     no_auth = requests.put(image["uploadUrl"], data=Path(png(tmp_path).path).read_bytes(), timeout=5)
     assert no_auth.status_code == 401 and standin.uploads == 0
+
+
+# -- identity: credentials model, whoami, handles ---------------------------------------------------
+@pytest.mark.parametrize(("data", "lines"), [
+    ({"access_token": "AQV-12345678"}, []),
+    ({"access_token": "AQV-12345678", "author": "urn:li:person:abc-123"}, []),
+    ({"access_token": "AQV-12345678", "refresh_token": "AQX-12345678", "client_id": "app"},
+     ["linkedin: credentials: client_id and client_secret: are required with a refresh_token"]),
+    ({"access_token": "AQV-12345678", "author": "urn:li:company:1"},
+     ["linkedin: credentials: author: is not in the expected format"]),
+])
+def test_credentials_model(standin: LinkedInStandIn, data: dict[str, Any], lines: list[str]) -> None:
+    from adapters import validate_credentials
+
+    if not lines:
+        assert "AQV-12345678" in validate_credentials("linkedin", data).secrets()
+        for handle, refreshable in ((ORG, True), ("newsroom", False)):
+            given = standin.add_account(handle, refreshable=refreshable)
+            assert validate_credentials("linkedin", given).get("access_token") == given["access_token"]
+        return
+    with pytest.raises(ValueError) as err:
+        validate_credentials("linkedin", data)
+    assert str(err.value).splitlines() == lines and "AQV" not in str(err.value)
+
+
+def test_whoami_for_an_organisation_needs_a_posting_role(standin: LinkedInStandIn, adapter: LinkedInAdapter,
+                                                         account: AccountRef) -> None:
+    me = adapter.whoami(account)
+    assert (me.handle, me.remote_id) == (ORG, ORG) and adapter.same_account(ORG, me)
+    # Another organisation's administrator is not one of ours.
+    other = Credentials(standin.add_account("urn:li:organization:999"))
+    with pytest.raises(Rejected, match=f"has no posting role in {ORG}"):
+        adapter.whoami(AccountRef(id=2, platform="linkedin", handle=ORG, base_url=standin.url,
+                                  credentials=other))
+
+
+def test_whoami_for_a_member(standin: LinkedInStandIn, adapter: LinkedInAdapter) -> None:
+    acct = member(standin)
+    me = adapter.whoami(acct)
+    assert me.remote_id == acct.credentials.get("author") and me.handle == "ana reporter"
+    stranger = member(standin)
+    mixed = acct.credentials.merged(access_token=stranger.credentials.get("access_token"))
+    with pytest.raises(Rejected, match="the token belongs to urn:li:person:"):
+        adapter.whoami(AccountRef(id=3, platform="linkedin", handle=acct.handle, base_url=standin.url,
+                                  credentials=mixed))
+
+
+@pytest.mark.parametrize(("handle", "expected"), [
+    (ORG, ORG), ("urn:li:person:AbC-1", "urn:li:person:AbC-1"), ("@NewsRoom", "newsroom"),
+    (" Ana  Reporter ", "ana reporter"), ("urn:li:company:1", None), ("  ", None),
+])
+def test_normalize_handle(handle: str, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(ValueError, match=r"^linkedin: handle"):
+            LinkedInAdapter.normalize_handle(handle)
+    else:
+        assert LinkedInAdapter.normalize_handle(handle) == expected
+
+
+# -- answers: the platform's own words are definite, silence after sending is not -----------------
+@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
+    (Fault(status=400, body={"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "bad"}), Rejected, None),
+    (Fault(status=429, retry_after=30), RateLimited, None),
+    (Fault(status=504, body={"status": 504, "message": "Gateway timeout"}), Transient, True),
+    (Fault(status=302, headers={"Location": "https://www.linkedin.com/login"}), Rejected, None),
+    (Fault(drop=True, commit=True), Transient, True),
+])
+def test_answers(standin: LinkedInStandIn, adapter: LinkedInAdapter, account: AccountRef, fault: Fault,
+                 error: type[Exception], maybe_sent: bool | None) -> None:
+    standin.inject(Fault(**{**fault.__dict__, "path": "/rest/posts"}))
+    saved: list[dict[str, Any]] = []
+    with pytest.raises(error) as err:
+        adapter.publish(account, post(), "d-answers", Progress(saver=saved.append))
+    assert getattr(err.value, "maybe_sent", None) is maybe_sent
+    assert saved[-1]["fence"]["step"] == "post"
+    if fault.status == 302:
+        assert "302, a redirect to www.linkedin.com" in str(err.value)
+    standin.inject(Fault(**{**fault.__dict__, "path": "/rest/networkSizes"}))
+    with pytest.raises(error) as err:
+        adapter.followers(account)
+    assert getattr(err.value, "maybe_sent", False) is False
