@@ -2,7 +2,13 @@
 
 An import checks every row against every target platform first and reports every problem with its
 row number; it stores nothing if any row is invalid (unless told to skip those rows), and stores the
-valid rows in one transaction.
+valid rows in one transaction. It runs in two steps so that no transaction is open while media are
+fetched (on SQLite an open write transaction blocks every other writer): :func:`prepare` reads the
+rows and brings their media into the store without touching the database, then :func:`store` checks
+the targets and queues the stories.
+
+What ``stories export`` writes can be imported again: the export's ``targets``, ``due_at`` and
+``timing``, ``images`` and ``video`` columns are read back, and its report-only columns are ignored.
 """
 
 from __future__ import annotations
@@ -19,16 +25,29 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler import accounts, stories
-from scheduler.errors import StoryRejected, UserError
+from scheduler import accounts, deliveries, stories
+from scheduler.errors import StoryRejected, UserError, shown
 from scheduler.models import Delivery, Story
 
 CSV_LIST_SEPARATORS = (";", ",")
+# Columns of ``stories export`` that describe what happened, not what to queue.
+EXPORT_ONLY = ("id", "status", "created_at", "deliveries", "states", "due_at", "timing")
+# Columns whose CSV cells an export writes as JSON.
+JSON_COLUMNS = ("to", "targets", "images", "variants")
 
 
 @dataclass
 class ImportResult:
     imported: list[int] = field(default_factory=list)
+    skipped: dict[int, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """The rows of an import file read and their media stored, before any database work."""
+
+    path: str
+    drafts: list[tuple[int, stories.Draft]] = field(default_factory=list)
     skipped: dict[int, list[str]] = field(default_factory=dict)
 
 
@@ -41,15 +60,46 @@ def _csv_row(raw: dict[str, str | None]) -> dict[str, Any]:
         if column is None or value is None or value == "":
             continue
         column = column.strip()
+        if column in JSON_COLUMNS and value.lstrip().startswith(("[", "{")):
+            try:
+                row[column] = json.loads(value)
+                continue
+            except ValueError:
+                pass  # not JSON after all: read it as a plain cell below
         if column.startswith("variant."):
             variants[column.removeprefix("variant.")] = value
-        elif column in ("to", "images"):
+        elif column in ("to", "targets", "images"):
             sep = next((c for c in CSV_LIST_SEPARATORS if c in value), None)
             row[column] = [v.strip() for v in (value.split(sep) if sep else value.split()) if v.strip()]
         else:
             row[column] = value
     if variants:
-        row["variants"] = variants
+        # variant.X columns, and an export's variants cell (JSON) if there is one too.
+        given = row.get("variants")
+        row["variants"] = {**given, **variants} if isinstance(given, dict) else variants
+    return row
+
+
+def _from_export(row: dict[str, Any]) -> dict[str, Any] | str:
+    """A row in the shape of a story file, reading the columns ``stories export`` writes; or the
+    reason it cannot be queued again."""
+    row = {k: v for k, v in row.items() if v is not None}
+    status = row.get("status")
+    if status is not None and status != "approved":
+        return f"status: the story is {shown(str(status), 30)}; only approved stories are imported"
+    if "targets" in row:
+        targets = row.pop("targets")
+        row.setdefault("to", targets)
+    timing, due = row.get("timing"), row.get("due_at")
+    if timing == "at" and due is not None:
+        row.setdefault("at", due)
+    elif timing == "next_slot":
+        row.setdefault("next_slot", True)
+        # A next-slot story's due_at is its not-before time, or when it was queued.
+        if due is not None and str(due) > str(row.get("created_at") or ""):
+            row.setdefault("not_before", due)
+    for column in EXPORT_ONLY:
+        row.pop(column, None)
     return row
 
 
@@ -86,46 +136,79 @@ def read_rows(path: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
             raise UserError(f"file: {path} is not valid CSV: {exc}") from None
 
 
-def import_file(s: Session, path: str, now: datetime, *, skip_invalid: bool = False,
-                advance: Callable[[], None] = lambda: None) -> ImportResult:
-    """Check every row, then store the valid ones together; raise StoryRejected listing every
-    problem by row number when any row is invalid and ``skip_invalid`` is false."""
-    result = ImportResult()
-    drafts: list[tuple[int, stories.Draft, list[Any]]] = []
-    for number, row in read_rows(path):
+def prepare(path: str, now: datetime, *, advance: Callable[[], None] = lambda: None) -> Prepared:
+    """Read every row of ``path``, fetch and store its media, check what needs no database. Opens no
+    transaction: media fetches may take minutes."""
+    prepared = Prepared(path)
+    for number, raw in read_rows(path):
         advance()
-        problems: list[str] = []
+        row = _from_export(raw) if isinstance(raw, dict) else raw
         if isinstance(row, str):
-            result.skipped[number] = [row]
+            prepared.skipped[number] = [row]
             continue
         unknown = set(row) - stories.FILE_FIELDS
         if unknown:
-            result.skipped[number] = [f"unknown field(s) {', '.join(sorted(unknown))}"]
+            prepared.skipped[number] = [f"unknown field(s) {', '.join(sorted(map(str, unknown)))}"]
             continue
         try:
             draft = stories.draft_from_file(row)
             problems = stories.check_draft(draft, now)
-            targets = accounts.select_targets(s, draft.targets) if not problems else []
-            problems += stories.check_targets(draft, targets)
         except UserError as exc:
             problems = [str(exc)]
         if problems:
+            prepared.skipped[number] = problems
+        else:
+            prepared.drafts.append((number, draft))
+    return prepared
+
+
+def store(s: Session, prepared: Prepared, now: datetime, *, skip_invalid: bool = False,
+          allow_duplicate: bool = False) -> ImportResult:
+    """Check every prepared row against its targets and against the stories already queued, then
+    store the valid ones together; raise StoryRejected listing every problem by row number when any
+    row is invalid and ``skip_invalid`` is false."""
+    result = ImportResult(skipped=dict(prepared.skipped))
+    valid: list[stories.Draft] = []
+    seen: dict[str, int] = {}
+    for number, draft in prepared.drafts:
+        try:
+            targets = accounts.select_targets(s, draft.targets)
+            problems = stories.check_targets(draft, targets)
+        except UserError as exc:
+            problems = [str(exc)]
+        if not problems and not allow_duplicate:
+            digest = stories.fingerprint(draft, targets)
+            if digest in seen:
+                problems = [f"story: identical to row {seen[digest]}; use --allow-duplicate to queue both"]
+            elif problem := stories.duplicate_problem(s, digest):
+                problems = [problem]
+            seen.setdefault(digest, number)
+        if problems:
             result.skipped[number] = problems
         else:
-            drafts.append((number, draft, targets))
+            valid.append(draft)
     if result.skipped and not skip_invalid:
         raise StoryRejected([f"row {n}: {p}" for n, found in sorted(result.skipped.items()) for p in found])
-    if not drafts and not result.skipped:
-        raise UserError(f"file: {path} holds no stories")
-    for _number, draft, _targets in drafts:
-        result.imported.append(stories.queue(s, draft, now).id)
+    if not valid and not result.skipped:
+        raise UserError(f"file: {prepared.path} holds no stories")
+    for draft in valid:
+        result.imported.append(stories.queue(s, draft, now, allow_duplicate=allow_duplicate).id)
     return result
 
 
+def import_file(s: Session, path: str, now: datetime, *, skip_invalid: bool = False,
+                allow_duplicate: bool = False, advance: Callable[[], None] = lambda: None) -> ImportResult:
+    """:func:`prepare` then :func:`store`. ``s`` must not have begun its transaction yet (a session
+    begins at its first statement), so the media fetches still happen outside it."""
+    prepared = prepare(path, now, advance=advance)
+    return store(s, prepared, now, skip_invalid=skip_invalid, allow_duplicate=allow_duplicate)
+
+
 STORY_FIELDS = ["id", "status", "timing", "due_at", "created_at", "text", "link", "targets", "variants",
-                "thread", "deliveries", "states"]
+                "thread", "author", "images", "video", "deliveries", "states"]
 DELIVERY_FIELDS = ["id", "story", "account", "platform", "state", "due_at", "slot_at", "attempts",
-                   "failures", "remote_id", "published_url", "published_at", "last_error"]
+                   "failures", "remote_id", "published_url", "published_at", "last_error",
+                   "possible_duplicates"]
 
 
 def story_rows(s: Session, *, status: str | None, since: datetime | None,
@@ -137,7 +220,17 @@ def story_rows(s: Session, *, status: str | None, since: datetime | None,
         query = query.where(Story.created_at >= since)
     if until:
         query = query.where(Story.created_at < until)
-    return [stories.describe(s, story) for story in s.scalars(query)]
+    return [export_story(s, story) for story in s.scalars(query)]
+
+
+def export_story(s: Session, story: Story) -> dict[str, Any]:
+    """A story with what an import needs to queue it again: its author and media (as the story
+    file's ``images`` and ``video``, pointing into the media store)."""
+    items = story.media or []
+    videos = [m["path"] for m in items if m.get("kind") == "video"]
+    images = [{"src": m["path"], "alt": m.get("alt") or ""} for m in items if m.get("kind") == "image"]
+    return {**stories.describe(s, story), "author": story.author, "images": images,
+            "video": videos[0] if videos else None}
 
 
 def delivery_rows(s: Session, *, state: str | None, since: datetime | None,
@@ -149,20 +242,29 @@ def delivery_rows(s: Session, *, state: str | None, since: datetime | None,
         query = query.where(Delivery.due_at >= since)
     if until:
         query = query.where(Delivery.due_at < until)
-    return [describe_delivery(d) for d in s.scalars(query)]
+    return describe_deliveries(s, list(s.scalars(query)))
+
+
+def describe_deliveries(s: Session, found: list[Delivery]) -> list[dict[str, Any]]:
+    """Deliveries as ``describe_delivery`` shows them, with their possible duplicates in one query."""
+    duplicates = deliveries.possible_duplicates(s, [d.id for d in found])
+    return [describe_delivery(d, duplicates.get(d.id, [])) for d in found]
 
 
 def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when else None
 
 
-def describe_delivery(d: Delivery) -> dict[str, Any]:
-    """One delivery with the stable field names of ``--json`` and exports."""
+def describe_delivery(d: Delivery, duplicates: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One delivery with the stable field names of ``--json`` and exports. ``possible_duplicates``:
+    posts an attempt created besides the delivery's own (a success that came after a cancel or after
+    a newer attempt began), each with its attempt number, remote id, link and time."""
     return {
         "id": d.id, "story": d.story_id, "account": d.account.label, "platform": d.account.platform,
         "state": d.state, "due_at": d.due_at.isoformat(), "slot_at": _iso(d.slot_at), "attempts": d.attempts,
         "failures": d.failures, "remote_id": d.remote_id, "published_url": d.published_url,
         "published_at": _iso(d.published_at), "last_error": d.last_error,
+        "possible_duplicates": [{**dup, "at": _iso(dup["at"])} for dup in duplicates or []],
     }
 
 

@@ -4,6 +4,7 @@ their links, adapter crashes logged without credentials. Real SQLite/PostgreSQL,
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -161,7 +162,8 @@ def test_a_late_success_after_failed_publishes_the_delivery(telegram: StandIn) -
         assert deliveries.possible_duplicates(s, [delivery_id]) == {}
 
 
-def test_a_late_success_after_a_cancel_or_a_newer_attempt_is_a_possible_duplicate(telegram: StandIn) -> None:
+def test_a_late_success_after_a_cancel_or_a_newer_attempt_is_a_possible_duplicate(
+        db_env: Env, telegram: StandIn, monkeypatch: pytest.MonkeyPatch) -> None:
     cancelled, lease_c = _leased(telegram, "late after cancel")
     republished, lease_r = _leased(telegram, "late after a newer attempt")
     now = utcnow()
@@ -183,6 +185,16 @@ def test_a_late_success_after_a_cancel_or_a_newer_attempt_is_a_possible_duplicat
         found = deliveries.possible_duplicates(s, [cancelled, republished])
     assert [(d["attempt"], d["url"]) for d in found[cancelled]] == [(lease_c.attempt, "https://t.me/desk/8")]
     assert [(d["attempt"], d["url"]) for d in found[republished]] == [(lease_r.attempt, "https://t.me/desk/9")]
+    # Operators see them where they look: deliveries show, list, export.
+    shown = json.loads(db_env.cli("deliveries", "show", str(cancelled), "--json").stdout)[0]
+    assert [d["url"] for d in shown["possible_duplicates"]] == ["https://t.me/desk/8"]
+    assert [a["url"] for a in shown["attempt_list"]] == ["https://t.me/desk/8"]
+    monkeypatch.setenv("COLUMNS", "400")  # one table row per line
+    table = db_env.cli("deliveries", "list").stdout
+    assert "possible duplicate: https://t.me/desk/9" in table
+    exported = db_env.cli("deliveries", "export", "--format", "jsonl").stdout.splitlines()
+    by_id = {row["id"]: row for row in map(json.loads, exported)}
+    assert by_id[republished]["possible_duplicates"][0]["remote_id"] == "@desk:9"
 
 
 def test_an_adapter_crash_is_logged_without_credentials(telegram: StandIn, monkeypatch: pytest.MonkeyPatch,
