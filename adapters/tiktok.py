@@ -18,6 +18,7 @@ Credentials: ``access_token``, ``refresh_token`` (rotates), ``client_key``, ``cl
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -31,11 +32,16 @@ from adapters.base import (
     Adapter,
     Capabilities,
     Credentials,
+    CredentialsModel,
+    Identity,
     Media,
+    OAuthCredentials,
     Post,
     Problem,
     Progress,
     Published,
+    Token,
+    Word,
 )
 from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
 from adapters.text import title_from, utf16_units
@@ -89,6 +95,26 @@ def mp4_duration(path: str) -> float | None:
     return None
 
 
+_USERNAME_RE = re.compile(r"@?([A-Za-z0-9_.]{2,24})")
+
+
+class TikTokCredentials(OAuthCredentials):
+    """A TikTok user token (2-24 h) and the refresh token (365 days, ``refresh_expires_at``) with
+    the app's client key and secret; TikTok may rotate the refresh token, refresh writes it back."""
+
+    refresh_token: Token
+    client_key: Word
+    client_secret: Token
+    open_id: Word | None = None
+    refresh_expires_at: datetime | None = None
+
+
+def _unknown_outcome(body: Any) -> bool:
+    # platforms.md 9.8: internal_error -> check the publish_id before retrying; the outcome is open.
+    error = body.get("error") if isinstance(body, dict) else None
+    return isinstance(error, dict) and error.get("code") == "internal_error"
+
+
 class TikTokAdapter(Adapter):
     platform: ClassVar[str] = "tiktok"
     default_base_url: ClassVar[str] = "https://open.tiktokapis.com"
@@ -105,6 +131,8 @@ class TikTokAdapter(Adapter):
         # A post is listed only after moderation, "minutes to hours" (platforms.md 9.2).
         visible_after=timedelta(hours=2),
     )
+    credentials_model: ClassVar[type[CredentialsModel]] = TikTokCredentials
+    rules: ClassVar[http.Rules] = http.Rules(unknown_outcome=_unknown_outcome)
 
     # -- check_platform -------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -298,6 +326,26 @@ class TikTokAdapter(Adapter):
                                  datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None)
         return None
 
+    # -- identity -------------------------------------------------------------------------------
+    @classmethod
+    def normalize_handle(cls, handle: str) -> str:
+        """``@NewsRoom`` -> ``newsroom``: usernames (letters, digits, underscores, periods) ignore case."""
+        found = _USERNAME_RE.fullmatch(handle.strip())
+        if not found:
+            raise ValueError(f"tiktok: handle {handle.strip()!r} is not a username (2-24 letters, digits, "
+                             "underscores, periods)")
+        return found.group(1).lower()
+
+    def whoami(self, account: AccountRef) -> Identity:
+        """The token's user (``user/info``): username and open_id (this app's stable id for them)."""
+        data = self._call(account, "user/info/", None, method="GET",
+                          params={"fields": "open_id,username,display_name"})
+        user = data.get("user") if isinstance(data.get("user"), dict) else {}
+        if not user.get("open_id") or not isinstance(user.get("username"), str):
+            raise Transient("tiktok: user/info answered without open_id and username")
+        return Identity(handle=self.normalize_handle(user["username"]), remote_id=str(user["open_id"]),
+                        name=user.get("display_name") or None)
+
     # -- classify -------------------------------------------------------------------------------
     def classify(self, response: requests.Response) -> Exception | None:
         body = _body(response)
@@ -344,7 +392,12 @@ class TikTokAdapter(Adapter):
         body = _body(response)
         error = body.get("error")
         if isinstance(error, dict) and error.get("code") not in (None, "ok"):
-            raise self._mapped(response, error)
+            # An error in TikTok's words behind a 2xx: the one rule says whether it may have posted.
+            mapped = self._mapped(response, error)
+            if isinstance(mapped, Transient):
+                mapped.maybe_sent = creates and http.maybe_sent(method, response.status_code, self.rules,
+                                                                body)
+            raise mapped
         data = body.get("data")
         if not isinstance(data, dict):
             raise Transient(f"tiktok: {path} answered without data", maybe_sent=creates)

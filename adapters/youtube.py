@@ -29,11 +29,16 @@ from adapters.base import (
     Adapter,
     Capabilities,
     Credentials,
+    CredentialsModel,
+    Identity,
     Media,
+    OAuthCredentials,
     Post,
     Problem,
     Progress,
     Published,
+    Token,
+    Word,
     parse_time,
 )
 from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
@@ -73,6 +78,20 @@ def tags_of(text: str) -> list[str]:
     return tags
 
 
+# A channel handle (3-30 letters, digits, periods, underscores, hyphens) or a channel id.
+_HANDLE_RE = re.compile(r"@?([A-Za-z0-9._-]{3,30})")
+_CHANNEL_ID_RE = re.compile(r"UC[A-Za-z0-9_-]{22}")
+
+
+class YouTubeCredentials(OAuthCredentials):
+    """A Google access token (1 h) with the refresh token and the OAuth client that renews it;
+    Google keeps the refresh token, refresh writes the new access token and its expiry."""
+
+    refresh_token: Token
+    client_id: Word
+    client_secret: Token
+
+
 class YouTubeAdapter(Adapter):
     platform: ClassVar[str] = "youtube"
     default_base_url: ClassVar[str] = "https://www.googleapis.com"
@@ -89,6 +108,7 @@ class YouTubeAdapter(Adapter):
     )
     # A resumable upload answers 308 Resume Incomplete to every chunk but the last.
     rules: ClassVar[http.Rules] = http.Rules(answers_3xx=frozenset({308}))
+    credentials_model: ClassVar[type[CredentialsModel]] = YouTubeCredentials
 
     # -- check_platform -------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -267,6 +287,30 @@ class YouTubeAdapter(Adapter):
             if video_id and snippet.get("title") == title and description == wanted:
                 return Published(video_id, _watch_url(video_id), added)
         return None
+
+    # -- identity -------------------------------------------------------------------------------
+    @classmethod
+    def normalize_handle(cls, handle: str) -> str:
+        """``NewsRoom`` and ``@newsroom`` -> ``@newsroom`` (channel handles ignore case); a channel id
+        (``UC...``) as given."""
+        text = handle.strip()
+        if _CHANNEL_ID_RE.fullmatch(text):
+            return text
+        found = _HANDLE_RE.fullmatch(text)
+        if not found:
+            raise ValueError(f"youtube: handle {text!r} is neither a channel handle (@name, 3-30 letters, "
+                             "digits, periods, underscores, hyphens) nor a channel id (UC...)")
+        return f"@{found.group(1).lower()}"
+
+    def whoami(self, account: AccountRef) -> Identity:
+        """The token's channel (``channels.list mine=true``): its @handle, else its id."""
+        channel = self._channel(account, "snippet")
+        snippet = channel.get("snippet") or {}
+        if not channel.get("id"):
+            raise Transient("youtube: channels.list answered without a channel id")
+        custom = snippet.get("customUrl")
+        handle = self.normalize_handle(custom if isinstance(custom, str) and custom else channel["id"])
+        return Identity(handle=handle, remote_id=str(channel["id"]), name=snippet.get("title") or None)
 
     # -- classify -------------------------------------------------------------------------------
     def classify(self, response: requests.Response) -> Exception | None:

@@ -530,3 +530,73 @@ def test_standin_upload_protocol(standin: TikTokStandIn, creds: dict[str, str]) 
                             headers={"Authorization": f"Bearer {creds['access_token']}"}, timeout=5)
     assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limit_exceeded"
     assert "Retry-After" not in limited.headers
+
+
+# -- identity: credentials model, whoami, handles ---------------------------------------------------
+@pytest.mark.parametrize(("data", "lines"), [
+    ({"access_token": "act.12345678", "refresh_token": "rft.12345678", "client_key": "awkey",
+      "client_secret": "sec-12345678", "open_id": "-000abc"}, []),
+    ({"access_token": "act.12345678", "refresh_token": "rft.12345678", "client_key": "aw key",
+      "client_secret": "sec-12345678"}, ["tiktok: credentials: client_key: is not in the expected format"]),
+])
+def test_credentials_model(creds: dict[str, str], data: dict[str, Any], lines: list[str]) -> None:
+    from adapters import validate_credentials
+
+    if not lines:
+        assert set(validate_credentials("tiktok", data).secrets()) == {
+            data["access_token"], data["refresh_token"], data["client_secret"]}
+        assert validate_credentials("tiktok", creds).get("open_id") == creds["open_id"]
+        return
+    with pytest.raises(ValueError) as err:
+        validate_credentials("tiktok", data)
+    assert str(err.value).splitlines() == lines and "act." not in str(err.value)
+
+
+def test_whoami(standin: TikTokStandIn, adapter: TikTokAdapter, account: AccountRef,
+                creds: dict[str, str]) -> None:
+    me = adapter.whoami(account)
+    assert (me.handle, me.remote_id) == (HANDLE, creds["open_id"]) and adapter.same_account("@NewsRoom", me)
+    other = Credentials(standin.add_account("another_creator"))
+    theirs = adapter.whoami(AccountRef(id=2, platform="tiktok", handle=HANDLE, base_url=standin.url,
+                                       credentials=other))
+    assert theirs.handle == "another_creator" and not adapter.same_account(HANDLE, theirs)
+
+
+@pytest.mark.parametrize(("handle", "expected"), [
+    ("@NewsRoom", "newsroom"), ("news.room_1", "news.room_1"), ("n", None), ("news room", None),
+])
+def test_normalize_handle(handle: str, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(ValueError, match=r"^tiktok: handle"):
+            TikTokAdapter.normalize_handle(handle)
+    else:
+        assert TikTokAdapter.normalize_handle(handle) == expected
+
+
+# -- answers: the platform's own words are definite, silence after sending is not -----------------
+def tiktok_error(code: str) -> dict[str, Any]:
+    return {"data": {}, "error": {"code": code, "message": "words", "log_id": "L1"}}
+
+
+@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
+    (Fault(status=400, body=tiktok_error("invalid_params")), Rejected, None),
+    (Fault(status=200, body=tiktok_error("spam_risk_too_many_posts")), RateLimited, None),
+    # platforms.md 9.8: internal_error leaves the init's outcome open, even behind a 2xx.
+    (Fault(status=200, body=tiktok_error("internal_error")), Transient, True),
+    (Fault(status=429, body=tiktok_error("rate_limit_exceeded")), RateLimited, None),
+    (Fault(status=502, body={"message": "bad gateway"}), Transient, True),
+    (Fault(status=302, headers={"Location": "https://www.tiktok.com/"}), Rejected, None),
+    (Fault(drop=True, commit=True), Transient, True),
+])
+def test_answers(standin: TikTokStandIn, adapter: TikTokAdapter, account: AccountRef, video: Media,
+                 fault: Fault, error: type[Exception], maybe_sent: bool | None) -> None:
+    standin.inject(Fault(**{**fault.__dict__, "path": "video/init"}))
+    saved: list[dict[str, Any]] = []
+    with pytest.raises(error) as err:
+        adapter.publish(account, story(video), "d-answers", Progress(saver=saved.append))
+    assert getattr(err.value, "maybe_sent", None) is maybe_sent
+    assert saved[-1]["fence"]["step"] == "publish init"
+    standin.inject(Fault(**{**fault.__dict__, "path": "user/info"}))
+    with pytest.raises(error) as err:
+        adapter.followers(account)
+    assert getattr(err.value, "maybe_sent", False) is False

@@ -492,3 +492,67 @@ def test_standin_token_endpoint(standin: YouTubeStandIn, creds: dict[str, str]) 
     for change, error in (({"grant_type": "password"}, "unsupported_grant_type"),
                           ({"refresh_token": "1//nope"}, "invalid_grant")):
         assert requests.post(url, data={**form, **change}, timeout=5).json()["error"] == error
+
+
+# -- identity: credentials model, whoami, handles ---------------------------------------------------
+@pytest.mark.parametrize(("data", "lines"), [
+    ({"access_token": "ya29.a0-12345678", "refresh_token": "1//0abcdefgh", "client_id": "123.apps",
+      "client_secret": "GOCSPX-12345678"}, []),
+    ({"access_token": "ya29.a0-12345678"},
+     ["youtube: credentials: refresh_token: is required", "youtube: credentials: client_id: is required",
+      "youtube: credentials: client_secret: is required"]),
+])
+def test_credentials_model(creds: dict[str, str], data: dict[str, Any], lines: list[str]) -> None:
+    from adapters import validate_credentials
+
+    if not lines:
+        assert "client_id" not in str(validate_credentials("youtube", data).secrets())
+        assert set(validate_credentials("youtube", data).secrets()) == set(data.values()) - {"123.apps"}
+        assert validate_credentials("youtube", creds).get("refresh_token") == creds["refresh_token"]
+        return
+    with pytest.raises(ValueError) as err:
+        validate_credentials("youtube", data)
+    assert str(err.value).splitlines() == lines and "ya29" not in str(err.value)
+
+
+def test_whoami(standin: YouTubeStandIn, adapter: YouTubeAdapter, account: AccountRef) -> None:
+    me = adapter.whoami(account)
+    assert me.handle == f"@{HANDLE}" and me.remote_id.startswith("UC")
+    assert adapter.same_account(HANDLE.upper(), me) and adapter.same_account(me.remote_id, me)
+    other = Credentials(standin.add_account("another_channel"))
+    theirs = adapter.whoami(AccountRef(id=2, platform="youtube", handle=HANDLE, base_url=standin.url,
+                                       credentials=other))
+    assert not adapter.same_account(HANDLE, theirs)
+
+
+@pytest.mark.parametrize(("handle", "expected"), [
+    ("@NewsRoom", "@newsroom"), ("newsroom", "@newsroom"), ("UC" + "a" * 22, "UC" + "a" * 22), ("ab", None),
+    ("news room", None),
+])
+def test_normalize_handle(handle: str, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(ValueError, match=r"^youtube: handle"):
+            YouTubeAdapter.normalize_handle(handle)
+    else:
+        assert YouTubeAdapter.normalize_handle(handle) == expected
+
+
+# -- answers: the platform's own words are definite, silence after sending is not -----------------
+@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
+    (Fault(status=400, body={"error": {"code": 400, "message": "Bad",
+                                       "errors": [{"reason": "invalidTitle"}]}}), Rejected, None),
+    (Fault(status=429, retry_after=5), RateLimited, None),
+    (Fault(status=503, body={"error": {"code": 503, "message": "Backend Error"}}), Transient, True),
+    (Fault(status=302, headers={"Location": "https://accounts.google.com/"}), Rejected, None),
+    (Fault(drop=True, commit=True), Transient, True),
+])
+def test_answers(standin: YouTubeStandIn, adapter: YouTubeAdapter, account: AccountRef, video: Media,
+                 fault: Fault, error: type[Exception], maybe_sent: bool | None) -> None:
+    standin.inject(Fault(**{**fault.__dict__, "path": "/upload/youtube/v3/videos"}))
+    with pytest.raises(error) as err:
+        adapter.publish(account, story(video), "d-answers", Progress())
+    assert getattr(err.value, "maybe_sent", None) is maybe_sent
+    standin.inject(Fault(**{**fault.__dict__, "path": "/youtube/v3/channels"}))
+    with pytest.raises(error) as err:
+        adapter.followers(account)
+    assert getattr(err.value, "maybe_sent", False) is False
