@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,32 +20,18 @@ from adapters.facebook import FacebookAdapter
 from adapters.graph import GRAPH_VERSION
 from adapters.standins.base import Fault
 from adapters.standins.facebook import FacebookStandIn
+from tests.adapters.helpers import account_on, unique
 
 LINK = "https://news.example.com/2026/11/28/tram-line"
 _n = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def standin() -> FacebookStandIn:
-    server = FacebookStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh(standin: FacebookStandIn) -> None:
-    standin.reset()
-
-
-@pytest.fixture
-def adapter() -> FacebookAdapter:
-    return FacebookAdapter()
+# The stand-in, its reset before every test and the adapter come from conftest.py.
+PLATFORM = "facebook"
 
 
 def make_account(standin: FacebookStandIn, followers: int = 10, **kwargs: Any) -> AccountRef:
-    handle = f"newsroom{next(_n)}"
-    return AccountRef(id=1, platform="facebook", handle=handle, base_url=standin.url,
-                      credentials=Credentials(standin.add_account(handle, followers=followers, **kwargs)))
+    return account_on(standin, PLATFORM, unique(), followers, **kwargs)
 
 
 @pytest.fixture
@@ -316,20 +301,6 @@ def test_dropped_answer_may_have_posted_and_find_tells(standin: FacebookStandIn,
     assert err.value.maybe_sent is True
     found = adapter.find_published(account, post, "d1")
     assert found is not None and found.remote_id == standin.posts("post")[0].id
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_connection_refused_was_not_sent(adapter: FacebookAdapter, account: AccountRef) -> None:
-    nowhere = replace(account, base_url=f"http://127.0.0.1:{free_port()}")
-    for call in (lambda: adapter.publish(nowhere, story(), "d1"), lambda: adapter.followers(nowhere)):
-        with pytest.raises(Transient) as err:
-            call()
-        assert err.value.maybe_sent is False and "could not connect" in str(err.value)
 
 
 # -- followers -------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,33 +18,19 @@ from adapters.graph import GRAPH_VERSION
 from adapters.instagram import InstagramAdapter
 from adapters.standins.base import Fault
 from adapters.standins.instagram import InstagramStandIn
+from tests.adapters.helpers import account_on, unique
 
 LINK = "https://news.example.com/2026/11/28/tram-line"
 CDN = "https://media.example.com"
 _n = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def standin() -> InstagramStandIn:
-    server = InstagramStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh(standin: InstagramStandIn) -> None:
-    standin.reset()
-
-
-@pytest.fixture
-def adapter() -> InstagramAdapter:
-    return InstagramAdapter()
+# The stand-in, its reset before every test and the adapter come from conftest.py.
+PLATFORM = "instagram"
 
 
 def make_account(standin: InstagramStandIn, followers: int = 10, **kwargs: Any) -> AccountRef:
-    handle = f"newsroom{next(_n)}"
-    return AccountRef(id=1, platform="instagram", handle=handle, base_url=standin.url,
-                      credentials=Credentials(standin.add_account(handle, followers=followers, **kwargs)))
+    return account_on(standin, PLATFORM, unique(), followers, **kwargs)
 
 
 @pytest.fixture
@@ -375,19 +360,6 @@ def test_facebook_login_uses_the_facebook_host(adapter: InstagramAdapter) -> Non
     fb = replace(ig, credentials=Credentials({"access_token": "t" * 10, "login": "facebook"}))
     assert adapter.graph_url(ig, "1/media") == f"https://graph.instagram.com/{GRAPH_VERSION}/1/media"
     assert adapter.graph_url(fb, "1/media") == f"https://graph.facebook.com/{GRAPH_VERSION}/1/media"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_connection_refused_was_not_sent(adapter: InstagramAdapter, account: AccountRef) -> None:
-    nowhere = replace(account, base_url=f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(Transient) as err:
-        adapter.publish(nowhere, story(), "d1")
-    assert err.value.maybe_sent is False and "could not connect" in str(err.value)
 
 
 # -- followers and find_published ----------------------------------------------------------------------
