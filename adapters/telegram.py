@@ -306,6 +306,10 @@ class TelegramAdapter(Adapter):
     def _post(self, account: AccountRef, method: str, url: str, **body: Any) -> requests.Response:
         try:
             return self.request(account, "POST", url, **body)
+        except Transient as exc:
+            # Every Bot API call is a POST; the getters still change nothing, so never "maybe sent".
+            exc.maybe_sent = exc.maybe_sent and not method.startswith("get")
+            raise
         except AdapterError:
             raise
         except _BAD_URL:
