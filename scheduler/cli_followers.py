@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -113,7 +116,21 @@ def _output_path(value: str | None, field: str, suffixes: tuple[str, ...]) -> Pa
         raise UserError(f"{field}: {path.name} must end with {' or '.join(suffixes)}")
     if not path.parent.is_dir():
         raise UserError(f"{field}: directory {path.parent} does not exist")
+    if path.is_dir():
+        raise UserError(f"{field}: {path} is a directory; give a file name")
+    if (path.exists() and not os.access(path, os.W_OK)) or not os.access(path.parent, os.W_OK):
+        raise UserError(f"{field}: cannot write {path} (permission denied)")
     return path
+
+
+@contextmanager
+def _writing(field: str, path: Path) -> Iterator[None]:
+    """Turn a failed write (read-only file system, full disk, a path the kernel refuses) into one
+    line naming the option; the checks above cannot foresee every case."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(f"{field}: cannot write {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _cell(change: followers.Change) -> str:
@@ -164,7 +181,7 @@ def report(
         gaps = followers.gaps(s, [(ids[st.account], st.last_sample) for st in result.stale])
     daily = followers.series(infos, rows, by, series_from, today) if csv_path or chart_path else {}
     if csv_path:
-        with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        with _writing("csv", csv_path), open(csv_path, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["day", "group", "followers", "accounts"])
             for name, points in daily.items():
@@ -174,8 +191,9 @@ def report(
             raise UserError(f"chart: no follower samples since {series_from}; nothing to draw")
         from scheduler.charts import render
 
-        render({name: [(d, v) for d, v, _ in points] for name, points in daily.items()}, chart_path,
-               f"Followers by {by}, {series_from} to {today}")
+        with _writing("chart", chart_path):
+            render({name: [(d, v) for d, v, _ in points] for name, points in daily.items()}, chart_path,
+                   f"Followers by {by}, {series_from} to {today}")
     stale = [{"account": st.account, "status": st.status, "last_sample": _iso(st.last_sample),
               "failed_tries": gaps[ids[st.account]].failed_tries,
               "last_error": gaps[ids[st.account]].last_error} for st in result.stale]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -30,7 +30,22 @@ def check_cron(expr: str) -> str:
     expr = " ".join(expr.split())
     if len(expr.split()) != 5 or not croniter.is_valid(expr):
         raise UserError(f"cron: {expr!r} is not a 5-field cron expression such as '0 8,12,19 * * 1-5'")
+    # Valid fields can still name a day that never comes (30 February): such a schedule would
+    # accept stories and never give them a slot.
+    try:
+        croniter(expr, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterError:
+        raise UserError(f"cron: {expr!r} never fires (no such day in any year)") from None
     return expr
+
+
+def _next(it: croniter) -> datetime | None:
+    """The iterator's next wall-clock time, or None when it has none (a schedule stored before
+    check_cron refused dates that never come)."""
+    try:
+        return it.get_next(datetime)
+    except CroniterError:
+        return None
 
 
 def slots(schedule: list[str], tz: str, after: datetime) -> Iterator[datetime]:
@@ -38,13 +53,18 @@ def slots(schedule: list[str], tz: str, after: datetime) -> Iterator[datetime]:
     zone = ZoneInfo(tz)
     # Walk wall-clock time: croniter on naive local times never sees the DST jumps.
     start = after.astimezone(zone).replace(tzinfo=None) - timedelta(hours=3)
-    iters = [croniter(expr, start) for expr in schedule]
-    heads = [it.get_next(datetime) for it in iters]
+    pairs = [(head, it) for it in (croniter(expr, start) for expr in schedule)
+             if (head := _next(it)) is not None]
+    heads, iters = [h for h, _ in pairs], [it for _, it in pairs]
     last: datetime | None = None
     while heads:
         i = min(range(len(heads)), key=heads.__getitem__)
         wall = heads[i]
-        heads[i] = iters[i].get_next(datetime)
+        following = _next(iters[i])
+        if following is None:
+            del heads[i], iters[i]
+        else:
+            heads[i] = following
         # fold=0: a nonexistent time takes the offset before the change (so it moves forward by
         # the gap); an ambiguous time takes its first occurrence.
         instant = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)

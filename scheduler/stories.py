@@ -3,6 +3,9 @@ account, in one transaction, or nothing at all."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -14,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from adapters import PLATFORMS, adapter_class
 from adapters.base import Media, Post, Problem
+from adapters.text import split_thread
+from config.settings import get_settings
 from scheduler import accounts, deliveries, media, slots
 from scheduler.errors import StoryRejected, UserError, parse_id, shown, shown_path
 from scheduler.models import Account, Delivery, Story
@@ -28,6 +33,12 @@ AUTHOR_LIMIT = 255
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A queued time this far in the past is a typo, not a wish to publish now.
 PAST_TOLERANCE = timedelta(minutes=5)
+# Platforms that fetch media from Media.url (the published media store) and which kinds: without
+# CROSSPOST_MEDIA_PUBLIC_URL they would accept the story here and refuse it at publish time.
+MEDIA_BY_URL = {"instagram": ("image", "video"), "threads": ("image", "video"), "tiktok": ("image",)}
+# Line breaks and tabs belong in a story; every other control character is a paste accident that
+# platforms refuse or render as boxes.
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
 
 
 @dataclass
@@ -217,6 +228,19 @@ def _text_problem(field_name: str, text: str) -> str | None:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         return f"{field_name}: is not valid Unicode at character {exc.start + 1} (undecodable bytes?)"
+    for position, char in enumerate(text, 1):
+        if char not in _ALLOWED_CONTROLS and unicodedata.category(char) == "Cc":
+            return (f"{field_name}: contains the control character U+{ord(char):04X} at character "
+                    f"{position}; only line breaks and tabs are allowed")
+    return None
+
+
+def check_horizon(when: datetime, field_name: str, now: datetime) -> str | None:
+    """A time further ahead than the horizon is a typo (9999-12-31), not a plan."""
+    days = get_settings().schedule_horizon_days
+    if when > now + timedelta(days=days):
+        return (f"{field_name}: {when.isoformat()} is more than {days} days ahead "
+                "(CROSSPOST_SCHEDULE_HORIZON_DAYS)")
     return None
 
 
@@ -246,6 +270,9 @@ def check_draft(draft: Draft, now: datetime) -> list[str]:
                             f"crosspost accepts at most {MAX_STORY_CHARS}")
     if draft.at is not None and draft.at < now - PAST_TOLERANCE:
         problems.append(f"at: {draft.at.isoformat()} is in the past; use --now to publish now")
+    for name, when in (("at", draft.at), ("not-before", draft.not_before)):
+        if when is not None and (problem := check_horizon(when, name, now)):
+            problems.append(problem)
     if draft.at is not None and draft.next_slot:
         problems.append("at: give a time or next-slot, not both")
     if draft.not_before is not None and not draft.next_slot:
@@ -266,20 +293,82 @@ def _platform_check(account: Account, draft: Draft) -> list[Problem]:
                                                   f"{' '.join(str(exc).split())[:200]})")]
 
 
+def _media_url_problem(platform: str, draft: Draft, found: list[Problem]) -> str | None:
+    """Media a platform must fetch by URL when the media store is not published. (Done here, not in
+    the adapters, so every such platform is covered at queue time; skipped when the adapter's own
+    check already said it.)"""
+    kinds = MEDIA_BY_URL.get(platform, ())
+    missing = [m for m in draft.media if m.kind in kinds and not m.url]
+    if not missing or any("MEDIA_PUBLIC_URL" in p.message for p in found):
+        return None
+    return (f"media: {platform} fetches media by URL and the {missing[0].kind} has none; set "
+            "CROSSPOST_MEDIA_PUBLIC_URL to where the media directory is served")
+
+
+def _thread_parts_problem(platform: str, draft: Draft) -> str | None:
+    """A --thread story that would become more replies than max_thread_parts on ``platform``."""
+    if not draft.thread:
+        return None
+    caps = adapter_class(platform).caps
+    body = draft.post_for(platform).body
+    if not caps.threads or caps.count(body) <= caps.text_limit:
+        return None
+    try:
+        parts = len(split_thread(body, caps.text_limit, caps.count))
+    except ValueError:
+        return None  # the platform check has already said the text cannot be split
+    limit = get_settings().max_thread_parts
+    if parts > limit:
+        return (f"text: would become a thread of {parts} posts on {platform}; the limit is {limit} "
+                "(CROSSPOST_MAX_THREAD_PARTS)")
+    return None
+
+
 def check_targets(draft: Draft, targets: list[Account]) -> list[str]:
     problems = []
     for platform in draft.variants:
         if platform in PLATFORMS and all(a.platform != platform for a in targets):
             problems.append(f"variant: for {platform}, but no target account is on {platform}")
+    thread_problems: dict[str, str | None] = {}
     for account in targets:
-        problems.extend(f"{account.label}: {p.field}: {p.message}" for p in _platform_check(account, draft))
+        found = _platform_check(account, draft)
+        problems.extend(f"{account.label}: {p.field}: {p.message}" for p in found)
+        if problem := _media_url_problem(account.platform, draft, found):
+            problems.append(f"{account.label}: {problem}")
+        if account.platform not in thread_problems:  # splitting 100k characters takes a while
+            thread_problems[account.platform] = _thread_parts_problem(account.platform, draft)
+        if problem := thread_problems[account.platform]:
+            problems.append(f"{account.label}: {problem}")
         if draft.next_slot and not account.schedule:
             problems.append(f"{account.label}: schedule: has no posting schedule for --next-slot; "
                             "set one with `crosspost schedule set`")
     return problems
 
 
-def queue(s: Session, draft: Draft, now: datetime) -> Story:
+def fingerprint(draft: Draft, targets: list[Account]) -> str:
+    """What makes two stories the same: text, link, variants, media (by content and alt text),
+    thread, the accounts they go to (however they were named) and their time."""
+    if draft.next_slot:
+        when = "next_slot:" + (draft.not_before.isoformat() if draft.not_before else "")
+    else:
+        when = draft.at.isoformat() if draft.at else "now"
+    data = {"text": draft.text, "link": draft.link, "variants": dict(sorted(draft.variants.items())),
+            "media": [[m.kind, m.sha256, m.alt] for m in draft.media], "thread": draft.thread,
+            "accounts": sorted(a.id for a in targets), "when": when}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def duplicate_problem(s: Session, digest: str) -> str | None:
+    """The refusal for a story identical to one already queued (a cancelled one does not count)."""
+    twin = s.scalars(select(Story.id).where(Story.fingerprint == digest, Story.status != "cancelled")
+                     .order_by(Story.id).limit(1)).first()
+    if twin is None:
+        return None
+    return (f"story: identical to story {twin} (same text, link, variants, media, targets and time); "
+            "use --allow-duplicate to queue it again")
+
+
+def queue(s: Session, draft: Draft, now: datetime, *, allow_duplicate: bool = False) -> Story:
     """Check ``draft`` against every target; store it with its deliveries, or raise StoryRejected."""
     problems = check_draft(draft, now)
     if problems:  # platform checks on a 10 MB text or a bad link would only repeat the problem
@@ -288,13 +377,17 @@ def queue(s: Session, draft: Draft, now: datetime) -> Story:
     problems = check_targets(draft, targets)
     if problems:
         raise StoryRejected(problems)
+    digest = fingerprint(draft, targets)
+    if not allow_duplicate and (problem := duplicate_problem(s, digest)):
+        raise StoryRejected([problem])
     if draft.next_slot:
         slots.lock_accounts(s, [a.id for a in targets])
     due = draft.at or now
     timing = "next_slot" if draft.next_slot else ("at" if draft.at else "now")
     story = Story(text=draft.text, link=draft.link, variants=draft.variants, targets=draft.targets,
                   status="approved", author=draft.author, due_at=draft.not_before or due, created_at=now,
-                  timing=timing, thread=draft.thread, media=[media.to_json(m) for m in draft.media])
+                  timing=timing, thread=draft.thread, media=[media.to_json(m) for m in draft.media],
+                  fingerprint=digest)
     s.add(story)
     s.flush()
     after = max(now, draft.not_before or now)
@@ -348,9 +441,20 @@ def retime(s: Session, story: Story, now: datetime, *, at: datetime | None = Non
         raise UserError("retime: give exactly one of --at and --next-slot")
     if at is not None and at < now - PAST_TOLERANCE:
         raise UserError(f"at: {at.isoformat()} is in the past")
+    if at is not None and (problem := check_horizon(at, "at", now)):
+        raise UserError(problem)
+    if story.status == "cancelled":
+        raise UserError(f"story: {story.id} is cancelled; a cancelled story is not re-timed")
     movable = select(Delivery.id, Delivery.account_id).where(Delivery.story_id == story.id,
                                                              Delivery.state.in_(RETIMABLE))
     rows = s.execute(movable).all()
+    if not rows:
+        # Published, failed, publishing...: their time is history, not a plan.
+        states = [d for (d,) in s.execute(select(Delivery.state).where(Delivery.story_id == story.id))]
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(
+            {st: states.count(st) for st in states}.items())) or "no deliveries"
+        raise UserError(f"story: {story.id} has no delivery that has not started ({counts}); only those "
+                        "can be re-timed")
     s.execute(update(Delivery).where(Delivery.id.in_([r[0] for r in rows]), Delivery.state.in_(RETIMABLE))
               .values(slot_at=None).execution_options(synchronize_session=False))
     moved = 0

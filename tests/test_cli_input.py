@@ -8,16 +8,23 @@ after (every table, every row, and the schema) and must be identical.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
+import struct
+import subprocess
+import sys
+import zlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy import update
 
 from adapters.base import Credentials
-from scheduler import accounts, stories
+from scheduler import accounts, followers, stories
 from scheduler.db import session_scope
 from scheduler.models import Delivery, utcnow
 from tests.conftest import Env
@@ -32,6 +39,8 @@ class Seeded:
 
     story: int = 0
     by_state: dict[str, int] = field(default_factory=dict)
+    finished: int = 0  # every delivery published
+    cancelled: int = 0
 
 
 def seed() -> Seeded:
@@ -40,7 +49,7 @@ def seed() -> Seeded:
     seeded = Seeded()
     with session_scope() as s:
         creds = Credentials({"access_token": TOKEN})
-        accounts.add(s, "mastodon", "newsroom", creds, tags=["news"], base_url="http://127.0.0.1:9")
+        masto = accounts.add(s, "mastodon", "newsroom", creds, tags=["news"], base_url="http://127.0.0.1:9")
         accounts.add(s, "telegram", "@newsroom", Credentials({"bot_token": "123456:" + TOKEN}),
                      tags=["news"])
         accounts.add(s, "bluesky", "newsroom.example", creds, tags=["en"])
@@ -53,6 +62,14 @@ def seed() -> Seeded:
         for delivery_id, state in zip(ids, ("published", "failed", "unknown", "scheduled"), strict=True):
             s.execute(update(Delivery).where(Delivery.id == delivery_id).values(state=state))
             seeded.by_state[state] = delivery_id
+        finished = stories.queue(s, stories.Draft(text="Finished story", targets=["news"]), utcnow())
+        s.execute(update(Delivery).where(Delivery.story_id == finished.id).values(state="published"))
+        cancelled = stories.queue(s, stories.Draft(text="Cancelled story", targets=["en"],
+                                                   at=utcnow() + timedelta(days=2)), utcnow())
+        stories.cancel(s, cancelled, utcnow())
+        seeded.finished, seeded.cancelled = finished.id, cancelled.id
+        # One follower sample, so that `followers report --chart` gets as far as drawing.
+        followers.record(s, masto.id, utcnow(), 42)
     return seeded
 
 
@@ -107,6 +124,7 @@ def files(tmp_path: Path) -> Path:
     }
     for name, body in stories_yaml.items():
         (d / name).write_text(body)
+    (d / "dir.png").mkdir()
     return d
 
 
@@ -187,6 +205,34 @@ CASES: list[tuple[str, list[str], str | None, tuple[str, ...]]] = [
     ("story-show-unknown", ["stories", "show", "424242"], None, ("story:", "424242")),
     ("story-show-huge-id", ["stories", "show", "9" * 30], None, ("story:",)),
     ("story-cancel-unknown", ["stories", "cancel", "424242"], None, ("story:", "424242")),
+    # -- issue 9, item 12 ----------------------------------------------------------------------
+    ("queue-text-control-char", ["stories", "queue", "--text", "ring the \x07bell", "--to", "news"], None,
+     ("text:", "U+0007", "character 10")),
+    ("queue-variant-control-char", ["stories", "queue", "--text", "hi", "--to", "news", "--variant",
+                                    "telegram=esc\x1b[31m"], None, ("variant:", "U+001B")),
+    ("queue-at-year-9999", ["stories", "queue", "--text", "hi", "--to", "news", "--at", "9999-12-31T00:00Z"],
+     None, ("at:", "days ahead", "CROSSPOST_SCHEDULE_HORIZON_DAYS")),
+    ("queue-at-date-9999", ["stories", "queue", "--text", "hi", "--to", "news", "--at", "9999-12-31"], None,
+     ("at:", "no time")),
+    ("queue-not-before-year-9999", ["stories", "queue", "--text", "hi", "--to", "news", "--next-slot",
+                                    "--not-before", "9999-01-01T00:00Z"], None,
+     ("not-before:", "days ahead")),
+    ("retime-finished", ["stories", "retime", "{finished}", "--at", FUTURE], None,
+     ("story:", "no delivery that has not started", "published")),
+    ("retime-cancelled", ["stories", "retime", "{cancelled}", "--at", FUTURE], None,
+     ("story:", "cancelled")),
+    ("retime-year-9999", ["stories", "retime", "{story}", "--at", "9999-12-31T00:00Z"], None,
+     ("at:", "days ahead")),
+    ("export-status-bogus", ["stories", "export", "--status", "bogus"], None,
+     ("status:", "'bogus'", "approved")),
+    ("queue-png-bomb", ["stories", "queue", "--text", "hi", "--to", "news", "--image", "{in}/bomb.png"], None,
+     ("media:", "bomb.png", "decompression bomb")),
+    ("schedule-never-fires", ["schedule", "set", "mastodon:newsroom", "--cron", "0 9 30 2 *"], None,
+     ("cron:", "never fires")),
+    ("chart-is-directory", ["followers", "report", "--chart", "{in}/dir.png"], None,
+     ("chart:", "is a directory")),
+    ("chart-cannot-write", ["followers", "report", "--chart", "/proc/crosspost-chart.png"], None,
+     ("chart:", "cannot write", "/proc/crosspost-chart.png")),
     # -- deliveries ----------------------------------------------------------------------------
     ("list-state-bogus", ["deliveries", "list", "--state", "bogus"], None, ("state:", "'bogus'")),
     ("list-story-not-int", ["deliveries", "list", "--story", "abc"], None, ("--story",)),
@@ -208,8 +254,11 @@ CASES: list[tuple[str, list[str], str | None, tuple[str, ...]]] = [
 def test_bad_input_is_refused_cleanly(sqlite_env: Env, files: Path, args: list[str], stdin: str | None,
                                       needles: tuple[str, ...]) -> None:
     seeded = seed()
-    ids = {"in": str(files), "story": str(seeded.story), **{k: str(v) for k, v in seeded.by_state.items()}}
+    ids = {"in": str(files), "story": str(seeded.story), "finished": str(seeded.finished),
+           "cancelled": str(seeded.cancelled), **{k: str(v) for k, v in seeded.by_state.items()}}
     argv = [a.format(**ids) if "{" in a else a for a in args]
+    if "{in}/bomb.png" in args:
+        (files / "bomb.png").write_bytes(png_claiming(30000, 30000))
     if "{in}/ten-mb.yaml" in args:
         (files / "ten-mb.yaml").write_text("to: news\ntext: " + "x" * 10_000_000 + "\n")
     db_file = sqlite_env.data_dir / "crosspost.db"
@@ -217,6 +266,86 @@ def test_bad_input_is_refused_cleanly(sqlite_env: Env, files: Path, args: list[s
     result = sqlite_env.cli(*argv, stdin=stdin, timeout=120)
     assert_refused(result, *needles)
     assert snapshot(db_file) == before
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels and holds none."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("name", "value", "needles"), [
+    ("LOG_LEVEL", "LOUD", ("CROSSPOST_LOG_LEVEL", "'LOUD'", "DEBUG")),
+    ("DATA_DIR", "{file}", ("CROSSPOST_DATA_DIR", "not a directory")),
+])
+def test_bad_setting_values(sqlite_env: Env, tmp_path: Path, name: str, value: str,
+                            needles: tuple[str, ...]) -> None:
+    db_file = sqlite_env.data_dir / "crosspost.db"
+    before = snapshot(db_file)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    sqlite_env.vars[f"CROSSPOST_{name}"] = value.format(file=a_file)
+    for argv in (["accounts", "list"], ["stories", "queue", "--text", "hi", "--to", "news"]):
+        assert_refused(sqlite_env.cli(*argv), *needles)
+    assert snapshot(db_file) == before
+
+
+def test_image_on_a_read_only_data_directory(sqlite_env: Env, tmp_path: Path) -> None:
+    """The data directory is mounted read-only (in a private mount namespace of the command, so
+    nothing outside it sees the mount; as root, permission bits would not stop a write)."""
+    seed()
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64), (10, 120, 200)).save(image, "PNG")
+    db_file = sqlite_env.data_dir / "crosspost.db"
+    before = snapshot(db_file)
+    argv = [sys.executable, "-m", "scheduler.cli", "stories", "queue", "--text", "hi", "--to", "news",
+            "--image", str(image)]
+    data = str(sqlite_env.data_dir)
+    if os.geteuid() != 0:
+        sqlite_env.data_dir.chmod(0o555)
+        try:
+            result = subprocess.run(argv, env=sqlite_env.child_env(), capture_output=True, text=True,
+                                    timeout=60)
+        finally:
+            sqlite_env.data_dir.chmod(0o755)
+    else:
+        if shutil.which("unshare") is None:
+            pytest.skip("unshare(1) is needed to mount the data directory read-only")
+        script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+        result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                                 data, *argv], env=sqlite_env.child_env(), capture_output=True, text=True,
+                                timeout=60)
+        if "mount:" in result.stderr:
+            pytest.skip(f"cannot mount in a private namespace here: {result.stderr.strip()[:200]}")
+    assert_refused(result, "media:", "cannot write to the media store", "Read-only file system"
+                   if os.geteuid() == 0 else "Permission denied")
+    assert snapshot(db_file) == before
+    assert not (sqlite_env.data_dir / "media").exists()
+
+
+def test_identical_story_is_refused_unless_allowed(sqlite_env: Env) -> None:
+    seed()
+    argv = ["stories", "queue", "--text", "Council votes tonight", "--to", "news", "--at", FUTURE]
+    first = sqlite_env.cli(*argv)
+    assert first.returncode == 0, first.stderr
+    db_file = sqlite_env.data_dir / "crosspost.db"
+    before = snapshot(db_file)
+    assert_refused(sqlite_env.cli(*argv), "identical to story", "--allow-duplicate")
+    # The same story named through its accounts instead of its tag is still the same story.
+    assert_refused(sqlite_env.cli("stories", "queue", "--text", "Council votes tonight", "--to",
+                                  "mastodon:newsroom", "--to", "telegram:@newsroom", "--at", FUTURE),
+                   "identical to story")
+    assert snapshot(db_file) == before
+    again = sqlite_env.cli(*argv, "--allow-duplicate")
+    assert again.returncode == 0, again.stderr
+    # Another time is another story.
+    later = (utcnow() + timedelta(days=31)).strftime("%Y-%m-%dT%H:%MZ")
+    other = sqlite_env.cli("stories", "queue", "--text", "Council votes tonight", "--to", "news",
+                           "--at", later)
+    assert other.returncode == 0, other.stderr
 
 
 def test_bad_settings_are_refused_cleanly(sqlite_env: Env) -> None:

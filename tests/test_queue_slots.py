@@ -29,7 +29,9 @@ def scheduled_account(tz: str = "America/New_York", gap: int = 60, handle: str |
 def queue(*targets: str, now: datetime = NOW) -> int:
     with session_scope() as s:
         return stories.queue(
-            s, stories.Draft(text="slot story", targets=list(targets), next_slot=True), now
+            s, stories.Draft(text="slot story", targets=list(targets), next_slot=True), now,
+            # The same story many times on purpose: these tests are about slots, not duplicates.
+            allow_duplicate=True,
         ).id
 
 
