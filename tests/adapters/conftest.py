@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from adapters import adapter_class
-from adapters.base import Adapter
+from adapters.base import AccountRef, Adapter, Credentials
 from adapters.standins import standin_class
 from adapters.standins.base import StandIn
 
@@ -51,3 +51,16 @@ def _fresh_standin(request: pytest.FixtureRequest) -> None:
 @pytest.fixture
 def adapter(request: pytest.FixtureRequest) -> Adapter:
     return adapter_class(request.module.PLATFORM)(timeout=5)
+
+
+@pytest.fixture
+def creds(request: pytest.FixtureRequest, standin: StandIn) -> dict[str, str]:
+    """What the stand-in issued for the module's ``HANDLE`` (with ``FOLLOWERS`` followers)."""
+    return standin.add_account(request.module.HANDLE, followers=request.module.FOLLOWERS)
+
+
+@pytest.fixture
+def account(request: pytest.FixtureRequest, standin: StandIn, creds: dict[str, str]) -> AccountRef:
+    """The module's ``HANDLE`` as crosspost stores it, pointed at the stand-in."""
+    return AccountRef(id=1, platform=request.module.PLATFORM, handle=request.module.HANDLE,
+                      base_url=standin.url, credentials=Credentials(creds))

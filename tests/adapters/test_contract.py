@@ -172,6 +172,8 @@ def test_a_redirect_is_not_followed(case: Setup, status: int) -> None:
 def test_credentials_never_appear_in_errors(case: Setup, status: int, call: str) -> None:
     """The platform echoes every secret back in its error text; no error, and nothing that prints the
     account, shows one."""
+    if call == "refresh" and not case.row.refreshable:
+        pytest.skip(f"{case.row.name} credentials are never refreshed: nothing is asked")
     secrets = case.secrets()
     assert secrets  # the stand-in issued secrets to hide
     path = {"publish": case.row.create_path, "followers": case.row.followers_path, "refresh": ""}[call]
@@ -181,6 +183,8 @@ def test_credentials_never_appear_in_errors(case: Setup, status: int, call: str)
               "refresh": lambda: case.adapter.refresh(case.account)}[call]
     with pytest.raises(AdapterError) as err:
         action()
+    if status == 400:  # the platform's words reach the operator, with the secrets masked
+        assert "***" in str(err.value), err.value
     for secret in secrets:
         assert secret not in str(err.value) and secret not in repr(err.value)
         for shown in (repr(case.account), str(case.account), repr(case.account.credentials)):
