@@ -650,6 +650,11 @@ def main(argv: list[str] | None = None) -> None:
         _fail("settings: CROSSPOST_DATABASE_URL is not a database URL SQLAlchemy can use", 2)
     except DBAPIError as exc:
         _fail(_database_problem(exc), 1)
+    except OSError as exc:
+        # The last net for the file system (a read-only or full disk the checks did not foresee): the
+        # operating system's words and the file, on one line.
+        where = f"{shown_path(str(exc.filename))}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or type(exc).__name__}", 1)
     if isinstance(code, int) and code:
         sys.exit(code)
 

@@ -91,11 +91,16 @@ def next_free_slot(s: Session, account: Account, after: datetime, exclude: int |
         raise UserError(f"{account.label}: has no posting schedule; set one with `crosspost schedule set`")
     gap = timedelta(minutes=account.min_gap_minutes or 0)
     # A slot is free when no pending post sits closer than the gap (or at the same instant).
+    fired = False
     for slot in slots(account.schedule, account.tz, after):
+        fired = True
         if slot - after > HORIZON:
             break
         if not _taken(s, account.id, slot - gap, slot + gap, exclude):
             return slot
+    if not fired:  # a schedule stored before check_cron refused days that never come
+        raise UserError(f"{account.label}: schedule: never fires ({'; '.join(account.schedule)}); set a new "
+                        "one with `crosspost schedule set`")
     raise UserError(f"{account.label}: no free slot in the next {HORIZON.days} days")
 
 

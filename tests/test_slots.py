@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from itertools import islice, pairwise
 
@@ -10,6 +11,7 @@ import pytest
 from scheduler import slots
 from scheduler.db import session_scope
 from scheduler.errors import UserError
+from tests.conftest import Env
 from tests.factories import make_account, make_delivery
 
 
@@ -88,6 +90,37 @@ def test_several_expressions_merge_in_order_without_repeats() -> None:
 def test_bad_cron_is_refused_with_the_expression(bad: str) -> None:
     with pytest.raises(UserError, match="cron"):
         slots.check_cron(bad)
+
+
+@pytest.mark.parametrize("never", ["0 9 30 2 *", "0 9 31 4 *", "0 0 31 2,4,6,9,11 *"])
+def test_cron_that_never_fires_is_refused(never: str) -> None:
+    with pytest.raises(UserError, match=r"cron: .* never fires"):
+        slots.check_cron(never)
+
+
+def test_rare_cron_is_accepted() -> None:
+    assert slots.check_cron("0 9 29 2 *") == "0 9 29 2 *"  # leap days come
+    assert first(["0 9 29 2 *"], "UTC", utc(2026, 12, 1), 1) == [utc(2028, 2, 29, 9)]
+
+
+def test_a_stored_schedule_that_never_fires_gives_errors_not_tracebacks(sqlite_env: Env) -> None:
+    """A schedule stored before check_cron knew about 30 February: `schedule show` lists nothing for
+    it and `--next-slot` says what is wrong, in one line."""
+    with session_scope() as s:
+        account = make_account(s, "mastodon", "desk", tags=["en"])
+        account.schedule = ["0 9 30 2 *"]
+        mixed = make_account(s, "mastodon", "mixed", tags=["mixed"])
+        mixed.schedule = ["0 9 30 2 *", "0 12 * * *"]
+    assert first(["0 9 30 2 *", "0 12 * * *"], "UTC", utc(2026, 12, 1), 2) == [
+        utc(2026, 12, 1, 12), utc(2026, 12, 2, 12)]
+    shown = sqlite_env.cli("schedule", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert {row["account"] for row in json.loads(shown.stdout)} == {"mastodon:mixed"}
+    queued = sqlite_env.cli("stories", "queue", "--text", "hi", "--to", "en", "--next-slot")
+    assert queued.returncode != 0 and "Traceback" not in queued.stderr
+    assert queued.stderr.strip() == ("error: story not queued: mastodon:desk: schedule: never fires "
+                                     "(0 9 30 2 *); set a new one with `crosspost schedule set`")
+    assert sqlite_env.cli("stories", "queue", "--text", "hi", "--to", "mixed", "--next-slot").returncode == 0
 
 
 @pytest.mark.usefixtures("db_env")
