@@ -7,16 +7,20 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 from sqlalchemy import func, select
 
 from adapters.base import Credentials
 from adapters.standins import Fault, StandIn, standin_class
-from scheduler import accounts, stories
-from scheduler.db import session_scope
+from config.settings import get_settings
+from scheduler import accounts, deliveries, stories
+from scheduler.celery_app import create_app
+from scheduler.db import dispose_engines, session_scope
 from scheduler.models import Delivery, utcnow
 from tests.conftest import Env, wait_for
 
@@ -172,3 +176,33 @@ def test_flushall_while_queued_loses_nothing(pg_env: Env, redis_url: str, standi
     except AssertionError:
         raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
     assert_each_once(standins, 3)
+
+
+def test_publish_retries_itself_on_a_database_error(pg_env: Env, pg_admin: str, redis_url: str,
+                                                    standins: dict[str, StandIn], procs: Processes) -> None:
+    """The database refuses connections when the worker takes the delivery: the task retries itself
+    within seconds (no beat runs here, so nothing else would ever hand the delivery out again)."""
+    redis.Redis.from_url(redis_url).flushdb()
+    procs.env = pg_env
+    matrix({"mastodon": standins["mastodon"]}, per_platform=1)
+    queue(1)
+    with session_scope() as s:
+        claimed = deliveries.claim_due(s, utcnow() + timedelta(seconds=1), 10)
+    assert len(claimed) == 1
+    procs.start("worker")
+    wait_for(lambda: "ready" in procs.log_tail(), 60, what="the worker to be ready")
+    name = pg_env.database_url.rsplit("/", 1)[1]
+    dispose_engines()
+    with psycopg.connect(pg_admin, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        create_app(get_settings()).send_task("crosspost.publish", args=[claimed[0]])
+        try:
+            wait_for(lambda: "OperationalError" in procs.log_tail(), 60, what="the worker meeting the outage")
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    try:
+        wait_for(lambda: states() == {"published": 1}, 60, what="published after the outage")
+    except AssertionError:
+        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+    assert len(standins["mastodon"].posts()) == 1
