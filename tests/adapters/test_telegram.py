@@ -6,7 +6,6 @@ import hashlib
 import io
 import itertools
 import json
-import socket
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -29,21 +28,8 @@ MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 2000
 _names = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def standin() -> Any:
-    server = TelegramStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def clean(standin: TelegramStandIn) -> None:
-    standin.reset()
-
-
-@pytest.fixture
-def adapter() -> TelegramAdapter:
-    return TelegramAdapter(timeout=5)
+# The stand-in, its reset before every test and the adapter come from conftest.py.
+PLATFORM = "telegram"
 
 
 def account(standin: TelegramStandIn, handle: str | None = None, followers: int = 10,
@@ -64,12 +50,6 @@ def error_body(status: int, description: str, **parameters: Any) -> dict[str, An
     if parameters:
         body["parameters"] = parameters
     return body
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- pure helpers ----------------------------------------------------------------------------------
@@ -460,14 +440,6 @@ def test_missing_or_malformed_token_makes_no_request(standin: TelegramStandIn, a
     with pytest.raises(AuthExpired):
         adapter.publish(acct, post(), "d14")
     assert standin.requests == []
-
-
-def test_connection_refused_was_not_sent(standin: TelegramStandIn, adapter: TelegramAdapter) -> None:
-    acct = account(standin)
-    acct.base_url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(Transient) as caught:
-        adapter.publish(acct, post(), "d15")
-    assert caught.value.maybe_sent is False
 
 
 # -- followers and find_published ------------------------------------------------------------------
