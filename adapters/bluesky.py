@@ -36,7 +36,7 @@ from adapters.base import (
     Token,
     secret_like,
 )
-from adapters.errors import AuthExpired, RateLimited, Rejected, Transient
+from adapters.errors import AuthExpired, Rejected, Transient
 from adapters.text import Span, graphemes, link_spans, split_thread, utf8_bytes
 
 POST = "app.bsky.feed.post"
@@ -386,32 +386,23 @@ class BlueskyAdapter(Adapter):
 
     # -- classify ------------------------------------------------------------------------------
     def classify(self, response: requests.Response) -> Exception | None:
+        """Only what Bluesky's error names add to the status (``rules`` and the defaults do the rest:
+        ratelimit-reset on a 429, 5xx, 401): a taken-down account, an expired token that comes as a
+        400, and the not-found answers that find_published and media reuse read."""
         status = response.status_code
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        body = body if isinstance(body, dict) else {}
-        name, message = str(body.get("error") or ""), str(body.get("message") or "")
-        detail = f"{status} {name}: {message}" if name else f"{status}: {message or response.text[:200]}"
-        reason = f"bluesky: {detail}".rstrip(": ")
-        if status == 429:
-            waits = [w for w in (http.parse_reset(response.headers.get("ratelimit-reset")),
-                                 http.parse_retry_after(response.headers.get("Retry-After")))
-                     if w is not None]
-            return RateLimited(reason, max(waits) if waits else 60.0, status=status)
-        if status >= 500:
-            return Transient(reason, status=status, maybe_sent=True)
+        if status == 429 or status >= 500:
+            return None
+        body = http.body_of(response)
+        name = str(body.get("error") or "") if isinstance(body, dict) else ""
+        reason = f"bluesky: {status} {name}: {body.get('message') or ''}".rstrip(": ") if name else ""
         if name in _TAKEN_DOWN:
             return Rejected(reason, status=status)
-        if status == 401 or name in _AUTH_ERRORS:
+        if name in _AUTH_ERRORS:
             return AuthExpired(reason, status=status)
         if name == "RecordNotFound":
             return _NotFound(reason, status=status)
         if name == "BlobNotFound":
             return _BlobNotFound(reason, status=status)
-        if status in (400, 403, 413):
-            return Rejected(reason, status=status)
         return None
 
     # -- identity ------------------------------------------------------------------------------

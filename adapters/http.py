@@ -161,6 +161,8 @@ class Rules:
     harmless_5xx: frozenset[int] = frozenset()
     # 3xx statuses that are an answer of this API, not a redirect (YouTube's 308 Resume Incomplete).
     answers_3xx: frozenset[int] = frozenset()
+    # What an operator does about a refused credential, where the platform has no refresh.
+    auth_hint: str = ""
 
 
 DEFAULT_RULES = Rules()
@@ -202,7 +204,8 @@ def default_error(response: requests.Response, platform: str, detail: str,
     if status >= 500:
         return Transient(f"{platform}: server error {status}{detail}", status=status, maybe_sent=True)
     if status == 401:
-        return AuthExpired(f"{platform}: credentials refused (401){detail}", status=status)
+        hint = f"; {rules.auth_hint}" if rules.auth_hint else ""
+        return AuthExpired(f"{platform}: credentials refused (401){detail}{hint}", status=status)
     return Rejected(f"{platform}: refused with {status}{detail}", status=status)
 
 

@@ -37,7 +37,7 @@ from adapters.base import (
     Token,
     parse_time,
 )
-from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
+from adapters.errors import InProgress, Rejected, Transient
 from adapters.text import mastodon_length, split_thread
 
 # Mastodon answers at most 40 statuses a page; a few pages cover any plausible burst of posts
@@ -110,6 +110,8 @@ class MastodonAdapter(Adapter):
         threads=True, requires_base_url=True,
     )
     credentials_model: ClassVar[type[CredentialsModel]] = MastodonCredentials
+    rules: ClassVar[http.Rules] = http.Rules(reset_headers=("X-RateLimit-Reset",),
+                                             auth_hint="tokens never expire: re-authorise the account")
 
     # -- check_platform -------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -341,28 +343,8 @@ class MastodonAdapter(Adapter):
                         name=me.get("display_name") or None)
 
     # -- classify -----------------------------------------------------------------------------
-    def classify(self, response: requests.Response) -> Exception | None:
-        status = response.status_code
-        detail = _error_text(response)
-        if status == 429:
-            waits = [w for w in (http.parse_reset(response.headers.get("X-RateLimit-Reset")),
-                                 http.parse_retry_after(response.headers.get("Retry-After")))
-                     if w is not None]
-            # Both can be present; the later one is the one that is certainly honoured.
-            return RateLimited(f"{self.platform}: rate limited (429): {detail}",
-                               max(waits) if waits else 60.0, status=status, scope="account")
-        if status == 401:
-            return AuthExpired(f"{self.platform}: access token refused (401): {detail}; "
-                               "re-authorise the account", status=status)
-        if status in (403, 404, 410):
-            return Rejected(f"{self.platform}: not allowed or account gone ({status}): {detail}",
-                            status=status)
-        if status == 422:
-            return Rejected(f"{self.platform}: status refused (422): {detail}", status=status)
-        if status >= 500:
-            return Transient(f"{self.platform}: server error {status}: {detail}", status=status,
-                             maybe_sent=True)
-        return None
+    # Declared in ``rules``: the words are ``{"error", "error_description"}`` (http.common_words); a
+    # 429 waits for the later of Retry-After and X-RateLimit-Reset (ISO-8601); 401 has no refresh.
 
     # -- helpers ------------------------------------------------------------------------------
     def _auth(self, account: AccountRef) -> dict[str, str]:
@@ -376,10 +358,8 @@ class MastodonAdapter(Adapter):
         return me
 
     def _json(self, response: requests.Response) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            return None
+        # None for a body that is not JSON: each caller says what a missing answer means for it.
+        return http.body_of(response)
 
     def _published(self, status: dict[str, Any]) -> Published:
         return Published(remote_id=str(status["id"]), url=status.get("url") or status.get("uri"),
@@ -408,14 +388,3 @@ def _html_text(content: str) -> str:
 def _normalise(text: str) -> str:
     return " ".join(_REMOTE_MENTION_RE.sub(r"\1", text).split())
 
-
-def _error_text(response: requests.Response) -> str:
-    """The instance's own words: ``{"error": ..., "error_description": ...}`` or the start of the body."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and (body.get("error") or body.get("error_description")):
-        parts = [str(body[k]) for k in ("error", "error_description") if body.get(k)]
-        return ": ".join(parts)
-    return response.text[:200].strip() or response.reason or "no details"

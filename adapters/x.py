@@ -107,6 +107,10 @@ class XAdapter(Adapter):
         threads=True,
     )
     credentials_model: ClassVar[type[CredentialsModel]] = XCredentials
+    # X's words are in a v2 problem, an ``errors`` list or an OAuth error (``_problem``, defined below).
+    rules: ClassVar[http.Rules] = http.Rules(
+        words=lambda body: _problem(body) if isinstance(body, dict) else None,
+        reset_headers=("x-rate-limit-reset",))
 
     # -- check_platform -----------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -389,18 +393,12 @@ class XAdapter(Adapter):
             fallback = http.parse_reset(headers.get("x-rate-limit-reset"))
             wait, scope = max(exhausted, default=(fallback if fallback is not None else 60.0, "account"))
             return RateLimited(reason, wait, status=status, scope=scope)
-        if status == 401:
-            return AuthExpired(f"{reason}; X refused the credentials", status=status)
-        if status >= 500:
-            return Transient(reason, status=status, maybe_sent=True)
         if status == 403 and "duplicate content" in reason.lower():
             return _Duplicate(reason, status=status)
         if "client-forbidden" in str(body.get("type")):
             return Rejected(f"{reason}; the X app's access level does not include this endpoint",
                             status=status)
-        if 400 <= status < 500:
-            return Rejected(reason, status=status)
-        return None
+        return None  # 401, 5xx and other refusals: the defaults, with X's words from ``rules``
 
     # -- helpers ------------------------------------------------------------------------------
     def _auth(self, account: AccountRef) -> dict[str, str]:

@@ -18,6 +18,7 @@ import pytest
 import requests
 from PIL import Image
 
+from adapters import http
 from adapters.base import AccountRef, Credentials, Media, Post, Progress
 from adapters.bluesky import (
     TID_ALPHABET,
@@ -515,7 +516,9 @@ def test_rate_limit_wait_falls_back_to_retry_after(adapter: BlueskyAdapter) -> N
     response = requests.Response()
     response.status_code, response._content = 429, b'{"error":"RateLimitExceeded","message":"slow down"}'
     response.headers["Retry-After"] = "42"
-    error = adapter.classify(response)
+    # Bluesky's classify adds nothing to a 429: the declared rules decide, as http.send applies them.
+    assert adapter.classify(response) is None
+    error = http.default_error(response, "bluesky", "", adapter.rules)
     assert isinstance(error, RateLimited) and error.retry_after == 42
 
 
