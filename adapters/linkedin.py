@@ -363,7 +363,7 @@ class LinkedInAdapter(Adapter):
             return RateLimited(reason, wait if wait is not None else _until_midnight(), status=status,
                                scope=scope)
         if status >= 500:
-            return Transient(reason, status=status, maybe_sent=True)
+            return None  # the defaults; "maybe sent" follows the one rule in http.py
         if status == 401 or code == "invalid_grant":
             return AuthExpired(reason, status=status)
         inputs = (body.get("errorDetails") or {}).get("inputErrors") or []

@@ -259,7 +259,7 @@ class TelegramAdapter(Adapter):
             return AuthExpired(f"telegram: bot token refused ({description}); it was revoked or "
                                "regenerated in @BotFather", status=status)
         if status >= 500:
-            return Transient(f"telegram: {description} ({status})", status=status, maybe_sent=True)
+            return Transient(f"telegram: {description} ({status})", status=status)  # maybe sent: http.py
         migrated = params.get("migrate_to_chat_id")
         if migrated is not None:
             return Rejected(f"telegram: {description}; its new chat id is {migrated}: change the "

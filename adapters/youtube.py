@@ -107,7 +107,7 @@ class YouTubeAdapter(Adapter):
                                "video/x-matroska", "video/mpeg", "video/3gpp"}),
     )
     # A resumable upload answers 308 Resume Incomplete to every chunk but the last.
-    rules: ClassVar[http.Rules] = http.Rules(answers_3xx=frozenset({308}))
+    rules: ClassVar[http.Rules] = http.Rules(answers_3xx=frozenset({308}), words=lambda body: _words(body))
     credentials_model: ClassVar[type[CredentialsModel]] = YouTubeCredentials
 
     # -- check_platform -------------------------------------------------------------------------
@@ -338,13 +338,9 @@ class YouTubeAdapter(Adapter):
             wait = http.parse_retry_after(response.headers.get("Retry-After"))
             return RateLimited(text, wait if wait is not None else 60.0, status=status,
                                scope="app" if reason == "rateLimitExceeded" else "account")
-        if status == 401:
-            return AuthExpired(text, status=status)
-        if status >= 500:
-            return Transient(text, status=status, maybe_sent=True)
         if status in (404, 410) and "upload_id" in response.url:
             return _Gone(text, status=status)
-        return Rejected(text, status=status)
+        return None  # 401, 5xx and other refusals: the defaults, with Google's words from ``rules``
 
     # -- helpers --------------------------------------------------------------------------------
     def _auth(self, account: AccountRef) -> dict[str, str]:
@@ -396,6 +392,15 @@ def _body(response: requests.Response) -> dict[str, Any]:
 def _json(response: requests.Response) -> dict[str, Any]:
     return http.json_object(response, "youtube")
 
+
+
+def _words(body: Any) -> str | None:
+    """Google's words: ``{"error": {"message", "errors": [{"reason"}]}}``, or an OAuth error."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return http.common_words(body)
+    reasons = [e.get("reason") for e in error.get("errors") or [] if isinstance(e, dict) and e.get("reason")]
+    return ": ".join(str(w) for w in (*reasons[:1], error.get("message")) if w) or None
 
 
 def _normalise(text: str) -> str:
