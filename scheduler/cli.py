@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -42,6 +43,18 @@ app.add_typer(stories_app, name="stories")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(followers_app, name="followers")
 app.add_typer(schedule_app, name="schedule")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"crosspost {package_version('crosspost')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                   help="Print the version and exit.")] = False) -> None:
+    """Publish stories to a matrix of social-media accounts."""
 
 def setup_logging() -> None:
     logging.basicConfig(level=get_settings().log_level.upper(),

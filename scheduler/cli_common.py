@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
@@ -19,7 +22,72 @@ from scheduler.db import session_scope
 from scheduler.errors import UserError
 
 out = Console(soft_wrap=True)
+
+
+def _words_for(param: Any, ctx: Any) -> str | None:
+    """What an option takes, in words (TEXT, N, FILE, a|b), not Python types (``<list[str]>``);
+    nothing for a flag."""
+    if param.metavar is not None:
+        return str(param.metavar)
+    desc = param.type_descriptor
+    annotation = desc.annotation
+    if annotation is bool or getattr(param, "is_flag", False):
+        return None
+    if desc.is_choice:
+        return "|".join(str(c) for c in desc.choices or ())
+    element = annotation.__args__[0] if desc.is_list else annotation
+    if desc.is_path or element is Path:
+        return "FILE"
+    if element is int:
+        return "N"
+    if element is float:
+        return "NUMBER"
+    return "TEXT"
+
+
+def _range_in_words(param: Any) -> str | None:
+    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    if low is None and high is None:
+        return None
+    if high is None or high >= 2**31 - 1:  # "no limit" in practice: the id column's own
+        return f"at least {low}"
+    return f"{low} to {high}" if low is not None else f"at most {high}"
+
+
+# Typer 0.2x prints each option's Python type and range as code in --help; operators read words.
+typer.core.TyperOption.display_type_rich = _words_for  # type: ignore[method-assign]
+typer.core.TyperOption._get_number_range_help_str = _range_in_words  # type: ignore[method-assign]
+typer.core.TyperArgument.display_type_rich = _words_for  # type: ignore[method-assign]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON array with stable field names.")]
+
+
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$")
+# Free text is cut in tables (the whole of it is in --json); links and errors are kept whole.
+TEXT_COLUMNS = {"text": 48, "name": 32, "title": 40}
+
+
+def cell(column: str, value: Any) -> str:
+    """One value as an operator reads it: lists as ``en, news``, counts as ``published 2``, times in
+    this machine's zone to the minute, long texts cut with an ellipsis."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return local_minute(value)
+    if isinstance(value, list):
+        return ", ".join(cell(column, v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {cell(column, v)}" for k, v in value.items())
+    text = str(value)
+    if isinstance(value, str) and _ISO_TIME.match(value):
+        return local_minute(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    limit = TEXT_COLUMNS.get(column)
+    if limit and len(text) > limit:
+        return " ".join(text[: limit - 1].split()) + "…"
+    return text
+
+
+def local_minute(when: datetime) -> str:
+    return when.astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
 def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str], title: str | None = None) -> None:
@@ -30,7 +98,7 @@ def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str], title: s
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(cell(c, row.get(c)) for c in columns))
     out.print(table)
 
 
