@@ -119,8 +119,8 @@ def classify(response: requests.Response, platform: str) -> AdapterError | None:
     if code in AUTH_CODES:
         return AuthExpired(reason, status=status)
     if error.transient or code in TRANSIENT_CODES or status >= 500:
-        # A create may have gone through before the fault: never repeat it blindly.
-        return Transient(reason, status=status, maybe_sent=True)
+        # Whether a create may have gone through is the one rule's (http.maybe_sent, with RULES).
+        return Transient(reason, status=status)
     if code in PERMISSION_CODES:
         return Rejected(f"{reason}; the token lacks a permission or the account a role", status=status)
     if code == 506:

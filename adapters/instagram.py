@@ -269,7 +269,7 @@ class InstagramAdapter(graph.GraphAdapter):
             if error.code == 9007 or error.subcode == 2207027:
                 return InProgress(f"{reason}; the media is not ready yet", after=IMAGE_POLL_SECONDS)
             if error.subcode == 2207001:
-                return Transient(reason, status=response.status_code, maybe_sent=True)
+                return Transient(reason, status=response.status_code)  # maybe sent: graph.RULES
             if error.subcode in _FETCH_FAILED:
                 return Rejected(f"{reason}; Instagram could not fetch the media: the URLs under "
                                 "CROSSPOST_MEDIA_PUBLIC_URL must be reachable from the internet",

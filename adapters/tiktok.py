@@ -372,7 +372,7 @@ class TikTokAdapter(Adapter):
         if code in _CAPPED:
             return RateLimited(reason, _CAPPED[code], status=status)
         if code == "internal_error" or status >= 500:
-            return Transient(reason, status=status, maybe_sent=True)
+            return Transient(reason, status=status)  # maybe sent: the one rule (http.maybe_sent)
         if code in ("scope_not_authorized", "scope_permission_missed"):
             reason += "; re-authorise the account with the video.publish and user.info.stats scopes"
         return Rejected(reason, status=status)
