@@ -92,10 +92,11 @@ def migrate(url: str | None = None) -> None:
     """Bring the database schema to the newest Alembic revision."""
     import logging
 
+    # Before the import: alembic logs its plugin set-up at INFO as it is imported (noise on `init`).
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
     from alembic import command
     from alembic.config import Config
-
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     here = Path(__file__).resolve().parent.parent / "migrations"
     cfg = Config()

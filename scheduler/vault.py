@@ -195,19 +195,22 @@ def begin_rotation(settings: Settings) -> bool:
 
 def reseal_all(s: Session) -> int:
     """Re-encrypt every account's credentials (removed ones too) under the newest key, in the caller's
-    transaction; refuses, changing nothing, if any of them cannot be opened."""
+    transaction; refuses, changing nothing, if a live account's cannot be opened. (A removed account's
+    that cannot be opened are left as they are: nothing will ever use them.)"""
     ring = _ring()
-    rows = s.scalars(select(Account).order_by(Account.id).with_for_update()).all()
-    bad = [a.label for a in rows if not opens(a.credentials)]
+    rows = list(s.scalars(select(Account).order_by(Account.id).with_for_update()).all())
+    openable = [a for a in rows if opens(a.credentials)]
+    bad = [a.label for a in rows if a.status != "removed" and a not in openable]
     if bad:
         raise VaultError(f"keys rotate: the credentials of {len(bad)} account(s) ({_listed(bad)}) cannot "
-                         "be decrypted with the current key; nothing was changed")
-    for account in rows:
+                         "be decrypted with the current key; no credential was changed (re-authorise or "
+                         "remove those accounts, then run `crosspost keys rotate` again)")
+    for account in openable:
         # MultiFernet.rotate keeps each token's original timestamp; the version is not bumped, so a
         # token refresh racing with the rotation still lands (it seals with the new key already).
         account.credentials = ring.opener.rotate(account.credentials)
     s.flush()
-    return len(rows)
+    return len(openable)
 
 
 def finish_rotation(settings: Settings) -> None:
@@ -223,6 +226,9 @@ def rotate() -> int:
     from scheduler.db import session_scope
 
     settings = get_settings()
+    # The new key is on disk before anything is sealed under it. If the re-encryption is refused or
+    # dies, it stays beside the old key (both open; the next run reuses it): deleting it could lose
+    # a token that a worker sealed under it meanwhile.
     begin_rotation(settings)
     with session_scope() as s:
         count = reseal_all(s)
