@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 from PIL import Image
 
 from config.settings import Settings
@@ -217,6 +218,28 @@ def test_fetch_connects_to_the_address_it_vetted(two_loopbacks: tuple[Recorder, 
     assert second.seen == []
 
 
+def test_vetted_public_address_is_the_one_connected_to(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the guard on: the name first resolves to a public address (which passes), then would
+    resolve to loopback. The socket is opened to the public address that was vetted, by number, and
+    the name is looked up once. (The connect is recorded and refused here, so no test traffic leaves
+    the machine.)"""
+    resolver = Resolver(["93.184.215.14", "127.0.0.1"])
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    connects: list[tuple[str, int]] = []
+
+    def record(address: tuple[str, int], *args: object, **kwargs: object) -> socket.socket:
+        connects.append(address)
+        raise ConnectionRefusedError(111, "refused by the test")
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", record)
+    s = Settings(data_dir=tmp_path / "d", media_fetch_timeout=2)
+    with pytest.raises(UserError, match="cannot fetch"):
+        media.ingest("http://rebind.test:8080/a.png", settings=s)
+    assert connects == [("93.184.215.14", 8080)]
+    assert resolver.asked == 1
+
+
 def test_every_redirect_hop_is_resolved_and_vetted_again(two_loopbacks: tuple[Recorder, Recorder],
                                                          tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
@@ -239,6 +262,30 @@ def test_redirect_to_a_non_public_address_is_refused(two_loopbacks: tuple[Record
     with pytest.raises(UserError, match=r"non-public address \(127\.0\.0\.1\)"):
         media._fetch(f"http://127.0.0.1:{first.server_address[1]}/a.png", io.BytesIO(), s)
     assert first.seen == []  # refused before connecting
+
+
+def test_redirect_from_a_public_host_to_loopback_is_refused(two_loopbacks: tuple[Recorder, Recorder],
+                                                            tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the guard on, a public host (played by the local server: the connect to the vetted
+    public address is recorded, then carried to it) redirects to loopback: the second hop is vetted
+    and refused before any connection."""
+    first, _ = two_loopbacks
+    port = first.server_address[1]
+    first.routes["/to-loopback"] = (302, {"Location": "http://127.0.0.1:{port}/a.png"}, b"")
+    monkeypatch.setattr(socket, "getaddrinfo", Resolver(["93.184.215.14"]))
+    connects: list[tuple[str, int]] = []
+
+    def carry(address: tuple[str, int], *args: object, **kwargs: object) -> socket.socket:
+        connects.append(address)
+        return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", carry)
+    s = Settings(data_dir=tmp_path / "d")
+    with pytest.raises(UserError, match=r"non-public address \(127\.0\.0\.1\)"):
+        media.ingest(f"http://rebind.test:{port}/to-loopback", settings=s)
+    assert connects == [("93.184.215.14", port)]
+    assert [p for p, _ in first.seen] == ["/to-loopback"]
 
 
 def test_redirects_are_capped(two_loopbacks: tuple[Recorder, Recorder], tmp_path: Path) -> None:
