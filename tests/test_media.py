@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import io
 import socket
+import ssl
 import struct
 import threading
 import zlib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import urllib3
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from PIL import Image
 
 from config.settings import Settings
@@ -191,12 +197,12 @@ class Resolver:
     """An in-process DNS for ``rebind.test``: its answers change on every lookup, as a rebinding
     attacker's server would make them (other names resolve as usual)."""
 
-    def __init__(self, answers: list[str]) -> None:
-        self.answers, self.asked = answers, 0
+    def __init__(self, answers: list[str], name: str = "rebind.test") -> None:
+        self.answers, self.asked, self.name = answers, 0, name
         self.real = socket.getaddrinfo
 
     def __call__(self, host: str, port: object, *args: object, **kwargs: object) -> list[Any]:
-        if host != "rebind.test":
+        if host != self.name:
             return self.real(host, port, *args, **kwargs)  # type: ignore[arg-type]
         address = self.answers[min(self.asked, len(self.answers) - 1)]
         self.asked += 1
@@ -295,6 +301,51 @@ def test_redirects_are_capped(two_loopbacks: tuple[Recorder, Recorder], tmp_path
         media.ingest(f"http://127.0.0.1:{first.server_address[1]}/loop", settings=s)
     assert len(first.seen) == media.MAX_REDIRECTS + 1
     assert not list(s.media_dir.rglob("*.*"))
+
+
+def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for ``name`` signed by its own key: (certificate, key) files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@pytest.mark.parametrize(("served_as", "ok"), [("media.test", True), ("other.test", False)])
+def test_https_to_the_vetted_address_still_checks_the_certificate_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served_as: str, ok: bool) -> None:
+    """Connecting by number must not weaken TLS: the certificate is checked against the URL's host
+    name (sent as SNI), so a server with another name's certificate is refused."""
+    cert_file, key_file = self_signed(tmp_path, served_as)
+    server = Recorder(("127.0.0.1", 0), {"/a.png": (200, {}, png(tmp_path / "served.png").read_bytes())})
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # the only certificate the client trusts
+    monkeypatch.setattr(socket, "getaddrinfo", Resolver(["127.0.0.1"], "media.test"))
+    s = Settings(data_dir=tmp_path / "d", media_allow_private=True, media_fetch_timeout=5)
+    url = f"https://media.test:{server.server_address[1]}/a.png"
+    try:
+        if ok:
+            assert media.ingest(url, settings=s).width == 640
+            assert server.seen == [("/a.png", f"media.test:{server.server_address[1]}")]
+        else:
+            with pytest.raises(UserError, match="cannot fetch"):
+                media.ingest(url, settings=s)
+            assert server.seen == []
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_proxy_variables_are_ignored(two_loopbacks: tuple[Recorder, Recorder], tmp_path: Path,
