@@ -61,6 +61,19 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class Handles:
+    """How a platform spells a handle, declared once per adapter for :meth:`Adapter.normalize_handle`:
+    what a name looks like (matched without a leading ``@``, ignoring case), the prefix of its one
+    spelling, whether case matters, and other forms (numeric or stable ids) kept exactly as given."""
+
+    name: str
+    what: str
+    prefix: str = ""
+    lower: bool = True
+    ids: str | None = None
+
+
+@dataclass(frozen=True)
 class Problem:
     """One reason a story cannot go to one platform, found before anything is stored."""
 
@@ -403,6 +416,8 @@ class Adapter:
     # How this platform words a failed answer (message, rate-limit headers, documented unknown
     # outcomes); read by adapters/http.py, which applies the one "maybe sent" rule.
     rules: ClassVar[http.Rules] = http.DEFAULT_RULES
+    # How a handle is spelt (None: any one word, as given).
+    handles: ClassVar[Handles | None] = None
 
     def __init__(self, session: requests.Session | None = None, timeout: float | None = None) -> None:
         self.session = session or http.new_session()
@@ -480,10 +495,17 @@ class Adapter:
         """The one spelling of a handle on this platform (``@newsroom`` and ``newsroom`` are one
         Mastodon account), so one account is never stored twice. ValueError for a handle the
         platform could never have."""
-        handle = handle.strip()
-        if not handle or any(c.isspace() for c in handle):
-            raise ValueError(f"{cls.platform}: handle {handle!r} is empty or has spaces")
-        return handle
+        text, rule = handle.strip(), cls.handles
+        if rule is None:
+            if not text or any(c.isspace() for c in text):
+                raise ValueError(f"{cls.platform}: handle {text!r} is empty or has spaces")
+            return text
+        if rule.ids and re.fullmatch(rule.ids, text):
+            return text
+        name = text.removeprefix("@")
+        if not re.fullmatch(rule.name, name, re.IGNORECASE):
+            raise ValueError(f"{cls.platform}: handle {text!r} is not {rule.what}")
+        return rule.prefix + (name.lower() if rule.lower else name)
 
     @classmethod
     def same_account(cls, handle: str, identity: Identity) -> bool:

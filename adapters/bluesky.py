@@ -27,6 +27,7 @@ from adapters.base import (
     Capabilities,
     Credentials,
     CredentialsModel,
+    Handles,
     Identity,
     Media,
     Post,
@@ -145,7 +146,7 @@ def created_at_iso(created_at: datetime) -> str:
 
 
 # A handle is a domain name (lowercase on the network); a DID names an account for good.
-_HANDLE_RE = regex.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
+_HANDLE_RE = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
 _DID_RE = r"did:(plc|web):[A-Za-z0-9._:%-]+"
 AppPassword = secret_like(r"[a-z0-9]{4}(-[a-z0-9]{4}){3}",
                           "an app password (xxxx-xxxx-xxxx-xxxx, from Settings > Privacy > App passwords)")
@@ -185,6 +186,9 @@ class BlueskyAdapter(Adapter):
         max_videos=1, video_types=frozenset({"video/mp4"}), max_video_bytes=50_000_000, threads=True,
     )
     credentials_model: ClassVar[type[CredentialsModel]] = BlueskyCredentials
+    # Handles are domain names, lowercase on the network; a DID names an account for good.
+    handles: ClassVar[Handles] = Handles(name=_HANDLE_RE, ids=_DID_RE,
+                                          what="a domain name such as newsroom.bsky.social, nor a DID")
     rules: ClassVar[http.Rules] = http.Rules(reset_headers=("ratelimit-reset",))
 
     # -- check_platform ------------------------------------------------------------------------
@@ -406,18 +410,6 @@ class BlueskyAdapter(Adapter):
         return None
 
     # -- identity ------------------------------------------------------------------------------
-    @classmethod
-    def normalize_handle(cls, handle: str) -> str:
-        """``@News.Example.com`` -> ``news.example.com``: handles are domain names, lowercase on the
-        network; a DID stays as given."""
-        text = handle.strip().removeprefix("@")
-        if regex.fullmatch(_DID_RE, text):
-            return text
-        if not _HANDLE_RE.fullmatch(text.lower()):
-            raise ValueError(f"bluesky: handle {handle.strip()!r} is not a domain name such as "
-                             "newsroom.bsky.social, nor a DID")
-        return text.lower()
-
     def whoami(self, account: AccountRef) -> Identity:
         """The session's handle and DID: getSession with a stored session, else the login itself
         (createSession answers with both)."""

@@ -10,7 +10,6 @@ pager for ``find_published``).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,7 @@ from typing import Any, ClassVar
 import requests
 
 from adapters import http
-from adapters.base import AccountRef, Adapter, Identity, parse_time
+from adapters.base import AccountRef, Adapter, Handles, Identity, parse_time
 from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
 
 # Pinned: every Graph version lives about two years, and an unpinned call silently follows the app's
@@ -37,7 +36,6 @@ PERMISSION_CODES = frozenset({3, 10, *range(200, 300)})
 # over an hour (app/user) or 24 h (BUC); five minutes re-checks without hammering (calls made while
 # throttled still count).
 DEFAULT_WAIT = 300.0
-_USERNAME_RE = re.compile(r"[A-Za-z0-9._]{1,100}")
 # find_published reads at most this many pages of an edge: enough for any burst of posts since a
 # delivery's first attempt, without walking a profile's whole history.
 EDGE_PAGE_SIZE = 25
@@ -183,6 +181,10 @@ class GraphAdapter(Adapter):
     # The node that says whose token this is, and the fields that name it.
     identity_node: ClassVar[str] = "me"
     identity_fields: ClassVar[str] = "id,username,name"
+    # ``@NewsRoom`` -> ``newsroom``: Meta usernames match regardless of case; a numeric id is one too.
+    handles: ClassVar[Handles] = Handles(name=r"[A-Za-z0-9._]{1,100}",
+                                         what="a username (letters, digits, periods, underscores) nor a "
+                                              "numeric id")
 
     def token(self, account: AccountRef) -> str:
         return account.credentials.require("access_token", self.platform)
@@ -200,16 +202,6 @@ class GraphAdapter(Adapter):
 
     def identity_node_of(self, account: AccountRef) -> str:
         return self.identity_node
-
-    @classmethod
-    def normalize_handle(cls, handle: str) -> str:
-        """``@NewsRoom`` -> ``newsroom``: Meta usernames (letters, digits, periods, underscores) match
-        regardless of case; a numeric id stays as it is."""
-        name = handle.strip().removeprefix("@")
-        if not _USERNAME_RE.fullmatch(name):
-            raise ValueError(f"{cls.platform}: handle {handle.strip()!r} is not a username (letters, digits, "
-                             "periods, underscores) nor a numeric id")
-        return name.lower()
 
     def graph_url(self, account: AccountRef, path: str) -> str:
         return f"{self.base_url(account)}/{self.api_version}/{path.lstrip('/')}"

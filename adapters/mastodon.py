@@ -28,6 +28,7 @@ from adapters.base import (
     Adapter,
     Capabilities,
     CredentialsModel,
+    Handles,
     Identity,
     Media,
     Post,
@@ -64,7 +65,7 @@ _TAG_RE = re.compile(r"<[^>]*>")
 # Rendered HTML shows a remote mention ``@user@domain`` as ``@user``.
 _REMOTE_MENTION_RE = re.compile(r"(@[\w.]+)@[\w.-]+\w")
 # A local username (Mastodon's Account::USERNAME_RE), optionally with its instance's domain.
-_HANDLE_RE = re.compile(r"[a-z0-9_]+([a-z0-9_.-]+[a-z0-9_]+)?(@[a-z0-9.-]+\.[a-z0-9-]+)?")
+_HANDLE_RE = r"[a-z0-9_]+([a-z0-9_.-]+[a-z0-9_]+)?(@[a-z0-9.-]+\.[a-z0-9-]+)?"
 
 
 class MastodonCredentials(CredentialsModel):
@@ -110,6 +111,11 @@ class MastodonAdapter(Adapter):
         threads=True, requires_base_url=True,
     )
     credentials_model: ClassVar[type[CredentialsModel]] = MastodonCredentials
+    # ``@Newsroom`` and ``newsroom`` are one account (usernames are unique regardless of case); a
+    # domain, if given, is kept so two instances' ``newsroom`` stay two accounts.
+    handles: ClassVar[Handles] = Handles(name=_HANDLE_RE,
+                                          what="a username (letters, digits, underscores), optionally "
+                                               "@instance.domain")
     rules: ClassVar[http.Rules] = http.Rules(reset_headers=("X-RateLimit-Reset",),
                                              auth_hint="tokens never expire: re-authorise the account")
 
@@ -315,16 +321,6 @@ class MastodonAdapter(Adapter):
         return None
 
     # -- identity -----------------------------------------------------------------------------
-    @classmethod
-    def normalize_handle(cls, handle: str) -> str:
-        """``@Newsroom`` and ``newsroom`` are one account (usernames are unique regardless of case);
-        a domain, if given, is kept so two instances' ``newsroom`` stay two accounts."""
-        name = handle.strip().removeprefix("@").lower()
-        if not _HANDLE_RE.fullmatch(name):
-            raise ValueError(f"mastodon: handle {handle.strip()!r} is not a username (letters, digits, "
-                             "underscores), optionally @instance.domain")
-        return name
-
     @classmethod
     def same_account(cls, handle: str, identity: Identity) -> bool:
         # verify_credentials names the local user only; the base URL already fixed the instance.

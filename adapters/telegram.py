@@ -31,6 +31,7 @@ from adapters.base import (
     Adapter,
     Capabilities,
     CredentialsModel,
+    Handles,
     Identity,
     Media,
     Post,
@@ -58,10 +59,6 @@ _TOKEN_IN_PATH_RE = re.compile(r"/bot([^/]+)/[^/]*$")
 # Raised by requests before anything is sent; their messages quote the full URL, token included.
 _BAD_URL = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
             requests.exceptions.InvalidSchema, requests.exceptions.URLRequired)
-
-
-# A public channel's username: 5-32 letters, digits and underscores, starting with a letter.
-_USERNAME_RE = re.compile(r"@?([A-Za-z][A-Za-z0-9_]{3,31})")
 
 
 BotToken = secret_like(_TOKEN_RE.pattern, "a bot token of the form <bot id>:<secret>")
@@ -109,6 +106,11 @@ class TelegramAdapter(Adapter):
         max_video_bytes=UPLOAD_BYTES, images_with_video=True,
     )
     credentials_model: ClassVar[type[CredentialsModel]] = TelegramCredentials
+    # ``@Newsroom``, ``newsroom`` -> ``@newsroom`` (usernames ignore case); a private channel's
+    # numeric id as given.
+    handles: ClassVar[Handles] = Handles(name=r"[A-Za-z][A-Za-z0-9_]{3,31}", prefix="@", ids=r"-?\d+",
+                                          what="@channelname (5-32 letters, digits, underscores) "
+                                               "nor a numeric chat id")
 
     # -- check_platform ---------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -203,19 +205,6 @@ class TelegramAdapter(Adapter):
         return None
 
     # -- identity ---------------------------------------------------------------------------------
-    @classmethod
-    def normalize_handle(cls, handle: str) -> str:
-        """``@Newsroom``, ``newsroom`` -> ``@newsroom`` (usernames ignore case); a private channel's
-        numeric id as given."""
-        text = handle.strip()
-        if _NUMERIC_RE.fullmatch(text):
-            return text
-        found = _USERNAME_RE.fullmatch(text)
-        if not found:
-            raise ValueError(f"telegram: handle {text!r} is neither @channelname (5-32 letters, digits, "
-                             "underscores) nor a numeric chat id")
-        return f"@{found.group(1).lower()}"
-
     def whoami(self, account: AccountRef) -> Identity:
         """The channel as this bot sees it: its @username, else its numeric id, and its numeric id
         as the stable one. getMe proves the token; getChatMember that this bot may post there (any

@@ -18,7 +18,6 @@ Credentials: ``access_token``, ``refresh_token`` (rotates), ``client_key``, ``cl
 from __future__ import annotations
 
 import os
-import re
 import struct
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from adapters.base import (
     Capabilities,
     Credentials,
     CredentialsModel,
+    Handles,
     Identity,
     Media,
     OAuthCredentials,
@@ -95,7 +95,6 @@ def mp4_duration(path: str) -> float | None:
     return None
 
 
-_USERNAME_RE = re.compile(r"@?([A-Za-z0-9_.]{2,24})")
 
 
 class TikTokCredentials(OAuthCredentials):
@@ -132,6 +131,9 @@ class TikTokAdapter(Adapter):
         visible_after=timedelta(hours=2),
     )
     credentials_model: ClassVar[type[CredentialsModel]] = TikTokCredentials
+    # ``@NewsRoom`` -> ``newsroom``: usernames ignore case.
+    handles: ClassVar[Handles] = Handles(name=r"[A-Za-z0-9_.]{2,24}",
+                                          what="a username (2-24 letters, digits, underscores, periods)")
     rules: ClassVar[http.Rules] = http.Rules(unknown_outcome=_unknown_outcome)
 
     # -- check_platform -------------------------------------------------------------------------
@@ -327,15 +329,6 @@ class TikTokAdapter(Adapter):
         return None
 
     # -- identity -------------------------------------------------------------------------------
-    @classmethod
-    def normalize_handle(cls, handle: str) -> str:
-        """``@NewsRoom`` -> ``newsroom``: usernames (letters, digits, underscores, periods) ignore case."""
-        found = _USERNAME_RE.fullmatch(handle.strip())
-        if not found:
-            raise ValueError(f"tiktok: handle {handle.strip()!r} is not a username (2-24 letters, digits, "
-                             "underscores, periods)")
-        return found.group(1).lower()
-
     def whoami(self, account: AccountRef) -> Identity:
         """The token's user (``user/info``): username and open_id (this app's stable id for them)."""
         data = self._call(account, "user/info/", None, method="GET",

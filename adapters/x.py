@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import os
-import re
 import time
 import unicodedata
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from adapters.base import (
     Capabilities,
     Credentials,
     CredentialsModel,
+    Handles,
     Identity,
     Media,
     NumericId,
@@ -74,7 +74,6 @@ def x_weighted_length(text: str) -> int:
     return parse_tweet(unicodedata.normalize("NFC", text), _V3).weightedLength
 
 
-_USERNAME_RE = re.compile(r"[A-Za-z0-9_]{1,15}")
 
 
 class XCredentials(OAuthCredentials):
@@ -107,6 +106,9 @@ class XAdapter(Adapter):
         threads=True,
     )
     credentials_model: ClassVar[type[CredentialsModel]] = XCredentials
+    # ``@NewsRoom`` -> ``newsroom``: X matches usernames regardless of case.
+    handles: ClassVar[Handles] = Handles(name=r"[A-Za-z0-9_]{1,15}",
+                                          what="a username (1-15 letters, digits, underscores)")
     # X's words are in a v2 problem, an ``errors`` list or an OAuth error (``_problem``, defined below).
     rules: ClassVar[http.Rules] = http.Rules(
         words=lambda body: _problem(body) if isinstance(body, dict) else None,
@@ -359,16 +361,6 @@ class XAdapter(Adapter):
         return None
 
     # -- identity -----------------------------------------------------------------------------
-    @classmethod
-    def normalize_handle(cls, handle: str) -> str:
-        """``@NewsRoom`` -> ``newsroom``: usernames are 1-15 letters, digits or underscores, and X
-        matches them regardless of case."""
-        name = handle.strip().removeprefix("@")
-        if not _USERNAME_RE.fullmatch(name):
-            raise ValueError(f"x: handle {handle.strip()!r} is not a username (1-15 letters, digits, "
-                             "underscores)")
-        return name.lower()
-
     def whoami(self, account: AccountRef) -> Identity:
         me = self._me(account)
         if not isinstance(me.get("username"), str) or not me.get("id"):

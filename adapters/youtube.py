@@ -30,6 +30,7 @@ from adapters.base import (
     Capabilities,
     Credentials,
     CredentialsModel,
+    Handles,
     Identity,
     Media,
     OAuthCredentials,
@@ -78,9 +79,6 @@ def tags_of(text: str) -> list[str]:
     return tags
 
 
-# A channel handle (3-30 letters, digits, periods, underscores, hyphens) or a channel id.
-_HANDLE_RE = re.compile(r"@?([A-Za-z0-9._-]{3,30})")
-_CHANNEL_ID_RE = re.compile(r"UC[A-Za-z0-9_-]{22}")
 
 
 class YouTubeCredentials(OAuthCredentials):
@@ -109,6 +107,10 @@ class YouTubeAdapter(Adapter):
     # A resumable upload answers 308 Resume Incomplete to every chunk but the last.
     rules: ClassVar[http.Rules] = http.Rules(answers_3xx=frozenset({308}), words=lambda body: _words(body))
     credentials_model: ClassVar[type[CredentialsModel]] = YouTubeCredentials
+    # ``NewsRoom`` and ``@newsroom`` -> ``@newsroom`` (handles ignore case); a channel id as given.
+    handles: ClassVar[Handles] = Handles(name=r"[A-Za-z0-9._-]{3,30}", prefix="@", ids=r"UC[A-Za-z0-9_-]{22}",
+                                          what="a channel handle (@name, 3-30 letters, digits, periods, "
+                                               "underscores, hyphens) nor a channel id (UC...)")
 
     # -- check_platform -------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -289,19 +291,6 @@ class YouTubeAdapter(Adapter):
         return None
 
     # -- identity -------------------------------------------------------------------------------
-    @classmethod
-    def normalize_handle(cls, handle: str) -> str:
-        """``NewsRoom`` and ``@newsroom`` -> ``@newsroom`` (channel handles ignore case); a channel id
-        (``UC...``) as given."""
-        text = handle.strip()
-        if _CHANNEL_ID_RE.fullmatch(text):
-            return text
-        found = _HANDLE_RE.fullmatch(text)
-        if not found:
-            raise ValueError(f"youtube: handle {text!r} is neither a channel handle (@name, 3-30 letters, "
-                             "digits, periods, underscores, hyphens) nor a channel id (UC...)")
-        return f"@{found.group(1).lower()}"
-
     def whoami(self, account: AccountRef) -> Identity:
         """The token's channel (``channels.list mine=true``): its @handle, else its id."""
         channel = self._channel(account, "snippet")
