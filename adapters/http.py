@@ -121,6 +121,13 @@ def body_of(response: requests.Response) -> Any:
         return None
 
 
+def object_of(response: requests.Response) -> dict[str, Any]:
+    """The JSON object in ``response``, or ``{}`` for anything else: for reading error bodies and
+    envelopes, where a missing object is handled by the caller."""
+    body = body_of(response)
+    return body if isinstance(body, dict) else {}
+
+
 def common_words(body: Any) -> str | None:
     """The platform's own words in an error body of the common shapes: ``{"error": "...",
     "error_description": "..."}`` (OAuth, Mastodon), ``{"error": {"message": ...}}`` (Google, Graph),

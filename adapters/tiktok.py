@@ -288,7 +288,7 @@ class TikTokAdapter(Adapter):
             "client_key": creds.require("client_key", self.platform),
             "client_secret": creds.require("client_secret", self.platform),
             "grant_type": "refresh_token", "refresh_token": creds.require("refresh_token", self.platform)})
-        data = _body(response)
+        data = http.object_of(response)
         if data.get("error") or not data.get("access_token"):
             raise AuthExpired(f"tiktok: token refresh refused ({data.get('error') or 'no access_token'}: "
                               f"{data.get('error_description') or ''}); re-authorise the account")
@@ -341,7 +341,7 @@ class TikTokAdapter(Adapter):
 
     # -- classify -------------------------------------------------------------------------------
     def classify(self, response: requests.Response) -> Exception | None:
-        body = _body(response)
+        body = http.object_of(response)
         error = body.get("error")
         if isinstance(error, str):  # the OAuth endpoint's own shape
             if response.status_code >= 500 or response.status_code == 429:
@@ -382,7 +382,7 @@ class TikTokAdapter(Adapter):
             if creates:
                 raise
             raise Transient(exc.reason, status=exc.status) from None  # repeating a read posts nothing
-        body = _body(response)
+        body = http.object_of(response)
         error = body.get("error")
         if isinstance(error, dict) and error.get("code") not in (None, "ok"):
             # An error in TikTok's words behind a 2xx: the one rule says whether it may have posted.
@@ -404,10 +404,3 @@ def _size(video: Media) -> int:
         raise Rejected(f"tiktok: the video file is missing from the media store ({video.sha256[:12]})") \
             from None
 
-
-def _body(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -370,7 +370,7 @@ class XAdapter(Adapter):
 
     # -- classify -----------------------------------------------------------------------------
     def classify(self, response: requests.Response) -> Exception | None:
-        status, body = response.status_code, _json_or_empty(response)
+        status, body = response.status_code, http.object_of(response)
         reason = f"x: {body.get('title') or response.reason or 'error'} ({status}): {_problem(body)}"
         headers = response.headers
         if "usage-capped" in str(body.get("type")) or body.get("title") == "UsageCapExceeded":
@@ -469,13 +469,6 @@ def _problem(body: dict[str, Any]) -> str:
     words += [str(body[k]) for k in ("detail", "error", "error_description") if body.get(k)]
     return "; ".join(dict.fromkeys(words)) or "no details"
 
-
-def _json_or_empty(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _data(response: requests.Response) -> dict[str, Any]:

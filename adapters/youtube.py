@@ -304,7 +304,7 @@ class YouTubeAdapter(Adapter):
     # -- classify -------------------------------------------------------------------------------
     def classify(self, response: requests.Response) -> Exception | None:
         status = response.status_code
-        body = _body(response)
+        body = http.object_of(response)
         error = body.get("error")
         if isinstance(error, str):  # the OAuth token endpoint: {"error": "invalid_grant", ...}
             detail = f"{error}: {body.get('error_description') or ''}".rstrip(": ")
@@ -369,13 +369,6 @@ def _next_offset(response: requests.Response) -> int:
 def _watch_url(video_id: str) -> str:
     return f"https://www.youtube.com/watch?v={video_id}"
 
-
-def _body(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _json(response: requests.Response) -> dict[str, Any]:
