@@ -1,21 +1,26 @@
 """Chaos harness: the real pipeline under a seeded storm of crashes and outages.
 
 Runs N `crosspost worker` processes and one `crosspost beat` on a private Redis and a private
-PostgreSQL cluster, with the Mastodon, Bluesky and Telegram stand-ins in this process, and a workload of
-stories over many accounts falling due across the run. Meanwhile, on a schedule drawn from the seed,
-it kill -9s workers (some while a slow stand-in holds their request open) and starts new ones,
-FLUSHALLs and restarts Redis, restarts PostgreSQL or terminates the workers' sessions, and makes the
-stand-ins answer 429 with Retry-After, 5xx, time out or drop connections (the full run also kills beat
-and expires every Bluesky access token now and then, so refreshes race the kills).
+PostgreSQL cluster, with the stand-ins of all ten platforms in this process (and a small HTTP server
+for the media store, which Instagram, Threads and TikTok fetch by URL), and a workload of stories over
+many accounts falling due across the run: text stories (some with a link) for X, Facebook, Threads,
+LinkedIn, Bluesky, Mastodon and Telegram, an image for Instagram, a video for YouTube and TikTok.
+Meanwhile, on a schedule drawn from the seed, it kill -9s workers (some while a slow stand-in holds
+their request open) and starts new ones, FLUSHALLs and restarts Redis, restarts PostgreSQL or
+terminates the workers' sessions, and makes the stand-ins answer creates with 429 and Retry-After,
+5xx, time out or drop connections. Every platform also gets a create that completes only after the
+lease would have run out (the worker is alive: the heartbeat must keep its lease) and a create that
+completes but whose answer is lost. The full run also kills beat and expires every Bluesky access
+token now and then, so refreshes race the kills.
 
 At the end it waits for quiescence and counts, from the stand-ins' own records and the database,
-what went where. Exit status: 0 if nothing was lost or stuck, no idempotent platform got a
-duplicate, and every non-idempotent duplicate is on a delivery marked ``unknown``; 1 otherwise;
-2 if the harness itself failed. The last line printed is the summary as one JSON object; a failing
-run names its suspect deliveries (posts made, attempt history) and keeps its working directory (logs,
-the PostgreSQL data directory) for a look.
+what went where, per platform. Exit status: 0 if nothing was lost or stuck, no idempotent platform
+got a duplicate, and every non-idempotent duplicate is on a delivery marked ``unknown``; 1
+otherwise; 2 if the harness itself failed. The last line printed is the summary as one JSON object;
+a failing run names its suspect deliveries (posts made, attempt history) and keeps its working
+directory (logs, the PostgreSQL data directory) for a look.
 
-    python bench/chaos.py --seed 7 --kills 100 --workers 3 --stories 300 --accounts 30   # full
+    python bench/chaos.py --seed 7 --kills 40 --workers 3 --stories 200 --accounts 30   # full
     python bench/chaos.py --short --seed 7                                               # CI size
 """
 
@@ -29,42 +34,75 @@ import random
 import re
 import shutil
 import signal
+import struct
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from cryptography.fernet import Fernet
+from PIL import Image
 from sqlalchemy import func, select
 
 from adapters import adapter_class
-from adapters.base import Credentials
+from adapters.base import Credentials, Media
 from adapters.standins import Fault, StandIn, standin_class
 from adapters.standins.base import Created
-from config.settings import reset_settings
-from scheduler import accounts, stories
+from config.settings import get_settings, reset_settings
+from scheduler import accounts, media, stories
 from scheduler.db import dispose_engines, migrate, session_scope
 from scheduler.models import Account, Attempt, Delivery, Story, utcnow
 
 try:
-    from bench.chaos_faults import CREATE_PATHS, PLATFORMS, Event, Plan, make_schedule
+    from bench.chaos_faults import (
+        IMAGE_PLATFORMS,
+        PLATFORMS,
+        TEXT_PLATFORMS,
+        VIDEO_PLATFORMS,
+        CreateFault,
+        Event,
+        Plan,
+        create_fault,
+        make_schedule,
+    )
     from bench.chaos_services import Fleet, PrivatePostgres, PrivateRedis, SharedPostgres, pids_connected_to
 except ImportError:  # run as a script: the helpers sit beside this file
-    from chaos_faults import CREATE_PATHS, PLATFORMS, Event, Plan, make_schedule
+    from chaos_faults import (
+        IMAGE_PLATFORMS,
+        PLATFORMS,
+        TEXT_PLATFORMS,
+        VIDEO_PLATFORMS,
+        CreateFault,
+        Event,
+        Plan,
+        create_fault,
+        make_schedule,
+    )
     from chaos_services import Fleet, PrivatePostgres, PrivateRedis, SharedPostgres, pids_connected_to
 
 REPO = Path(__file__).resolve().parent.parent
 ACTIVE = ("scheduled", "queued", "publishing", "retry_wait")
 STUCK = (*ACTIVE, "blocked_auth", "awaiting_approval")
 TOKEN_RE = re.compile(r"\[cx\d+s\d+\]")
-# The kind of record each stand-in keeps for a post (Bluesky also keeps "edit" for a changed record).
-POST_KINDS = {"mastodon": "status", "bluesky": "post", "telegram": "message"}
+# The kind of record each stand-in keeps for a post (Bluesky also keeps "edit" for a changed record,
+# Threads "reply" for a thread's later parts; Facebook keeps a video as "video", a feed post as "post").
+POST_KINDS = {"x": "tweet", "facebook": "post", "threads": "post", "linkedin": "post", "bluesky": "post",
+              "mastodon": "status", "telegram": "message", "instagram": "media", "youtube": "video",
+              "tiktok": "video"}
+# Every stand-in keeps the text it published under "text" (LinkedIn: the commentary as shown, escapes
+# resolved; YouTube: the description; TikTok: the description, else the title; Instagram: the
+# caption) and its author under "account", spelt as the stand-in knows it (normalised for the match).
+TEXT_FIELD = "text"
+AUTHOR_FIELD = "account"
 
 
 @dataclass
@@ -77,26 +115,33 @@ class Config:
     targets: int
     short: bool
     concurrency: int = 8
-    http_timeout: float = 3.0
+    # Above the lease, so that a create can take longer than the lease and still be answered: the
+    # slow-create fault answers after slow_delay (between the two), and only the heartbeat keeps the lease.
+    http_timeout: float = 10.0
+    lease: int = 5
     settle_timeout: float = 240.0
     keep: bool = False
     verbose: bool = False
     pg_admin: str | None = None
 
     def plan(self) -> Plan:
-        return Plan.short(self.http_timeout) if self.short else Plan.full(self.kills, self.http_timeout)
+        if self.short:
+            return Plan.short(self.http_timeout, self.lease)
+        return Plan.full(self.kills, self.http_timeout, self.lease)
 
 
-def crosspost_env(root: Path, database_url: str, broker_url: str, cfg: Config) -> dict[str, str]:
+def crosspost_env(root: Path, database_url: str, broker_url: str, cfg: Config,
+                  media_url: str) -> dict[str, str]:
     """Short settings so that a run converges in minutes: leases of a few seconds, a fast tick, small
-    backoff, and an attempt budget that storms cannot spend."""
+    backoff, and an attempt budget that storms cannot spend. Media is served from this process on
+    loopback, hence the private-address allowance."""
     return {
         "CROSSPOST_DATA_DIR": str(root / "data"),
         "CROSSPOST_DATABASE_URL": database_url,
         "CROSSPOST_BROKER_URL": broker_url,
         "CROSSPOST_SECRET_KEY": Fernet.generate_key().decode(),
         "CROSSPOST_TICK_INTERVAL": "0.5",
-        "CROSSPOST_LEASE_SECONDS": "5",
+        "CROSSPOST_LEASE_SECONDS": str(cfg.lease),
         "CROSSPOST_QUEUED_TIMEOUT": "4",
         "CROSSPOST_BACKOFF_BASE": "0.5",
         "CROSSPOST_BACKOFF_MAX": "4",
@@ -105,6 +150,8 @@ def crosspost_env(root: Path, database_url: str, broker_url: str, cfg: Config) -
         "CROSSPOST_HTTP_TIMEOUT": str(cfg.http_timeout),
         "CROSSPOST_WORKER_CONCURRENCY": str(cfg.concurrency),
         "CROSSPOST_LOG_LEVEL": "INFO",
+        "CROSSPOST_MEDIA_PUBLIC_URL": media_url,
+        "CROSSPOST_MEDIA_ALLOW_PRIVATE": "true",
     }
 
 
@@ -113,38 +160,131 @@ def crosspost_env(root: Path, database_url: str, broker_url: str, cfg: Config) -
 class Acct:
     id: int
     platform: str
-    handle: str
+    handle: str  # as crosspost stores it (normalised)
+
+
+def handle_for(platform: str, i: int) -> str:
+    """A handle each platform accepts: Bluesky wants a domain, Telegram a channel @name, LinkedIn an
+    organisation URN (a member's bare name would post under a person URN the harness cannot match)."""
+    if platform == "bluesky":
+        return f"bluesky{i}.test"
+    if platform == "telegram":
+        return f"@telegram{i}"
+    if platform == "linkedin":
+        return f"urn:li:organization:{100000 + i}"
+    return f"{platform}{i}"
 
 
 def build_matrix(standins: dict[str, StandIn], count: int) -> list[Acct]:
+    """``count`` accounts round the platforms present in ``standins`` (in PLATFORMS order). Accounts go in
+    through the service function, with the credentials the stand-in issued for the same handle."""
+    platforms = [p for p in PLATFORMS if p in standins]
     made = []
     with session_scope() as s:
         for i in range(count):
-            platform = PLATFORMS[i % len(PLATFORMS)]
-            # Each stand-in records the author of a post under exactly this handle.
-            handle = f"@telegram{i}" if platform == "telegram" else f"{platform}{i}"
+            platform = platforms[i % len(platforms)]
+            handle = handle_for(platform, i)
             creds = Credentials(standins[platform].add_account(handle, followers=100 + i))
             row = accounts.add(s, platform, handle, creds, base_url=standins[platform].url, tags=["chaos"])
-            made.append(Acct(row.id, platform, handle))
+            made.append(Acct(row.id, platform, row.handle))
     return made
 
 
-def queue_stories(rng: random.Random, cfg: Config, matrix: list[Acct], spread: float) -> int:
+def tiny_mp4(width: int, height: int) -> bytes:
+    """An MP4 skeleton (ftyp, a video track header with its size, some data): enough for the media
+    store and the stand-ins' checks, small enough to go up in one request."""
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+    tkhd = bytes(76) + struct.pack(">II", width << 16, height << 16)
+    return (box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41") + box(b"moov", box(b"trak", box(b"tkhd", tkhd)))
+            + box(b"mdat", bytes(64 * 1024)))
+
+
+def make_media(folder: Path) -> tuple[Media, Media]:
+    """One image (3:2, inside Instagram's aspect range) and one vertical video, in the media store."""
+    folder.mkdir(parents=True, exist_ok=True)
+    photo, clip = folder / "chaos.jpg", folder / "chaos.mp4"
+    Image.new("RGB", (1200, 800), (30, 90, 160)).save(photo, "JPEG")
+    clip.write_bytes(tiny_mp4(720, 1280))
+    return media.ingest(str(photo), alt="A chaos test image"), media.ingest(str(clip))
+
+
+def queue_stories(rng: random.Random, cfg: Config, matrix: list[Acct], spread: float,
+                  image: Media | None = None, video: Media | None = None) -> int:
     """Every story text carries a token unique to the story, so each (account, token) names exactly
-    one delivery and every post a stand-in made can be traced back to it."""
+    one delivery and every post a stand-in made can be traced back to it. A story goes to text
+    platforms (text, maybe a link), or to Instagram with an image, or to YouTube and TikTok with a
+    video; the kinds are drawn in proportion to their accounts, so every platform gets a like share."""
     start = utcnow() + timedelta(seconds=2)
+    pools = {"text": [a for a in matrix if a.platform in TEXT_PLATFORMS],
+             "image": [a for a in matrix if a.platform in IMAGE_PLATFORMS] if image else [],
+             "video": [a for a in matrix if a.platform in VIDEO_PLATFORMS] if video else []}
+    kinds = [k for k, pool in pools.items() if pool]
     deliveries = 0
     with session_scope() as s:
         for i in range(cfg.stories):
-            chosen = rng.sample(matrix, k=min(cfg.targets, len(matrix)))
-            link = f"https://example.org/chaos/{cfg.seed}/{i}" if rng.random() < 0.5 else None
+            kind = rng.choices(kinds, weights=[len(pools[k]) for k in kinds])[0]
+            pool = pools[kind]
+            chosen = rng.sample(pool, k=min(cfg.targets, len(pool)))
+            with_link = kind == "text" and rng.random() < 0.5
+            link = f"https://example.org/chaos/{cfg.seed}/{i}" if with_link else None
             draft = stories.Draft(
                 text=f"[cx{cfg.seed}s{i}] Chaos story {i}: the news of the day, told exactly once.",
                 targets=[str(a.id) for a in chosen], link=link,
+                media=[m for m in ({"image": image, "video": video}.get(kind),) if m is not None],
                 at=start + timedelta(seconds=rng.uniform(0.0, spread)))
             stories.queue(s, draft, utcnow())
             deliveries += len(chosen)
     return deliveries
+
+
+class MediaServer:
+    """The media directory over HTTP on loopback, as CROSSPOST_MEDIA_PUBLIC_URL says it is served (the
+    stand-ins only check the URLs they are given, but a URL that answers is the honest set-up)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = partial(_QuietFiles, directory=str(folder))
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="chaos-media", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def tune_standins(standins: dict[str, StandIn], media_url: str) -> None:
+    """Take out of the way what the chaos is not about, on these stand-ins only: daily quotas and caps
+    (YouTube's 100 inserts a day, TikTok's 15 posts a day and 6 inits a minute per creator) that retried
+    creates would spend, and multi-poll processing whose 10-30 s waits would outlast the run. One poll
+    of processing stays, so the look-ups and polls still run."""
+    for standin in standins.values():
+        for name in ("processing_polls", "video_polls"):
+            if isinstance(getattr(standin, name, None), int):
+                setattr(standin, name, 1)
+    if "youtube" in standins:
+        yt: Any = standins["youtube"]
+        yt.insert_quota, yt.unit_quota = 1_000_000, 1_000_000_000
+    if "tiktok" in standins:
+        tt: Any = standins["tiktok"]
+        tt.daily_post_cap, tt.init_per_minute, tt.status_per_minute = 1_000_000, 1_000, 1_000
+        tt.verified_prefixes.append(media_url + "/")
+    if "instagram" in standins:
+        standins["instagram"].quota_total = 1_000_000  # type: ignore[attr-defined]
+    if "threads" in standins:
+        standins["threads"].quota_total = 1_000_000  # type: ignore[attr-defined]
 
 
 # -- faults ---------------------------------------------------------------------------------------
@@ -158,13 +298,20 @@ class Injector:
         self.standins = standins
         self.counts: Counter[str] = Counter()
         self.errors: list[str] = []
+        # Two threads apply faults (see play_standin_faults); the tallies are shared.
+        self._tally = threading.Lock()
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._tally:
+            self.counts[key] += n
 
     def apply(self, event: Event) -> None:
         try:
             getattr(self, f"_{event.kind}")(**event.params)
-            self.counts[event.kind] += 1
+            self.count(event.kind)
         except Exception as exc:  # a fault that could not be injected is reported, the run goes on
-            self.errors.append(f"{event.describe()}: {type(exc).__name__}: {exc}")
+            with self._tally:
+                self.errors.append(f"{event.describe()}: {type(exc).__name__}: {exc}")
 
     def pause(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -179,14 +326,14 @@ class Injector:
         """Make the stand-in hold the next publish open (longer than the HTTP timeout), wait until a
         worker's request is held, and kill -9 the worker that holds it."""
         standin = self.standins[platform]
-        fault = Fault(delay=self.cfg.http_timeout + 2.0, commit=commit, path=CREATE_PATHS[platform])
+        fault = create_fault(platform, "held", delay=self.cfg.http_timeout + 2.0, commit=commit)
         standin.inject(fault)
         deadline = time.monotonic() + 8.0
         while time.monotonic() < deadline and _pending(standin, fault):
             time.sleep(0.05)
         if _pending(standin, fault):
             _withdraw(standin, fault)
-            self.counts["kill_held_no_request"] += 1
+            self.count("kill_held_no_request")
             self.fleet.kill(slot)
             return
         time.sleep(after)
@@ -194,9 +341,9 @@ class Injector:
         holders = pids_connected_to(int(standin.url.rsplit(":", 1)[1]), sorted(live))
         if holders:
             slot = live[holders[min(int(pick * len(holders)), len(holders) - 1)]]
-            self.counts["kill_held_hit"] += 1
+            self.count("kill_held_hit")
         else:
-            self.counts["kill_held_missed"] += 1
+            self.count("kill_held_missed")
         self.fleet.kill(slot)
 
     def _flushall(self) -> None:
@@ -209,7 +356,7 @@ class Injector:
 
     def _pg_restart(self, immediate: bool, gap: float) -> None:
         if not self.pg.restartable:
-            self.counts["pg_restart_as_terminate"] += 1
+            self.count("pg_restart_as_terminate")
             self.pg.terminate_sessions()
             return
         self.pg.stop(immediate=immediate)
@@ -217,7 +364,7 @@ class Injector:
         self.pg.start()
 
     def _pg_terminate(self) -> None:
-        self.counts["pg_sessions_terminated"] += self.pg.terminate_sessions()
+        self.count("pg_sessions_terminated", self.pg.terminate_sessions())
 
     def _beat_kill(self) -> None:
         self.fleet.kill_beat()
@@ -227,17 +374,49 @@ class Injector:
 
     def _storm(self, platform: str, kind: str, faults: list[Fault]) -> None:
         self.standins[platform].inject(*faults)
-        self.counts[f"storm_{kind}"] += 1
-        self.counts["standin_faults"] += len(faults)
+        self.count(f"storm_{kind}")
+        self.count("standin_faults", len(faults))
 
-    def withdraw_all(self) -> int:
-        """Remove the stand-in faults no request has taken yet (the storms are over)."""
+    def _slow_create(self, platform: str, fault: Fault) -> None:
+        self.standins[platform].inject(fault)
+
+    def _lost_answer(self, platform: str, fault: Fault) -> None:
+        self.standins[platform].inject(fault)
+
+    def withdraw_all(self) -> tuple[int, dict[str, dict[str, int]]]:
+        """Remove the stand-in faults no request has taken yet (the storms are over); how many, and
+        per platform, by tag."""
         left = 0
-        for standin in self.standins.values():
+        by_platform: dict[str, dict[str, int]] = {}
+        for platform, standin in self.standins.items():
             with standin.lock:
                 left += sum(f.times for f in standin.faults)
+                for f in standin.faults:
+                    tag = getattr(f, "tag", "") or "untagged"
+                    mine = by_platform.setdefault(platform, {})
+                    mine[tag] = mine.get(tag, 0) + f.times
                 standin.faults.clear()
-        return left
+        return left, by_platform
+
+
+# Faults that only arm a stand-in: they take no time, so they keep to their schedule on a thread of
+# their own instead of waiting behind the kills, restarts and held requests (which block for seconds).
+STANDIN_EVENTS = frozenset({"storm", "slow_create", "lost_answer", "token_expiry"})
+
+
+def play_standin_faults(events: list[Event], start: float, injector: Injector, stop: threading.Event,
+                        verbose: bool) -> threading.Thread:
+    def play() -> None:
+        for event in events:
+            if stop.wait(max(0.0, start + event.at - time.monotonic())):
+                return
+            if verbose:
+                print(f"  fault {event.describe()}", flush=True)
+            injector.apply(event)
+
+    thread = threading.Thread(target=play, name="chaos-standin-faults", daemon=True)
+    thread.start()
+    return thread
 
 
 def quiet(standin: StandIn) -> StandIn:
@@ -245,6 +424,54 @@ def quiet(standin: StandIn) -> StandIn:
     worker, timed-out request): here that is the point."""
     standin._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
     return standin
+
+
+class FaultLog:
+    """Which injected faults requests took, per platform and tag (slow, lost_answer, 5xx...)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.taken: Counter[tuple[str, str]] = Counter()
+
+    def note(self, platform: str, fault: Fault) -> None:
+        with self.lock:
+            self.taken[(platform, getattr(fault, "tag", "") or "untagged")] += 1
+
+    def by_platform(self) -> dict[str, dict[str, int]]:
+        with self.lock:
+            out: dict[str, dict[str, int]] = {}
+            for (platform, tag), n in sorted(self.taken.items()):
+                out.setdefault(platform, {})[tag] = n
+            return out
+
+
+def honour_methods(standin: StandIn, platform: str, log: FaultLog) -> None:
+    """Make the stand-in give a :class:`CreateFault` only to a request of its method (the base matches
+    the path alone, so a look-up sharing a create's path would take it), and log every fault taken.
+    The stand-in's handler notes the request, then takes a fault, in the same thread: the method is
+    passed between the two in a thread-local."""
+    current = threading.local()
+    note = standin._note_request
+
+    def noting(req: Any) -> None:
+        current.method = req.method
+        note(req)
+
+    def take(path: str) -> Fault | None:
+        method = getattr(current, "method", "")
+        with standin.lock:
+            for fault in standin.faults:
+                wanted = fault.method if isinstance(fault, CreateFault) else ""
+                if fault.path in path and wanted in ("", method):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        standin.faults.remove(fault)
+                    log.note(platform, fault)
+                    return fault
+        return None
+
+    standin._note_request = noting  # type: ignore[method-assign]
+    standin._take_fault = take  # type: ignore[method-assign]
 
 
 def watch_rate_limits(standin: StandIn) -> list[tuple[str, float, float]]:
@@ -356,6 +583,41 @@ class PlatformTally:
     requests: int = 0
     # The deliveries behind a failing count, with the posts the stand-in made for each.
     suspects: list[dict[str, Any]] = field(default_factory=list)
+    # Deliveries that ended unknown, with their posts (if any) and, once the run ends, their attempts.
+    unknowns: list[dict[str, Any]] = field(default_factory=list)
+
+
+def author_of(platform: str, created: Created) -> str:
+    """The post's author as crosspost spells the account's handle (YouTube's stand-in keeps the channel
+    handle as it was created, ``youtube3``; crosspost stores ``@youtube3``)."""
+    author = str(created.data.get(AUTHOR_FIELD))
+    try:
+        return adapter_class(platform).normalize_handle(author)
+    except ValueError:
+        return author
+
+
+def finish_processing(standins: dict[str, StandIn]) -> int:
+    """Let TikTok finish what it was given. Its stand-in makes a post only when a status poll finds the
+    upload complete; the real service publishes a complete upload whether anyone polls or not. So a
+    delivery that ended ``unknown`` (or anything else) after its upload completed did post: poll every
+    such publish here, as TikTok's own processing would, before the stand-ins' records are read."""
+    standin: Any = standins.get("tiktok")
+    if standin is None:
+        return 0
+    finished = 0
+    with standin.lock:
+        for publish in standin.publishes.values():
+            user = standin.users.get(publish.user)
+            complete = publish.source != "FILE_UPLOAD" or publish.received >= publish.size > 0
+            if user is None or not complete:
+                continue
+            for _ in range(10):
+                if publish.status not in ("PROCESSING_UPLOAD", "PROCESSING_DOWNLOAD"):
+                    break
+                standin._advance(publish, user)
+                finished += publish.status == "PUBLISH_COMPLETE"
+    return finished
 
 
 def reckon(standins: dict[str, StandIn]) -> tuple[dict[str, PlatformTally], dict[str, int]]:
@@ -367,15 +629,15 @@ def reckon(standins: dict[str, StandIn]) -> tuple[dict[str, PlatformTally], dict
         outcomes = {str(k): v for k, v in
                     s.execute(select(Attempt.outcome, func.count()).group_by(Attempt.outcome)).all()}
     posts: dict[tuple[str, str, str], list[Created]] = {}
-    tallies = {p: PlatformTally() for p in PLATFORMS}
+    tallies = {p: PlatformTally() for p in standins}
     for platform, standin in standins.items():
         tally = tallies[platform]
         for created in standin.posts():
             if created.kind != POST_KINDS[platform]:
                 tally.edits += created.kind == "edit"
                 continue
-            token = TOKEN_RE.search(str(created.data.get("text", "")))
-            key = (platform, str(created.data.get("account")), token.group() if token else "")
+            token = TOKEN_RE.search(str(created.data.get(TEXT_FIELD, "")))
+            key = (platform, author_of(platform, created), token.group() if token else "")
             posts.setdefault(key, []).append(created)
         with standin.lock:
             tally.standin_duplicates = standin.duplicates()
@@ -400,9 +662,15 @@ def reckon(standins: dict[str, StandIn]) -> tuple[dict[str, PlatformTally], dict
         if made > 1:
             tally.duplicates += made - 1
             tally.duplicates_not_unknown += (made - 1) if state != "unknown" else 0
-        if (made > 1 or (state == "published" and not made)) and len(tally.suspects) < 20:
-            tally.suspects.append({"delivery": _id, "account": handle, "state": state,
-                                   "posts": [{"id": c.id, "at": round(c.at, 3)} for c in posts.get(key, [])]})
+        shown = {"delivery": _id, "account": handle, "state": state,
+                 "posts": [{"id": c.id, "at": round(c.at, 3)} for c in posts.get(key, [])]}
+        suspect = (made > 1 and state != "unknown") or (state == "published" and not made) or state in STUCK
+        if (suspect or (made > 1 and adapter_class(platform).caps.idempotent)
+                or (state == "failed" and made)) and len(tally.suspects) < 20:
+            tally.suspects.append(shown)
+        elif state == "unknown" and len(tally.unknowns) < 20:
+            # Not a failure: what the platform could not settle, kept to show what happened to it.
+            tally.unknowns.append(shown)
     for key, made_posts in posts.items():
         if key not in claimed:
             tallies[key[0]].orphan_posts += len(made_posts)
@@ -416,8 +684,10 @@ def attempt_history(delivery_ids: list[int]) -> dict[int, list[str]]:
         for a in s.scalars(select(Attempt).where(Attempt.delivery_id.in_(delivery_ids))
                            .order_by(Attempt.delivery_id, Attempt.number)):
             ended = a.ended_at.strftime("%H:%M:%S.%f")[:-3] if a.ended_at else "open"
+            error = f" {' '.join(a.error.split())[:160]}" if a.error else ""
+            status = f" {a.http_status}" if a.http_status else ""
             history.setdefault(a.delivery_id, []).append(
-                f"{a.number}:{a.outcome} {a.started_at.strftime('%H:%M:%S.%f')[:-3]}-{ended}")
+                f"{a.number}:{a.outcome}{status} {a.started_at.strftime('%H:%M:%S.%f')[:-3]}-{ended}{error}")
     return history
 
 
@@ -468,18 +738,28 @@ def print_summary(summary: dict[str, Any]) -> None:
           f"{f.get('pg_terminate', 0)} session terminations "
           f"({f.get('pg_sessions_terminated', 0)} sessions), {f.get('storms', 0)} stand-in storms "
           f"({f.get('standin_faults', 0)} faults, {f.get('standin_faults_unused', 0)} never taken), "
-          f"{f.get('beat_kill', 0)} beat kills, {f.get('token_expiry', 0)} Bluesky token expiries")
+          f"{f.get('beat_kill', 0)} beat kills, {f.get('token_expiry', 0)} Bluesky token expiries, "
+          f"{f.get('slow_create', 0)} slow creates and {f.get('lost_answer', 0)} lost answers placed "
+          f"(the table's slow/lost columns: taken by a create)")
     print(f"processes: {summary['worker_starts']} worker starts; "
           f"exited by themselves: {dict(exits) or 'none'}; "
           f"faults that could not be injected: {len(summary['fault_errors'])}")
     width = max(len(h) for h in HEADINGS) + 1
-    print("platform".ljust(10) + "".join(h.rjust(width) for h in HEADINGS))
+    print("platform".ljust(10) + "".join(h.rjust(width) for h in (*HEADINGS, "slow", "lost")))
     rows = [*summary["platforms"].items(), ("total", summary["totals"])]
     for name, t in rows:
-        print(name.ljust(10) + "".join(str(t[c]).rjust(width) for c in COLUMNS))
+        over = summary["platforms"].values() if name == "total" else [t]
+        extra = [str(sum(p.get("faults_taken", {}).get(tag, 0) for p in over))
+                 for tag in ("slow", "lost_answer")]
+        print(name.ljust(10) + "".join(str(t[c]).rjust(width) for c in COLUMNS)
+              + "".join(x.rjust(width) for x in extra))
     print("  dups: posts made more than once for one delivery; dups!unk: of those, on deliveries not marked "
           "unknown;\n  unk+post / fail+post: unknown / failed deliveries whose post does exist; "
-          "early: requests inside a Retry-After")
+          "early: requests inside a Retry-After;\n  slow / lost: creates that took a slow-create / "
+          "lost-answer fault")
+    if summary["faults"].get("tiktok_finished_by_harness"):
+        print(f"  TikTok uploads completed but never polled, finished by the harness before counting: "
+              f"{summary['faults']['tiktok_finished_by_harness']}")
     print(f"attempt outcomes: {summary['attempt_outcomes']}")
     for name, t in summary["platforms"].items():
         for early in t.get("early_detail", []):
@@ -487,6 +767,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     for name, t in summary["platforms"].items():
         for suspect in t.get("suspects", []):
             print(f"suspect on {name}: {suspect}")
+    for name, t in summary["platforms"].items():
+        for unknown in t.get("unknowns", []):
+            print(f"unknown on {name}: {unknown}")
     for error in summary["fault_errors"]:
         print(f"fault not injected: {error}")
     print("verdict: " + ("PASS" if summary["ok"] else "FAIL: " + "; ".join(summary["problems"])))
@@ -504,30 +787,43 @@ def run(cfg: Config) -> dict[str, Any]:
     redis = PrivateRedis(root)
     pg: PrivatePostgres = SharedPostgres(cfg.pg_admin) if cfg.pg_admin else PrivatePostgres(root)
     standins: dict[str, StandIn] = {}
+    files: MediaServer | None = None
+    fault_log = FaultLog()
     fleet: Fleet | None = None
     counts: StateCounts | None = None
     summary: dict[str, Any] = {}
     try:
         redis.start()
         pg.init()
-        env = crosspost_env(root, pg.url, redis.url, cfg)
         (root / "data").mkdir()  # what `crosspost init` makes: beat keeps its schedule file there
+        files = MediaServer(root / "data" / "media")
+        env = crosspost_env(root, pg.url, redis.url, cfg, files.url)
         os.environ.update(env)
         reset_settings()
         dispose_engines()
         migrate()
+        if get_settings().media_dir != root / "data" / "media":
+            raise RuntimeError(f"the media store is {get_settings().media_dir}, not the folder served")
         standins = {p: quiet(standin_class(p)()).start() for p in PLATFORMS}
+        tune_standins(standins, files.url)
+        for p, standin in standins.items():
+            honour_methods(standin, p, fault_log)
         rate_limits = {p: watch_rate_limits(standin) for p, standin in standins.items()}
         matrix = build_matrix(standins, cfg.accounts)
+        image, video = make_media(root / "source-media")
         fleet = Fleet({**os.environ, **env}, root / "logs", cfg.workers, cfg.concurrency)
         fleet.start()
         fleet.wait_ready(120)
-        expected = queue_stories(random.Random(f"{cfg.seed}:stories"), cfg, matrix, plan.window * 0.9)
+        expected = queue_stories(random.Random(f"{cfg.seed}:stories"), cfg, matrix, plan.window * 0.9,
+                                 image, video)
         counts = StateCounts(pg.dsn)
         injector = Injector(cfg, fleet, redis, pg, standins)
         start = time.monotonic()
         next_report = start + 10
-        for event in schedule:
+        stop_playing = threading.Event()
+        player = play_standin_faults([e for e in schedule if e.kind in STANDIN_EVENTS], start, injector,
+                                     stop_playing, cfg.verbose)
+        for event in [e for e in schedule if e.kind not in STANDIN_EVENTS]:
             while (wait := start + event.at - time.monotonic()) > 0:
                 injector.pause(min(wait, 0.5))
                 if time.monotonic() >= next_report:
@@ -537,22 +833,29 @@ def run(cfg: Config) -> dict[str, Any]:
                 print(f"  fault {event.describe()}", flush=True)
             injector.apply(event)
         injector.pause(max(0.0, start + plan.window - time.monotonic()))
-        unused = injector.withdraw_all()
+        stop_playing.set()
+        player.join(10)
+        unused, unused_by_platform = injector.withdraw_all()
         print(f"  faults over at t={time.monotonic() - start:.0f}s; waiting for quiescence", flush=True)
         settled = quiesce(counts, injector, cfg.settle_timeout, grace=cfg.http_timeout + 3.0)
+        finished = finish_processing(standins)
         tallies, outcomes = reckon(standins)
         problems = verdict(tallies, expected, settled)
         faults = dict(injector.counts)
         faults["kills"] = faults.get("kill", 0) + faults.get("kill_held", 0)
         faults["storms"] = sum(v for k, v in faults.items() if k.startswith("storm_"))
         faults["standin_faults_unused"] = unused
-        suspects = [x for t in tallies.values() for x in t.suspects]
+        faults["tiktok_finished_by_harness"] = finished
+        suspects = [x for t in tallies.values() for x in (*t.suspects, *t.unknowns)]
         history = attempt_history([x["delivery"] for x in suspects]) if suspects else {}
         for x in suspects:
             x["attempts"] = history.get(x["delivery"], [])
         platforms = {p: _as_dict(t) for p, t in tallies.items()}
+        taken = fault_log.by_platform()
         for p, standin in standins.items():
             platforms[p]["early_detail"] = early_requests(standin, rate_limits[p])[:20]
+            platforms[p]["faults_taken"] = taken.get(p, {})
+            platforms[p]["faults_unused"] = unused_by_platform.get(p, {})
         summary = {
             "seed": cfg.seed, "mode": "short" if cfg.short else "full", "workers": cfg.workers,
             "stories": cfg.stories, "accounts": cfg.accounts, "expected_deliveries": expected,
@@ -573,6 +876,8 @@ def run(cfg: Config) -> dict[str, Any]:
             counts.close()
         for standin in standins.values():
             standin.stop()
+        if files is not None:
+            files.stop()
         dispose_engines()
         redis.stop(signal.SIGKILL)
         pg.cleanup()
@@ -597,11 +902,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--kills", type=int, default=100, help="Workers to kill -9 (full run).")
     parser.add_argument("--workers", type=int, default=3, help="`crosspost worker` processes.")
     parser.add_argument("--concurrency", type=int, default=8, help="Threads per worker.")
-    parser.add_argument("--stories", type=int, default=300)
-    parser.add_argument("--accounts", type=int, default=30, help="Accounts, spread over the three platforms.")
-    parser.add_argument("--targets", type=int, default=5, help="Accounts each story goes to.")
+    parser.add_argument("--stories", type=int, default=200)
+    parser.add_argument("--accounts", type=int, default=30, help="Accounts, spread over the ten platforms.")
+    parser.add_argument("--targets", type=int, default=4, help="Accounts each story goes to (at most).")
     parser.add_argument("--short", action="store_true",
-                        help="CI size: 2 workers, 40 stories, 4 kills, one of each outage, small storms.")
+                        help="CI size: 2 workers, 40 stories, 20 accounts (2 a platform), 4 kills, one of "
+                             "each outage, small storms, one slow create and one lost answer a platform.")
     parser.add_argument("--settle-timeout", type=float, default=None, help="Seconds to wait for quiescence.")
     parser.add_argument("--keep", action="store_true", help="Keep the working directory (logs) after a pass.")
     parser.add_argument("--verbose", action="store_true", help="Print each fault as it fires.")
@@ -610,7 +916,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                              "cluster (never restarted; its sessions are terminated instead).")
     a = parser.parse_args(argv)
     if a.short:
-        cfg = Config(seed=a.seed, kills=4, workers=2, stories=40, accounts=12, targets=3, short=True,
+        cfg = Config(seed=a.seed, kills=4, workers=2, stories=40, accounts=20, targets=3, short=True,
                      concurrency=a.concurrency, settle_timeout=a.settle_timeout or 90.0)
     else:
         cfg = Config(seed=a.seed, kills=a.kills, workers=a.workers, stories=a.stories, accounts=a.accounts,
