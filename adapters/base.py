@@ -74,6 +74,25 @@ class Handles:
 
 
 @dataclass(frozen=True)
+class TokenRefresh:
+    """How a platform renews an OAuth 2 token (the ``refresh_token`` grant), declared once per adapter
+    for :meth:`Adapter.refresh`. ``url`` is the public token endpoint (None: on the API host); an
+    account with its own base URL (a stand-in) is served at ``path`` there."""
+
+    path: str
+    url: str | None = None
+    # The form names of the app's id and secret (TikTok says client_key).
+    client: tuple[str, str] = ("client_id", "client_secret")
+    # A confidential app authenticates with HTTP Basic instead of form fields (X).
+    basic_auth: bool = False
+    # Seconds an access token lives when the answer does not say: a stale stored expiry must not survive.
+    life: float = 3600.0
+    # Answer fields stored as they are (TikTok's open_id), and lifetimes in seconds stored as times.
+    keep: tuple[str, ...] = ()
+    lifetimes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Problem:
     """One reason a story cannot go to one platform, found before anything is stored."""
 
@@ -418,6 +437,8 @@ class Adapter:
     rules: ClassVar[http.Rules] = http.DEFAULT_RULES
     # How a handle is spelt (None: any one word, as given).
     handles: ClassVar[Handles | None] = None
+    # How an OAuth token is renewed (None: it cannot be; an operator re-authorises).
+    token_refresh: ClassVar[TokenRefresh | None] = None
 
     def __init__(self, session: requests.Session | None = None, timeout: float | None = None) -> None:
         self.session = session or http.new_session()
@@ -531,11 +552,48 @@ class Adapter:
         raise NotImplementedError
 
     def refresh(self, account: AccountRef) -> Credentials:
-        """New credentials for ``account``; the default has no refresh, so the caller's AuthExpired
-        stands."""
-        from adapters.errors import AuthExpired
+        """New credentials for ``account`` through the declared ``token_refresh``; without one there is
+        no refresh, so the caller's AuthExpired stands. Refresh tokens may rotate: whatever the answer
+        carries replaces what was stored."""
+        from adapters.errors import AuthExpired, Rejected, Transient
 
-        raise AuthExpired(f"{self.platform}: these credentials cannot be refreshed; re-authorise the account")
+        rule, creds, p = self.token_refresh, account.credentials, self.platform
+        if rule is None:
+            raise AuthExpired(f"{p}: these credentials cannot be refreshed; re-authorise the account")
+        refresh_token = creds.get("refresh_token")
+        if not refresh_token:
+            raise AuthExpired(f"{p}: no refresh token is stored; re-authorise the account")
+        app, secret_name = rule.client
+        app_id, secret = creds.require(app, p), creds.get(secret_name)
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        auth = (app_id, secret) if rule.basic_auth and secret else None
+        if auth is None:
+            form.update({app: app_id, **({secret_name: secret} if secret else {})})
+        url = (rule.url if rule.url and not account.base_url else self.base_url(account) + rule.path)
+        try:
+            response = self.request(account, "POST", url, data=form, auth=auth)
+        except (AuthExpired, Rejected) as exc:
+            # invalid_grant (used up, revoked, expired) or a refused client: only a person can help.
+            hint = "" if "re-authorise" in exc.reason else "; re-authorise the account"
+            raise AuthExpired(f"{exc.reason}{hint}", status=exc.status) from None
+        data = http.object_of(response)
+        if data.get("error"):  # an OAuth error behind a 200 (TikTok)
+            raise AuthExpired(f"{p}: token refresh refused ({data['error']}: "
+                              f"{data.get('error_description') or ''}); re-authorise the account")
+        if not data.get("access_token"):
+            raise Transient(f"{p}: the token endpoint answered without an access_token")
+        now = datetime.now(UTC)
+
+        def at(seconds: Any) -> str | None:
+            number = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+            ok = number or str(seconds).isdigit()
+            return (now + timedelta(seconds=float(seconds))).isoformat(timespec="seconds") if ok else None
+
+        changes = {"access_token": data["access_token"], "refresh_token": data.get("refresh_token"),
+                   "expires_at": at(data.get("expires_in")) or at(rule.life)}
+        changes.update({name: data.get(name) for name in rule.keep})
+        changes.update({field: at(data.get(seconds)) for seconds, field in rule.lifetimes})
+        return creds.merged(**changes)
 
     def request(self, account: AccountRef, method: str, url: str, **kwargs: Any) -> requests.Response:
         return http.send(

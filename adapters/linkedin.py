@@ -29,7 +29,6 @@ from adapters.base import (
     AccountRef,
     Adapter,
     Capabilities,
-    Credentials,
     CredentialsModel,
     Identity,
     Media,
@@ -39,6 +38,7 @@ from adapters.base import (
     Progress,
     Published,
     Token,
+    TokenRefresh,
     Word,
 )
 from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Transient
@@ -118,6 +118,11 @@ class LinkedInAdapter(Adapter):
         max_image_bytes=8 * 1024 * 1024, max_videos=1, max_video_bytes=500 * 1024 * 1024,
     )
     credentials_model: ClassVar[type[CredentialsModel]] = LinkedInCredentials
+    # Only apps approved for programmatic refresh get a refresh token; it keeps the lifetime of
+    # its first grant (365 days), the access token lives 60 days.
+    token_refresh: ClassVar[TokenRefresh] = TokenRefresh(
+        path="/oauth/v2/accessToken", url=OAUTH_URL, life=5_184_000,
+        lifetimes=(("refresh_token_expires_in", "refresh_expires_at"),))
 
     # -- check_platform -------------------------------------------------------------------------
     def check_platform(self, post: Post) -> list[Problem]:
@@ -260,32 +265,7 @@ class LinkedInAdapter(Adapter):
             raise Transient("linkedin: the follower answer carried no count")
         return count
 
-    # -- refresh ------------------------------------------------------------------------------
-    def refresh(self, account: AccountRef) -> Credentials:
-        """A new 60-day access token from the refresh token. The refresh token keeps the lifetime of its
-        first grant (365 days); whatever LinkedIn sends back is stored, the old one is kept otherwise."""
-        credentials = account.credentials
-        refresh_token = credentials.get("refresh_token")
-        if not refresh_token:
-            raise AuthExpired("linkedin: no refresh token (only apps approved for programmatic refresh get "
-                              "one); re-authorise the account")
-        url = f"{account.base_url.rstrip('/')}/oauth/v2/accessToken" if account.base_url else OAUTH_URL
-        try:
-            response = self.request(account, "POST", url, data={
-                "grant_type": "refresh_token", "refresh_token": refresh_token,
-                "client_id": credentials.require("client_id", self.platform),
-                "client_secret": credentials.require("client_secret", self.platform)})
-        except (AuthExpired, Rejected) as exc:
-            raise AuthExpired(f"{exc.reason}; re-authorise the account", status=exc.status) from None
-        data = _json(response)
-        if not data.get("access_token"):
-            raise Transient("linkedin: refresh answered without an access token")
-        now = datetime.now(UTC)
-        changes = {"access_token": data["access_token"], "refresh_token": data.get("refresh_token"),
-                   "expires_at": _at(now, data.get("expires_in") or 5_184_000)}
-        if data.get("refresh_token_expires_in"):
-            changes["refresh_expires_at"] = _at(now, data["refresh_token_expires_in"])
-        return credentials.merged(**changes)
+    # -- refresh: declared in ``token_refresh`` --------------------------------------------------
 
     # -- find_published -----------------------------------------------------------------------
     def find_published(self, account: AccountRef, post: Post, key: str,
@@ -414,9 +394,6 @@ class _Duplicate(Rejected):
         super().__init__(reason, status=status)
         self.urn = urn
 
-
-def _at(now: datetime, seconds: Any) -> str:
-    return (now + timedelta(seconds=float(seconds))).isoformat(timespec="seconds")
 
 
 def _until_midnight(now: datetime | None = None) -> float:

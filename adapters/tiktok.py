@@ -30,7 +30,6 @@ from adapters.base import (
     AccountRef,
     Adapter,
     Capabilities,
-    Credentials,
     CredentialsModel,
     Handles,
     Identity,
@@ -41,6 +40,7 @@ from adapters.base import (
     Progress,
     Published,
     Token,
+    TokenRefresh,
     Word,
 )
 from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
@@ -131,6 +131,10 @@ class TikTokAdapter(Adapter):
         visible_after=timedelta(hours=2),
     )
     credentials_model: ClassVar[type[CredentialsModel]] = TikTokCredentials
+    # The refresh token rotates; lifetimes come from the answer (24 h or 2 h, the docs disagree).
+    token_refresh: ClassVar[TokenRefresh] = TokenRefresh(
+        path="/v2/oauth/token/", client=("client_key", "client_secret"), life=7200, keep=("open_id",),
+        lifetimes=(("refresh_expires_in", "refresh_expires_at"),))
     # ``@NewsRoom`` -> ``newsroom``: usernames ignore case.
     handles: ClassVar[Handles] = Handles(name=r"[A-Za-z0-9_.]{2,24}",
                                           what="a username (2-24 letters, digits, underscores, periods)")
@@ -279,28 +283,7 @@ class TikTokAdapter(Adapter):
             raise Transient("tiktok: user/info answered without a follower_count")
         return count
 
-    # -- refresh --------------------------------------------------------------------------------
-    def refresh(self, account: AccountRef) -> Credentials:
-        """New tokens from /v2/oauth/token/. The refresh token rotates (the old one stops working), so
-        the new one is returned; lifetimes come from the answer (24 h or 2 h, the docs disagree)."""
-        creds = account.credentials
-        response = self.request(account, "POST", f"{self.base_url(account)}/v2/oauth/token/", data={
-            "client_key": creds.require("client_key", self.platform),
-            "client_secret": creds.require("client_secret", self.platform),
-            "grant_type": "refresh_token", "refresh_token": creds.require("refresh_token", self.platform)})
-        data = http.object_of(response)
-        if data.get("error") or not data.get("access_token"):
-            raise AuthExpired(f"tiktok: token refresh refused ({data.get('error') or 'no access_token'}: "
-                              f"{data.get('error_description') or ''}); re-authorise the account")
-        now = datetime.now(UTC)
-
-        def at(seconds: Any) -> str | None:
-            return (now + timedelta(seconds=int(seconds))).isoformat(timespec="seconds") \
-                if str(seconds).isdigit() else None
-
-        return creds.merged(access_token=data["access_token"], refresh_token=data.get("refresh_token"),
-                            open_id=data.get("open_id"), expires_at=at(data.get("expires_in")),
-                            refresh_expires_at=at(data.get("refresh_expires_in")))
+    # -- refresh: declared in ``token_refresh`` --------------------------------------------------
 
     # -- find_published -------------------------------------------------------------------------
     def find_published(self, account: AccountRef, post: Post, key: str,

@@ -29,7 +29,6 @@ from adapters.base import (
     AccountRef,
     Adapter,
     Capabilities,
-    Credentials,
     CredentialsModel,
     Handles,
     Identity,
@@ -41,6 +40,7 @@ from adapters.base import (
     Progress,
     Published,
     Token,
+    TokenRefresh,
     Word,
     parse_time,
     part_step,
@@ -106,6 +106,9 @@ class XAdapter(Adapter):
         threads=True,
     )
     credentials_model: ClassVar[type[CredentialsModel]] = XCredentials
+    # OAuth 2.0 with offline.access; a confidential app uses HTTP Basic, a public one names itself.
+    # X rotates the refresh token.
+    token_refresh: ClassVar[TokenRefresh] = TokenRefresh(path="/2/oauth2/token", basic_auth=True, life=7200)
     # ``@NewsRoom`` -> ``newsroom``: X matches usernames regardless of case.
     handles: ClassVar[Handles] = Handles(name=r"[A-Za-z0-9_]{1,15}",
                                           what="a username (1-15 letters, digits, underscores)")
@@ -278,33 +281,7 @@ class XAdapter(Adapter):
             raise Transient("x: /2/users/me answered without public_metrics.followers_count")
         return count
 
-    # -- refresh ------------------------------------------------------------------------------
-    def refresh(self, account: AccountRef) -> Credentials:
-        """A new access token from the stored refresh token (OAuth 2.0; needs ``offline.access``).
-        X rotates refresh tokens: the one returned replaces the one used."""
-        creds = account.credentials
-        refresh_token, client_id = creds.get("refresh_token"), creds.get("client_id")
-        if not refresh_token or not client_id:
-            raise AuthExpired("x: no refresh token or client id is stored; re-authorise the account")
-        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        secret = creds.get("client_secret")
-        auth: tuple[str, str] | None = (client_id, secret) if secret else None
-        if not secret:
-            form["client_id"] = client_id  # a public client names itself in the form
-        try:
-            response = self.request(account, "POST", f"{self.base_url(account)}/2/oauth2/token", data=form,
-                                    auth=auth)
-        except (Rejected, AuthExpired) as exc:
-            # 400 invalid_request: the refresh token is used up or revoked; 401: the client is refused.
-            raise AuthExpired(f"{exc.reason}; re-authorise the account", status=exc.status) from None
-        data = _json(response)
-        if not data.get("access_token"):
-            raise Transient("x: the token endpoint answered without an access_token")
-        expires_in = data.get("expires_in")
-        if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
-            expires_in = 7200  # X's documented lifetime; a stale stored expiry must not survive
-        return creds.merged(access_token=data["access_token"], refresh_token=data.get("refresh_token"),
-                            expires_at=_iso(datetime.now(UTC) + timedelta(seconds=expires_in)))
+    # -- refresh: declared in ``token_refresh`` --------------------------------------------------
 
     # -- find_published -----------------------------------------------------------------------
     def find_published(self, account: AccountRef, post: Post, key: str,

@@ -28,7 +28,6 @@ from adapters.base import (
     AccountRef,
     Adapter,
     Capabilities,
-    Credentials,
     CredentialsModel,
     Handles,
     Identity,
@@ -39,6 +38,7 @@ from adapters.base import (
     Progress,
     Published,
     Token,
+    TokenRefresh,
     Word,
     parse_time,
 )
@@ -107,6 +107,8 @@ class YouTubeAdapter(Adapter):
     # A resumable upload answers 308 Resume Incomplete to every chunk but the last.
     rules: ClassVar[http.Rules] = http.Rules(answers_3xx=frozenset({308}), words=lambda body: _words(body))
     credentials_model: ClassVar[type[CredentialsModel]] = YouTubeCredentials
+    # Google keeps the refresh token (a new one in the answer is stored all the same).
+    token_refresh: ClassVar[TokenRefresh] = TokenRefresh(path="/token", url=GOOGLE_TOKEN_URL, life=3599)
     # ``NewsRoom`` and ``@newsroom`` -> ``@newsroom`` (handles ignore case); a channel id as given.
     handles: ClassVar[Handles] = Handles(name=r"[A-Za-z0-9._-]{3,30}", prefix="@", ids=r"UC[A-Za-z0-9_-]{22}",
                                           what="a channel handle (@name, 3-30 letters, digits, periods, "
@@ -249,23 +251,7 @@ class YouTubeAdapter(Adapter):
             raise Transient("youtube: channels.list answered without a subscriberCount")
         return int(count)
 
-    # -- refresh --------------------------------------------------------------------------------
-    def refresh(self, account: AccountRef) -> Credentials:
-        """A new access token from Google's token endpoint. Google keeps the refresh token (a new one
-        in the answer is stored all the same)."""
-        creds = account.credentials
-        # A stand-in (any account base URL) serves the token endpoint on the same host.
-        url = f"{account.base_url.rstrip('/')}/token" if account.base_url else GOOGLE_TOKEN_URL
-        response = self.request(account, "POST", url, data={
-            "grant_type": "refresh_token", "refresh_token": creds.require("refresh_token", self.platform),
-            "client_id": creds.require("client_id", self.platform),
-            "client_secret": creds.require("client_secret", self.platform)})
-        data = _json(response)
-        if not data.get("access_token"):
-            raise Transient("youtube: the token endpoint answered without an access_token")
-        expires = datetime.now(UTC) + timedelta(seconds=int(data.get("expires_in") or 3599))
-        return creds.merged(access_token=data["access_token"], refresh_token=data.get("refresh_token"),
-                            expires_at=expires.isoformat(timespec="seconds"))
+    # -- refresh: declared in ``token_refresh`` --------------------------------------------------
 
     # -- find_published -------------------------------------------------------------------------
     def find_published(self, account: AccountRef, post: Post, key: str,

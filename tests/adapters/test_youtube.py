@@ -335,7 +335,7 @@ def test_a_token_expiring_mid_upload_resumes_after_refresh(
 @pytest.mark.parametrize(("change", "fragment"), [
     (lambda s, c: s.revoke_refresh_tokens(), "invalid_grant: Token has been expired or revoked."),
     (lambda s, c: c.update(client_secret="GOCSPX-wrong-secret-value"), "invalid_client"),
-    (lambda s, c: c.pop("refresh_token"), "no 'refresh_token'"),
+    (lambda s, c: c.pop("refresh_token"), "no refresh token is stored"),
 ])
 def test_refresh_failures_need_reauthorisation(adapter: YouTubeAdapter, account: AccountRef,
                                                standin: YouTubeStandIn, creds: dict[str, str],
