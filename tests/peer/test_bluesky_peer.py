@@ -96,6 +96,48 @@ def test_text_and_facets_arrive_identical(peer_network: Network, operator: Opera
     assert delivery["published_url"].startswith(f"https://bsky.app/profile/{account.handle}/post/")
 
 
+WIKI = "https://en.wikipedia.org/wiki/Hangzhou_(disambiguation)"
+
+
+def test_links_get_facets_as_the_official_client_makes_them(peer_network: Network, operator: Operator,
+                                                           account: PeerAccount) -> None:
+    """A link keeps its balanced parentheses; bare domains with a known top-level domain are links
+    (the official client's detectFacets), a dotted word with an unknown one is not."""
+    text = (f"Hangzhou: {WIKI} (see also {WIKI}). Official site en.hangzhou.com.cn, "
+            "details at example.org/path; not a link: v2.0 file.notatld")
+    delivery = operator.wait_published(operator.queue(text, account))
+    stored = peer_network.record(delivery["remote_id"])["value"]
+    links = [(decode(text, f), f["features"][0]["uri"]) for f in stored["facets"]
+             if f["features"][0]["$type"].endswith("#link")]
+    assert links == [(WIKI, WIKI), (WIKI, WIKI), ("en.hangzhou.com.cn", "https://en.hangzhou.com.cn"),
+                     ("example.org/path", "https://example.org/path")]
+    [viewed] = peer_network.appview_posts([delivery["remote_id"]])
+    assert viewed["record"]["facets"] == stored["facets"]
+
+
+def test_posts_carry_the_account_language(peer_network: Network, operator: Operator,
+                                          account: PeerAccount) -> None:
+    operator.cli("accounts", "edit", f"bluesky:{account.handle}", "--language", "pt-BR")
+    delivery = operator.wait_published(operator.queue("A Câmara aprovou a nova linha de elétrico", account))
+    assert peer_network.record(delivery["remote_id"])["value"]["langs"] == ["pt-BR"]
+    [viewed] = peer_network.appview_posts([delivery["remote_id"]])
+    assert viewed["record"]["langs"] == ["pt-BR"]
+
+
+def test_a_cjk_thread_splits_at_sentence_ends(peer_network: Network, operator: Operator,
+                                              account: PeerAccount) -> None:
+    """CJK sentences end in U+3002, U+FF01 or U+FF1F with no space after them: still split points."""
+    text = "".join(["杭州市は新しい地下鉄の路線を発表しました。", "開業は二〇二八年の予定です\uff01",
+                    "運賃はいくらになるのでしょうか\uff1f", "市は来月に説明会を開きます。"] * 12)
+    operator.wait_published(operator.queue(text, account, thread=True))
+    parts = [r["value"]["text"] for r in peer_network.records(account)]
+    assert len(parts) > 1
+    for i, part in enumerate(parts, 1):
+        body, numbering = part.rsplit(" ", 1)
+        assert numbering == f"{i}/{len(parts)}" and body.endswith(("\u3002", "\uff01", "\uff1f")), part
+    assert "".join(p.rsplit(" ", 1)[0] for p in parts) == text
+
+
 def test_images_arrive_with_alt_text_and_aspect_ratio(peer_network: Network, operator: Operator,
                                                       account: PeerAccount, tmp_path: Path) -> None:
     wide, tall = tmp_path / "wide.png", tmp_path / "tall.jpg"
