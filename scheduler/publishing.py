@@ -152,11 +152,8 @@ def publish_delivery(delivery_id: int, celery_id: str | None = None) -> str:
             error = Transient(f"{job.account.platform}: internal error {type(exc).__name__}: "
                               f"{scrub(str(exc), secrets)}", maybe_sent=True)
             outcome = _record_failure(job, error, settings)
-    label = f"{job.account.platform}:{job.account.handle}"
-    if outcome in ("failed", "unknown", "blocked_auth"):
-        log.warning("delivery %s to %s: %s", delivery_id, label, outcome)
-    else:
-        log.info("delivery %s to %s: %s", delivery_id, label, outcome)
+    if outcome not in NEEDS_A_PERSON:  # those were logged with their reason where they were decided
+        log.info("delivery %s to %s:%s: %s", delivery_id, job.account.platform, job.account.handle, outcome)
     return outcome
 
 
@@ -242,7 +239,19 @@ def _record_success(job: Job, result: Published) -> str:
     return "published" if ok else "published-late"
 
 
+# Outcomes an operator must act on: logged at WARNING with the platform's reason.
+NEEDS_A_PERSON = ("failed", "unknown", "blocked_auth")
+
+
 def _record_failure(job: Job, error: AdapterError, settings: Settings) -> str:
+    outcome = _decide_failure(job, error, settings)
+    if outcome in NEEDS_A_PERSON:
+        log.warning("delivery %s to %s:%s: %s: %s", job.lease.delivery_id, job.account.platform,
+                    job.account.handle, outcome, scrub(error.reason, job.account.credentials.secrets())[:500])
+    return outcome
+
+
+def _decide_failure(job: Job, error: AdapterError, settings: Settings) -> str:
     now = utcnow()
     reason = scrub(error.reason, job.account.credentials.secrets())[:2000]
     status = error.status

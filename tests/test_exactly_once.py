@@ -219,3 +219,14 @@ def test_an_adapter_crash_is_logged_without_credentials(telegram: StandIn, monke
     assert token not in caplog.text
     with session_scope() as s:
         assert token not in (s.get(Delivery, delivery_id).last_error or "")
+
+
+def test_a_failed_delivery_is_logged_at_warning_with_the_platform_reason(
+        telegram: StandIn, caplog: pytest.LogCaptureFixture) -> None:
+    delivery_id = telegram_delivery(telegram)
+    refusal = {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+    telegram.inject(Fault(path="sendMessage", status=400, body=refusal))
+    with caplog.at_level(logging.INFO, logger="crosspost"):
+        assert publishing.publish_delivery(delivery_id) == "failed"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("failed" in m and "chat not found" in m for m in warnings), warnings
