@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import re
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar
@@ -175,6 +176,21 @@ class Progress:
 
     def fence(self, step: str) -> None:
         self.save(**{FENCE: {"step": step, "at": datetime.now(UTC).isoformat()}})
+
+    @contextmanager
+    def sending(self, step: str) -> Iterator[None]:
+        """``fence(step)`` around the request in the block. A definite answer to it (any adapter error
+        but a Transient that may have been sent) takes the fence down again, so a later retry never
+        suspects a create the platform refused; silence, or a crash, leaves it up."""
+        from adapters.errors import AdapterError, Transient
+
+        self.fence(step)
+        try:
+            yield
+        except AdapterError as exc:
+            if not (isinstance(exc, Transient) and exc.maybe_sent):
+                self.save()
+            raise
 
     @property
     def fenced(self) -> dict[str, Any] | None:

@@ -82,8 +82,8 @@ class FacebookAdapter(graph.GraphAdapter):
         if post.videos:
             return self._video(account, page, token, post, message, progress)
         if len(post.images) == 1:
-            progress.fence("post")
-            photo = self._photo(account, page, token, post.images[0], published=True, caption=message)
+            with progress.sending("post"):
+                photo = self._photo(account, page, token, post.images[0], published=True, caption=message)
             return self._post(page, str(photo.get("post_id") or photo.get("id")))
         fields: dict[str, Any] = {"message": message}
         if post.images:
@@ -94,8 +94,8 @@ class FacebookAdapter(graph.GraphAdapter):
             fields["attached_media"] = [{"media_fbid": photo} for photo in photos]
         elif post.link:
             fields["link"] = post.link
-        progress.fence("post")
-        created = self.call(account, "POST", f"{page}/feed", token, json=fields)
+        with progress.sending("post"):
+            created = self.call(account, "POST", f"{page}/feed", token, json=fields)
         return self._post(page, _id(created, "feed"))
 
     # -- media upload -------------------------------------------------------------------------------
@@ -119,15 +119,15 @@ class FacebookAdapter(graph.GraphAdapter):
             if post.title:
                 data["title"] = post.title
             # published=true: the video goes out on upload, with no way to ask for it by a key.
-            progress.fence("video")
-            if video.url:
-                # Meta fetches it: nothing to send, nothing to resume.
-                created = self.call(account, "POST", f"{page}/videos", token,
-                                    data={**data, "file_url": video.url})
-            else:
-                with _open(video) as source:
-                    created = self.call(account, "POST", f"{page}/videos", token, data=data,
-                                        files={"source": (Path(video.path).name, source, video.mime)})
+            with progress.sending("video"):
+                if video.url:
+                    # Meta fetches it: nothing to send, nothing to resume.
+                    created = self.call(account, "POST", f"{page}/videos", token,
+                                        data={**data, "file_url": video.url})
+                else:
+                    with _open(video) as source:
+                        created = self.call(account, "POST", f"{page}/videos", token, data=data,
+                                            files={"source": (Path(video.path).name, source, video.mime)})
             video_id = _id(created, "videos")
             progress.save(video_id=video_id)
         node = self.call(account, "GET", video_id, token, params={"fields": "status,permalink_url"})

@@ -138,8 +138,9 @@ class InstagramAdapter(graph.GraphAdapter):
                 self._check_quota(account, user, token)
             container = self._create(account, user, token, post, progress, after)
             self._state(account, token, container, progress, after)
-        progress.fence("media_publish")
-        created = self.call(account, "POST", f"{user}/media_publish", token, data={"creation_id": container})
+        with progress.sending("media_publish"):
+            created = self.call(account, "POST", f"{user}/media_publish", token,
+                                data={"creation_id": container})
         if not created.get("id"):
             raise Transient("instagram: media_publish answered without an id", maybe_sent=True)
         progress.save(media_id=str(created["id"]))

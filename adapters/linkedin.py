@@ -156,9 +156,9 @@ class LinkedInAdapter(Adapter):
             body["content"] = content
         sent_before = bool(progress.get("sent")) or progress.fenced is not None
         progress.save(sent=True)
-        progress.fence("post")
         try:
-            response = self._rest(account, "POST", "posts", json=body)
+            with progress.sending("post"):
+                response = self._rest(account, "POST", "posts", json=body)
             urn = response.headers.get("x-restli-id")
         except _Duplicate as dup:
             if not (sent_before and dup.urn):

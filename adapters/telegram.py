@@ -150,14 +150,14 @@ class TelegramAdapter(Adapter):
             if post.link:
                 # The body may carry other URLs too; the preview should be the story's.
                 payload["link_preview_options"] = {"url": post.link}
-            progress.fence(method)
-            message = self._call(account, method, payload)
+            with progress.sending(method):
+                message = self._call(account, method, payload)
         elif len(post.media) == 1:
             media = post.media[0]
             field, method = ("photo", "sendPhoto") if media.kind == "image" else ("video", "sendVideo")
             fields = {"chat_id": chat, "caption": post.body, **_video_fields(media)}
-            progress.fence(method)
-            message = self._call(account, method, fields, files={field: media})
+            with progress.sending(method):
+                message = self._call(account, method, fields, files={field: media})
         else:
             # Every file is its own part, named in the album by attach://; the caption on the first
             # item is the album's.
@@ -165,9 +165,9 @@ class TelegramAdapter(Adapter):
             items = [{"type": "photo" if m.kind == "image" else "video", "media": f"attach://f{i}",
                       **({"caption": post.body} if i == 0 else {}), **_video_fields(m)}
                      for i, m in enumerate(post.media)]
-            progress.fence(method)
-            messages = self._call(account, method, {"chat_id": chat, "media": items},
-                                  files={f"f{i}": m for i, m in enumerate(post.media)})
+            with progress.sending(method):
+                messages = self._call(account, method, {"chat_id": chat, "media": items},
+                                      files={f"f{i}": m for i, m in enumerate(post.media)})
             message = messages[0] if isinstance(messages, list) and messages else None
         if not isinstance(message, dict) or not isinstance(message.get("message_id"), int):
             raise Transient(f"telegram: {method} succeeded without a message_id", maybe_sent=True)

@@ -183,9 +183,9 @@ class ThreadsAdapter(GraphAdapter):
         return str(answer.get("status") or ""), str(answer.get("error_message") or "")
 
     def _publish_container(self, account: AccountRef, container: str, step: str, progress: Progress) -> str:
-        progress.fence(step)
-        answer = self._call(account, "POST", f"{self._user(account)}/threads_publish",
-                            data={"creation_id": container})
+        with progress.sending(step):
+            answer = self._call(account, "POST", f"{self._user(account)}/threads_publish",
+                                data={"creation_id": container})
         return _id(answer, "a media id")
 
     def _published(self, account: AccountRef, media_id: str) -> Published:

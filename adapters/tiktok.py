@@ -192,12 +192,13 @@ class TikTokAdapter(Adapter):
             size = _size(video)
             chunk, count = chunk_plan(size, self.chunk_size)
             # DIRECT_POST: the post exists from init on, under a publish_id we only learn from its answer.
-            progress.fence("publish init")
-            data = self._call(account, "post/publish/video/init/", {
-                "post_info": {**info, "title": post.body, "disable_duet": bool(creator.get("duet_disabled")),
-                              "disable_stitch": bool(creator.get("stitch_disabled"))},
-                "source_info": {"source": "FILE_UPLOAD", "video_size": size, "chunk_size": chunk,
-                                "total_chunk_count": count}}, creates=True)
+            with progress.sending("publish init"):
+                data = self._call(account, "post/publish/video/init/", {
+                    "post_info": {**info, "title": post.body,
+                                  "disable_duet": bool(creator.get("duet_disabled")),
+                                  "disable_stitch": bool(creator.get("stitch_disabled"))},
+                    "source_info": {"source": "FILE_UPLOAD", "video_size": size, "chunk_size": chunk,
+                                    "total_chunk_count": count}}, creates=True)
         else:
             urls = [m.url for m in post.images]
             if not post.images or None in urls:
@@ -205,12 +206,13 @@ class TikTokAdapter(Adapter):
                                "CROSSPOST_MEDIA_PUBLIC_URL to where the media directory is served")
             title = (post.title.strip() if post.title
                      else title_from(post.body, PHOTO_TITLE_LIMIT, utf16_units))
-            progress.fence("publish init")
-            data = self._call(account, "post/publish/content/init/", {
-                "media_type": "PHOTO", "post_mode": "DIRECT_POST",
-                "post_info": {**info, "title": title, "description": post.body},
-                "source_info": {"source": "PULL_FROM_URL", "photo_cover_index": 0, "photo_images": urls}},
-                creates=True)
+            with progress.sending("publish init"):
+                data = self._call(account, "post/publish/content/init/", {
+                    "media_type": "PHOTO", "post_mode": "DIRECT_POST",
+                    "post_info": {**info, "title": title, "description": post.body},
+                    "source_info": {"source": "PULL_FROM_URL", "photo_cover_index": 0,
+                                    "photo_images": urls}},
+                    creates=True)
         publish_id = data.get("publish_id")
         if not isinstance(publish_id, str) or not publish_id:
             raise Transient("tiktok: init answered without a publish_id", maybe_sent=True)

@@ -160,8 +160,8 @@ class XAdapter(Adapter):
                 body["media"] = {"media_ids": media_ids}
             if posted:
                 body["reply"] = {"in_reply_to_tweet_id": posted[-1]}
-            progress.fence(part_step(i, len(parts)))
-            posted.append(self._create(account, body, post))
+            with progress.sending(part_step(i, len(parts))):
+                posted.append(self._create(account, body, post))
             progress.save(parts=posted)
         return self._published(account, posted[0])
 

@@ -14,6 +14,7 @@ client the refresh token was issued to) and ``expires_at``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from datetime import UTC, datetime, time, timedelta
@@ -165,10 +166,9 @@ class YouTubeAdapter(Adapter):
                 f.seek(offset)
                 chunk = f.read(self.chunk_size)
                 last = offset + len(chunk) - 1
-                if last == size - 1:
-                    # The last byte completes the upload, and the video goes public at once.
-                    progress.fence("video")
-                answer = self._put(account, session, chunk, f"bytes {offset}-{last}/{size}")
+                # The last byte completes the upload, and the video goes public at once: fenced.
+                with progress.sending("video") if last == size - 1 else contextlib.nullcontext():
+                    answer = self._put(account, session, chunk, f"bytes {offset}-{last}/{size}")
                 if answer is None:
                     progress.save(yt_session=None)
                     raise Transient("youtube: the upload session expired mid-upload; the next attempt "

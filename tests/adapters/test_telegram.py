@@ -17,7 +17,7 @@ import requests
 from PIL import Image
 
 from adapters.base import AccountRef, Credentials, Media, Post, Problem, Progress
-from adapters.errors import AuthExpired, RateLimited, Rejected, Transient
+from adapters.errors import AdapterError, AuthExpired, RateLimited, Rejected, Transient
 from adapters.standins.base import Fault
 from adapters.standins.telegram import TelegramStandIn
 from adapters.telegram import TelegramAdapter, chat_id, message_url
@@ -816,3 +816,20 @@ def test_answers(standin: TelegramStandIn, adapter: TelegramAdapter, fault: Faul
     with pytest.raises(error) as err:
         adapter.followers(acct)
     assert getattr(err.value, "maybe_sent", False) is False
+
+
+@pytest.mark.parametrize(("fault", "fence_stays"), [
+    (Fault(status=400, body=error_body(400, "Bad Request: message is too long")), False),
+    (Fault(status=429, body=error_body(429, "Too Many Requests: retry after 3", retry_after=3)), False),
+    (Fault(status=502, body="bad gateway"), True),
+    (Fault(drop=True, commit=True), True),
+])
+def test_a_refused_send_takes_its_fence_down(standin: TelegramStandIn, adapter: TelegramAdapter, fault: Fault,
+                                             fence_stays: bool) -> None:
+    acct = account(standin)
+    standin.inject(replace(fault, path="sendMessage"))
+    progress = Progress(saver=lambda state: None)
+    with pytest.raises(AdapterError):
+        adapter.publish(acct, post(), "d-refused", progress)
+    # A refusal is an answer: the next attempt must not be taken for one whose send may have landed.
+    assert (progress.fenced is not None) is fence_stays
