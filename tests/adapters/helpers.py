@@ -34,9 +34,13 @@ def account_on(standin: StandIn, platform: str, handle: str, followers: int = 10
                       credentials=Credentials(creds))
 
 
-def mp4(path: Path, size: int, seconds: int = 30, ftyp: bool = True) -> Media:
-    """An MP4-shaped file: ``ftyp``, a ``moov`` holding an ``mvhd`` of ``seconds``, then ``mdat``."""
-    mvhd = struct.pack(">B3xIIII", 0, 0, 0, 600, seconds * 600)
+def mp4(path: Path, size: int, seconds: int = 30, ftyp: bool = True, version: int = 0) -> Media:
+    """An MP4-shaped file: ``ftyp``, a ``moov`` holding an ``mvhd`` (box ``version`` 0 or 1) of
+    ``seconds``, then ``mdat``."""
+    if version == 1:
+        mvhd = struct.pack(">B3xQQIQ", 1, 0, 0, 1000, seconds * 1000)
+    else:
+        mvhd = struct.pack(">B3xIIII", 0, 0, 0, 600, seconds * 600)
     mvhd = struct.pack(">I4s", 8 + len(mvhd), b"mvhd") + mvhd
     moov = struct.pack(">I4s", 8 + len(mvhd), b"moov") + mvhd
     head = (b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" if ftyp else b"\x00" * 24) + moov
