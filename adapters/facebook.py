@@ -178,16 +178,18 @@ class FacebookAdapter(graph.GraphAdapter):
     def find_published(self, account: AccountRef, post: Post, key: str,
                        progress: Progress | None = None) -> Published | None:
         """The Page's own post whose message is what ``publish`` sent, created no earlier than the
-        delivery's first attempt (any time when that is unknown). A video posted on upload is listed
-        there too, under its description."""
+        delivery's first attempt (any time when that is unknown)."""
         page, token = self._page(account), self._token(account)
         wanted = _normalise(_message(post))
         since = post.created_at - _CLOCK_SKEW if post.created_at else None
-        for item, created in self.edge(account, f"{page}/published_posts", token,
-                                       "id,message,created_time,permalink_url", stamp="created_time",
+        # A video is the Page's video (publish answers its id), listed from upload on; the rest are posts.
+        edge, text = ("videos", "description") if post.videos else ("published_posts", "message")
+        for item, created in self.edge(account, f"{page}/{edge}", token,
+                                       f"id,{text},created_time,permalink_url", stamp="created_time",
                                        since=since):
-            if _normalise(str(item.get("message") or "")) == wanted:
-                url = item.get("permalink_url") or self._post(page, str(item["id"])).url
+            if _normalise(str(item.get(text) or "")) == wanted:
+                link = str(item.get("permalink_url") or "") or self._post(page, str(item["id"])).url
+                url = WEB + link if link.startswith("/") else link
                 return Published(remote_id=str(item["id"]), url=url, published_at=created)
         return None
 

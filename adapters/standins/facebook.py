@@ -66,6 +66,7 @@ class _Video:
     error: str | None
     status: str = "processing"
     data: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
 
 
 class FacebookStandIn(GraphStandIn):
@@ -96,6 +97,7 @@ class FacebookStandIn(GraphStandIn):
         self.graph_route("POST", rf"{page}/photos", self.create_photo)
         self.graph_route("POST", rf"{page}/videos", self.create_video)
         self.graph_route("GET", rf"{page}/(?:published_posts|feed|posts)", self.list_posts)
+        self.graph_route("GET", rf"{page}/videos", self.list_videos)
         self.graph_route("GET", r"/(?P<id>[^/]+)", self.node)
 
     # -- accounts and control -----------------------------------------------------------------------
@@ -208,6 +210,20 @@ class FacebookStandIn(GraphStandIn):
             fields = _fields(params, {"id", "message", "created_time"})
             items = [p for p in reversed(self.feed) if p["page"] == page.id]
             return self.paged(req, params, items, lambda p: self._render(p, fields))
+
+    def list_videos(self, req: Request) -> Response:
+        """The Page's videos, newest first, as soon as they are uploaded (a video published on upload
+        is listed here under its description while it still processes)."""
+        params, _ = self.params(req)
+        with self.lock:
+            page = self._authorize(req, params, self._path_page(req), "pages_read_engagement")
+            fields = _fields(params, {"id", "description", "created_time"})
+            items = [{"id": v.id, "description": v.description, "created_time": graph_time(v.created),
+                      "permalink_url": f"/{page.id}/videos/{v.id}"}
+                     for v in sorted(self.videos.values(), key=lambda v: v.created, reverse=True)
+                     if v.page == page.id]
+            return self.paged(req, params, items,
+                              lambda v: {k: x for k, x in v.items() if k in fields and x != ""})
 
     def node(self, req: Request) -> Response:
         params, _ = self.params(req)

@@ -544,3 +544,22 @@ def test_publish_fences_the_post(standin: FacebookStandIn, adapter: FacebookAdap
     saved: list[dict[str, Any]] = []
     adapter.publish(account, story(), "d-fence", Progress(saver=saved.append))
     assert [s["fence"]["step"] for s in saved if "fence" in s] == ["post"]
+
+
+@pytest.mark.parametrize("url", [None, "https://media.example.com/clip.mp4"])
+def test_a_video_whose_upload_answer_was_lost_is_found(standin: FacebookStandIn, adapter: FacebookAdapter,
+                                                       account: AccountRef, tmp_path: Path,
+                                                       url: str | None) -> None:
+    # The double post: the video went out on upload, the answer never came back.
+    post = story(media=(mp4(tmp_path, url=url),), link=None)
+    standin.inject(Fault(commit=True, drop=True, path="/videos"))
+    saved: list[dict[str, Any]] = []
+    with pytest.raises(Transient) as err:
+        adapter.publish(account, post, "d-video", Progress(saver=saved.append))
+    assert err.value.maybe_sent and saved[-1]["fence"]["step"] == "video"
+    found = adapter.find_published(account, post, "d-video", Progress(saved[-1]))
+    [created] = standin.posts("video")
+    assert found is not None and found.remote_id == created.id
+    assert found.url == f"https://www.facebook.com/{account.credentials.get('page_id')}/videos/{created.id}"
+    # Another story's video is not taken for this one.
+    assert adapter.find_published(account, story(media=(mp4(tmp_path),), link=None), "d-other") is None
