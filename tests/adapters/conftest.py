@@ -13,6 +13,7 @@ from adapters import adapter_class
 from adapters.base import AccountRef, Adapter, Credentials
 from adapters.standins import standin_class
 from adapters.standins.base import StandIn
+from tests.adapters.helpers import account_on, unique
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +61,12 @@ def creds(request: pytest.FixtureRequest, standin: StandIn) -> dict[str, str]:
 
 
 @pytest.fixture
-def account(request: pytest.FixtureRequest, standin: StandIn, creds: dict[str, str]) -> AccountRef:
-    """The module's ``HANDLE`` as crosspost stores it, pointed at the stand-in."""
-    return AccountRef(id=1, platform=request.module.PLATFORM, handle=request.module.HANDLE,
-                      base_url=standin.url, credentials=Credentials(creds))
+def account(request: pytest.FixtureRequest, standin: StandIn) -> AccountRef:
+    """The module's ``HANDLE`` (with its ``creds``) as crosspost stores it, pointed at the stand-in;
+    where the module names no handle, a new account with a name of its own."""
+    module = request.module
+    if not hasattr(module, "HANDLE"):
+        return account_on(standin, module.PLATFORM, unique())
+    creds: dict[str, str] = request.getfixturevalue("creds")
+    return AccountRef(id=1, platform=module.PLATFORM, handle=module.HANDLE, base_url=standin.url,
+                      credentials=Credentials(creds))
