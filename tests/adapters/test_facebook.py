@@ -34,11 +34,6 @@ def make_account(standin: FacebookStandIn, followers: int = 10, **kwargs: Any) -
     return account_on(standin, PLATFORM, unique(), followers, **kwargs)
 
 
-@pytest.fixture
-def account(standin: FacebookStandIn) -> AccountRef:
-    return make_account(standin)
-
-
 def story(text: str = "Council approves the new tram line", link: str | None = LINK, media: tuple = (),
           created_at: datetime | None = None) -> Post:
     return Post(text=f"{text} ({next(_n)})", link=link, media=media,

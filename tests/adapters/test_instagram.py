@@ -33,11 +33,6 @@ def make_account(standin: InstagramStandIn, followers: int = 10, **kwargs: Any) 
     return account_on(standin, PLATFORM, unique(), followers, **kwargs)
 
 
-@pytest.fixture
-def account(standin: InstagramStandIn) -> AccountRef:
-    return make_account(standin)
-
-
 def image(name: str = "photo", width: int = 1080, height: int = 1080, url: bool = True) -> Media:
     # Instagram fetches by URL: the local file is never read, so it need not exist.
     return Media("image", f"/media/{name}.jpg", "image/jpeg", 200_000, width, height, alt=f"{name} alt",

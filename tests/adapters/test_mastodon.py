@@ -48,11 +48,6 @@ def make_account(standin: MastodonStandIn, followers: int = 10, **kwargs: Any) -
     return account_on(standin, PLATFORM, unique(), followers, **kwargs)
 
 
-@pytest.fixture
-def account(standin: MastodonStandIn) -> AccountRef:
-    return make_account(standin)
-
-
 def token(account: AccountRef) -> str:
     return account.credentials.require("access_token", "mastodon")
 

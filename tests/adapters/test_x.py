@@ -37,11 +37,6 @@ def make_account(standin: XStandIn, followers: int = 10, drop: tuple[str, ...] =
     return AccountRef(id=1, platform="x", handle=handle, base_url=standin.url, credentials=Credentials(creds))
 
 
-@pytest.fixture
-def account(standin: XStandIn) -> AccountRef:
-    return make_account(standin)
-
-
 def token(account: AccountRef) -> str:
     return account.credentials.require("access_token", "x")
 
