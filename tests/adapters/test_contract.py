@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters import adapter_class
-from adapters.base import AccountRef, Adapter, Published
+from adapters.base import FENCE, AccountRef, Adapter, Progress, Published
 from adapters.errors import AdapterError, AuthExpired, RateLimited, Rejected, Transient
 from adapters.standins.base import Fault, Response, StandIn
 from tests.adapters.helpers import account_on, fake, finish, unique
@@ -36,8 +37,16 @@ class Setup:
     account: AccountRef
     tmp: Path
 
+    saved: list[dict[str, Any]] = field(default_factory=list)
+
     def publish(self, account: AccountRef | None = None) -> Published:
-        return finish(self.adapter, account or self.account, self.row.post(self.tmp))
+        """Publish to the end, keeping every progress save (``saved``) to check the fence with."""
+        return finish(self.adapter, account or self.account, self.row.post(self.tmp),
+                      progress=Progress(saver=self.saved.append))
+
+    def fence_up(self) -> bool:
+        """Whether the last save left a create fenced: only silence may (DESIGN.md, the fence)."""
+        return bool(self.saved) and FENCE in self.saved[-1]
 
     def secrets(self) -> list[str]:
         """What the platform's credentials model calls secret (ids and handles are not)."""
@@ -99,7 +108,7 @@ def test_429_with_retry_after(case: Setup) -> None:
     # A reset time in whole seconds may round up; Meta states its wait in whole minutes.
     unit = case.row.wait_unit
     assert 7 <= err.value.retry_after <= max(9, -(-7 // unit) * unit)
-    assert case.standin.posts() == []
+    assert case.standin.posts() == [] and not case.fence_up()
 
 
 def test_429_without_retry_after(case: Setup) -> None:
@@ -130,6 +139,8 @@ def test_silence_or_5xx_on_the_create_may_have_sent(case: Setup, fault: Fault) -
     with pytest.raises(Transient) as err:
         case.publish()
     assert err.value.maybe_sent is True
+    # Where the platform cannot de-duplicate (no idempotency key) the fence stays up for the retry.
+    assert case.fence_up() is not case.adapter.caps.idempotent
 
 
 @pytest.mark.parametrize("fault", [
@@ -160,7 +171,7 @@ def test_a_redirect_is_not_followed(case: Setup, status: int) -> None:
     case.standin.inject(Fault(status=status, path=case.row.create_path, headers={"Location": target}))
     with pytest.raises(Rejected) as err:
         case.publish()
-    assert err.value.status == status
+    assert err.value.status == status and not case.fence_up()
     assert not any("/elsewhere" in r["path"] for r in case.standin.requests)
 
 
