@@ -63,13 +63,19 @@ def fake(kind: str, mime: str, size: int, dims: tuple[int, int] | None = None, a
     return Media(kind, "/nonexistent", mime, size, *(dims or (None, None)), alt=alt)
 
 
-def finish(adapter: Adapter, account: AccountRef, post: Post, key: str = "d1",
-           progress: Progress | None = None, rounds: int = 20) -> Published:
+def finish(adapter: Adapter, account: AccountRef, post: Post, progress: Progress | None = None,
+           rounds: int = 20, key: str = "d1") -> Published:
     """Publish as the scheduler would: again, with the same progress, after every InProgress."""
+    return finish_counted(adapter, account, post, progress, rounds, key)[0]
+
+
+def finish_counted(adapter: Adapter, account: AccountRef, post: Post, progress: Progress | None = None,
+                   rounds: int = 10, key: str = "d1") -> tuple[Published, int]:
+    """:func:`finish`, also saying how many waits (InProgress, each with a positive ``after``) it took."""
     progress = progress if progress is not None else Progress()
-    for _ in range(rounds):
+    for waits in range(rounds):
         try:
-            return adapter.publish(account, post, key, progress)
-        except InProgress:
-            continue
+            return adapter.publish(account, post, key, progress), waits
+        except InProgress as wait:
+            assert wait.after > 0
     raise AssertionError(f"{adapter.platform}: still in progress after {rounds} rounds")
