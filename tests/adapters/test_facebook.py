@@ -14,13 +14,14 @@ import pytest
 import requests
 from PIL import Image
 
-from adapters.base import AccountRef, Credentials, Media, Post, Progress, Published
+from adapters.base import AccountRef, Credentials, Media, Post, Progress
 from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
 from adapters.facebook import FacebookAdapter
 from adapters.graph import GRAPH_VERSION
 from adapters.standins.base import Fault
 from adapters.standins.facebook import FacebookStandIn
 from tests.adapters.helpers import account_on, unique
+from tests.adapters.helpers import finish_counted as finish
 
 LINK = "https://news.example.com/2026/11/28/tram-line"
 _n = itertools.count(1)
@@ -50,17 +51,6 @@ def mp4(tmp_path: Path, url: str | None = "https://media.example.com/clip.mp4") 
     path = tmp_path / "clip.mp4"
     path.write_bytes(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 4000)
     return Media("video", str(path), "video/mp4", path.stat().st_size, 1280, 720, url=url)
-
-
-def finish(adapter: FacebookAdapter, account: AccountRef, post: Post, progress: Progress,
-           limit: int = 10) -> tuple[Published, int]:
-    """Publish until done, as the scheduler would after each InProgress; how many waits it took."""
-    for waits in range(limit):
-        try:
-            return adapter.publish(account, post, "d1", progress), waits
-        except InProgress as wait:
-            assert wait.after > 0
-    raise AssertionError("still in progress")
 
 
 # -- check ---------------------------------------------------------------------------------------------

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 import requests
 
-from adapters.base import AccountRef, Credentials, Media, Post, Progress, Published
+from adapters.base import AccountRef, Credentials, Media, Post, Progress
 from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
 from adapters.graph import GRAPH_VERSION
 from adapters.instagram import InstagramAdapter
 from adapters.standins.base import Fault
 from adapters.standins.instagram import InstagramStandIn
 from tests.adapters.helpers import account_on, unique
+from tests.adapters.helpers import finish_counted as finish
 
 LINK = "https://news.example.com/2026/11/28/tram-line"
 CDN = "https://media.example.com"
@@ -47,17 +48,6 @@ def story(text: str = "Council approves the new tram line #tram", media: tuple[M
           created_at: datetime | None = None) -> Post:
     return Post(text=f"{text} ({next(_n)})", link=LINK, media=(image(),) if media is None else media,
                 created_at=created_at or datetime.now(UTC))
-
-
-def finish(adapter: InstagramAdapter, account: AccountRef, post: Post, progress: Progress,
-           limit: int = 10) -> tuple[Published, int]:
-    """Publish until done, as the scheduler would after each InProgress; how many waits it took."""
-    for waits in range(limit):
-        try:
-            return adapter.publish(account, post, "d1", progress), waits
-        except InProgress as wait:
-            assert wait.after > 0
-    raise AssertionError("still in progress")
 
 
 def token(account: AccountRef) -> str:

@@ -13,6 +13,7 @@ from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Tran
 from adapters.standins.base import Fault
 from adapters.standins.threads import ThreadsStandIn
 from adapters.threads import ThreadsAdapter, links, threads_length
+from tests.adapters.helpers import finish_counted as finish
 
 HANDLE = "newsroom"
 LINK = "https://news.example/stories/42"
@@ -41,17 +42,6 @@ def video(name: str = "v.mp4", url: str | None = "", **kw: Any) -> Media:
 
 def calls(standin: ThreadsStandIn) -> list[str]:
     return [f"{r['method']} {r['path'].rsplit('/', 1)[-1]}" for r in standin.requests]
-
-
-def finish(adapter: ThreadsAdapter, account: AccountRef, story: Post, progress: Progress,
-           limit: int = 10) -> tuple[Any, int]:
-    """Publish as the scheduler would: call again after every InProgress; count the waits."""
-    for waits in range(limit):
-        try:
-            return adapter.publish(account, story, "d1", progress), waits
-        except InProgress as wait:
-            assert wait.after > 0
-    raise AssertionError("still in progress")
 
 
 # -- pure rules ---------------------------------------------------------------------------------------

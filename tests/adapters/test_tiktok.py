@@ -16,7 +16,7 @@ from adapters.errors import AuthExpired, InProgress, RateLimited, Rejected, Tran
 from adapters.standins.base import Fault, HttpError
 from adapters.standins.tiktok import TikTokStandIn, envelope
 from adapters.tiktok import TikTokAdapter, chunk_plan, mp4_duration
-from tests.adapters.helpers import mp4
+from tests.adapters.helpers import finish, mp4
 
 WHEN = datetime(2026, 11, 28, 12, tzinfo=UTC)
 HANDLE = "newsroom"
@@ -58,15 +58,6 @@ def video(tmp_path: Path) -> Media:
 def story(*media: Media, text: str = "Budget passes #politics\nThe council agreed.", title: str | None = None,
           at: datetime = WHEN) -> Post:
     return Post(text=text, link="https://news.example/budget", created_at=at, media=media, title=title)
-
-
-def finish(adapter: TikTokAdapter, account: AccountRef, post: Post, progress: Progress, rounds: int = 10):
-    for _ in range(rounds):
-        try:
-            return adapter.publish(account, post, "d1", progress)
-        except InProgress:
-            continue
-    raise AssertionError("still in progress")
 
 
 # -- pure rules -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from adapters.standins.base import Fault
 from adapters.standins.youtube import YouTubeStandIn, rounded
 from adapters.text import utf16_units
 from adapters.youtube import YouTubeAdapter, tags_of, title_from, until_quota_reset
+from tests.adapters.helpers import finish
 
 WHEN = datetime(2026, 11, 28, 12, tzinfo=UTC)
 HANDLE = "newsroom"
@@ -62,16 +63,6 @@ def story(video: Media | None, text: str = "Budget passes #politics #vote\nThe c
           title: str | None = None) -> Post:
     return Post(text=text, link="https://news.example/budget", created_at=WHEN,
                 media=(video,) if video else (), title=title)
-
-
-def finish(adapter: YouTubeAdapter, account: AccountRef, post: Post, progress: Progress, rounds: int = 10):
-    """Call publish as the scheduler would, again after every InProgress."""
-    for _ in range(rounds):
-        try:
-            return adapter.publish(account, post, "d1", progress)
-        except InProgress:
-            continue
-    raise AssertionError("still in progress")
 
 
 # -- pure rules -----------------------------------------------------------------------------------
