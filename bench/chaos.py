@@ -475,30 +475,37 @@ def honour_methods(standin: StandIn, platform: str, log: FaultLog) -> None:
 
 
 def watch_rate_limits(standin: StandIn) -> list[tuple[str, float, float]]:
-    """Record every 429 the stand-in answers (scope, when, Retry-After), so each request it counts as
-    early can be told apart: how long after the 429 it came."""
+    """Record every wait the stand-in announces (scope, when, how long), so each request it counts as
+    early can be told apart: how long after the 429 it came. The wait is read back from the stand-in's
+    own block, which covers Retry-After and Graph's usage header (whole minutes, on any status)."""
     answered: list[tuple[str, float, float]] = []
     note = standin._note_retry_after
 
     def noting(req: Any, response: Any) -> None:
+        scope = standin.scope(req)
+        with standin.lock:
+            before = standin.retry_blocks.get(scope, 0.0)
         note(req, response)
-        wait = response.headers.get("Retry-After")
-        if response.status == 429 and wait is not None:
-            answered.append((standin.scope(req), time.time(), float(wait)))
+        now = time.time()
+        with standin.lock:
+            after = standin.retry_blocks.get(scope, 0.0)
+        if after != before and after > now:
+            answered.append((scope, now, after - now))
 
     standin._note_retry_after = noting  # type: ignore[method-assign]
     return answered
 
 
 def early_requests(standin: StandIn, answered: list[tuple[str, float, float]]) -> list[dict[str, Any]]:
-    """Each request that came inside a Retry-After window, with its path and timing."""
+    """Each request that came inside an announced wait, with its method, path and timing."""
     found = []
     with standin.lock:
         requests = list(standin.requests)
     for r in requests:
         for scope, at, wait in answered:
             if scope == r["scope"] and at < r["at"] < at + wait:
-                found.append({"path": r["path"].rsplit("/", 1)[-1],
+                # The last path part only: Telegram's path carries the bot token.
+                found.append({"request": f"{r['method']} {r['path'].rsplit('/', 1)[-1]}",
                               "after_429_ms": round((r["at"] - at) * 1000),
                               "window_left_ms": round((at + wait - r["at"]) * 1000)})
                 break
