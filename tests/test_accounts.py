@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from adapters import adapter_class
 from adapters.base import Credentials
 from adapters.standins import StandIn, standin_class
 from scheduler import accounts
@@ -236,3 +237,37 @@ def test_language_tags_are_read_in_their_usual_case(tag: str, expected: str) -> 
 def test_language_tags_that_are_not_bcp47_are_refused(tag: str) -> None:
     with pytest.raises(accounts.UserError):
         accounts.check_language(tag)
+
+
+# -- every platform, through its stand-in ---------------------------------------------------------
+ACCOUNTS = {  # platform: (the account, another account on the same platform)
+    "mastodon": ("newsroom", "otherdesk"), "bluesky": ("newsroom.test", "otherdesk.test"),
+    "telegram": ("@newsroom", "@otherdesk"), "x": ("newsroom", "otherdesk"),
+    "facebook": ("newsroom", "otherdesk"), "instagram": ("newsroom", "otherdesk"),
+    "threads": ("newsroom", "otherdesk"),
+    "linkedin": ("urn:li:organization:2414183", "urn:li:organization:77"),
+    "youtube": ("newsroom", "otherdesk"), "tiktok": ("newsroom", "otherdesk"),
+}
+
+
+@pytest.mark.parametrize("platform", list(ACCOUNTS))
+def test_every_platform_refuses_another_accounts_credentials(sqlite_env: Env, platform: str) -> None:
+    mine, theirs = ACCOUNTS[platform]
+    server = standin_class(platform)().start()
+    try:
+        own, other = server.add_account(mine), server.add_account(theirs)
+        with pytest.raises(accounts.UserError) as caught:
+            accounts.connect(platform, mine, other, base_url=server.url)
+        message = str(caught.value)
+        assert "nothing was stored" in message and platform in message, message
+        assert rows() == []
+        account, verified = accounts.connect(platform, mine, own, base_url=server.url)
+        assert verified, f"{platform}: whoami is not implemented"
+        assert account.remote_id, f"{platform}: whoami gave no stable id"
+        assert rows() == [(platform, account.handle, account.remote_id)]
+        secret = adapter_class(platform).credentials_model.secret_fields()
+        secrets = [v for k, v in {**own, **other}.items() if k in secret and len(v) >= 12]
+        assert secrets
+        assert_no_leak(message, *secrets, where="the refusal")
+    finally:
+        server.stop()
