@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from adapters.base import Credentials, Media
+from adapters.base import Media
 from adapters.standins import Fault, StandIn, standin_class
 from config.settings import get_settings, reset_settings
 from scheduler import accounts, media, stories
-from scheduler.db import dispose_engines, migrate, session_scope
+from scheduler.db import dispose_engines, migrate, prepare_data_dir, session_scope
 from scheduler.deliveries import TERMINAL
 from scheduler.models import Delivery, utcnow
 from scheduler.vault import ensure_key
@@ -89,7 +89,7 @@ def run_demo(out: Console, keep: bool = False, timeout: float = 300.0) -> int:
     os.environ.update(env)
     reset_settings()
     dispose_engines()
-    demo_dir.mkdir(parents=True)
+    prepare_data_dir(get_settings())
     ensure_key(get_settings())
     migrate()
 
@@ -134,18 +134,18 @@ def run_demo(out: Console, keep: bool = False, timeout: float = 300.0) -> int:
 
 
 def _build_matrix(standins: dict[str, StandIn]) -> None:
-    with session_scope() as s:
-        for i, (platform, handle, tags) in enumerate(MATRIX):
-            creds = Credentials(standins[platform].add_account(handle, followers=1000 * (i + 1)))
-            accounts.add(
-                s,
-                platform,
-                handle,
-                creds,
-                tags=tags,
-                base_url=standins[platform].url,
-                tz="Europe/Madrid" if "es" in tags else "UTC",
-            )
+    # As an operator adds accounts: each platform (its stand-in) is asked whose the credentials are.
+    for i, (platform, handle, tags) in enumerate(MATRIX):
+        creds = standins[platform].add_account(handle, followers=1000 * (i + 1))
+        accounts.connect(
+            platform,
+            handle,
+            creds,
+            tags=tags,
+            base_url=standins[platform].url,
+            tz="Europe/Madrid" if "es" in tags else "UTC",
+            language="es" if "es" in tags else "en",
+        )
 
 
 def _demo_media(folder: Path) -> tuple[Media, Media]:
