@@ -611,6 +611,11 @@ class Adapter:
         changes.update({field: at(data.get(seconds)) for seconds, field in rule.lifetimes})
         return creds.merged(**changes)
 
+    def auth(self, account: AccountRef) -> dict[str, str]:
+        """The headers that authenticate a call: an OAuth bearer token unless the platform says
+        otherwise (Telegram's token travels in the path, Bluesky's session is a JWT pair)."""
+        return {"Authorization": f"Bearer {account.credentials.require('access_token', self.platform)}"}
+
     def request(self, account: AccountRef, method: str, url: str, **kwargs: Any) -> requests.Response:
         return http.send(
             self.session, method, url, platform=self.platform, classify=self.classify,

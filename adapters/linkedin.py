@@ -197,7 +197,7 @@ class LinkedInAdapter(Adapter):
                 data = f.read()
             # One PUT of the whole file (images are never chunked), with the member's token.
             self.request(account, "PUT", value["uploadUrl"], data=data, headers={
-                **self._auth(account), "Content-Type": "application/octet-stream"})
+                **self.auth(account), "Content-Type": "application/octet-stream"})
             done.append(value["image"])
             progress.save(images=list(done))
         return done
@@ -310,7 +310,7 @@ class LinkedInAdapter(Adapter):
         the member is found to hold a posting role in it; a member token naming another author is
         refused here, before anything is stored."""
         url = f"{self.base_url(account)}/v2/userinfo"
-        info = _json(self.request(account, "GET", url, headers=self._auth(account)))
+        info = _json(self.request(account, "GET", url, headers=self.auth(account)))
         if not info.get("sub"):
             raise Transient("linkedin: userinfo answered without sub")
         member = f"urn:li:person:{info['sub']}"
@@ -370,12 +370,9 @@ class LinkedInAdapter(Adapter):
         raise Rejected("linkedin: the account handle must be urn:li:organization:<id> or urn:li:person:<id> "
                        "(or store that URN as 'author' with the credentials)")
 
-    def _auth(self, account: AccountRef) -> dict[str, str]:
-        return {"Authorization": f"Bearer {account.credentials.require('access_token', self.platform)}"}
-
     def _rest(self, account: AccountRef, method: str, path: str, headers: dict[str, str] | None = None,
               **kwargs: Any) -> requests.Response:
-        headers = {**self._auth(account), "LinkedIn-Version": VERSION, "X-Restli-Protocol-Version": "2.0.0",
+        headers = {**self.auth(account), "LinkedIn-Version": VERSION, "X-Restli-Protocol-Version": "2.0.0",
                    **(headers or {})}
         url = f"{self.base_url(account)}/rest/{path}"
         return self.request(account, method, url, headers=headers, **kwargs)

@@ -167,7 +167,7 @@ class MastodonAdapter(Adapter):
                 progress: Progress) -> dict[str, Any]:
         try:
             response = self.request(account, "POST", f"{self.base_url(account)}/api/v1/statuses", json=body,
-                                    headers={**self._auth(account), "Idempotency-Key": key})
+                                    headers={**self.auth(account), "Idempotency-Key": key})
         except Rejected as exc:
             if "media_ids" not in body or "not finished processing" not in exc.reason:
                 raise
@@ -243,7 +243,7 @@ class MastodonAdapter(Adapter):
                            f"({exc.strerror})") from None
         with file:
             response = self.request(
-                account, "POST", f"{self.base_url(account)}/api/v2/media", headers=self._auth(account),
+                account, "POST", f"{self.base_url(account)}/api/v2/media", headers=self.auth(account),
                 data={"description": media.alt} if media.alt else None,
                 files={"file": (os.path.basename(media.path), file, media.mime)},
             )
@@ -259,7 +259,7 @@ class MastodonAdapter(Adapter):
         """``entry`` marked ready when the instance says so (200, not 206); None when it is gone."""
         try:
             response = self.request(account, "GET", f"{self.base_url(account)}/api/v1/media/{entry['id']}",
-                                    headers=self._auth(account))
+                                    headers=self.auth(account))
         except Rejected as exc:
             if exc.status == 404:
                 return None  # cleaned up by the instance: upload it again
@@ -300,7 +300,7 @@ class MastodonAdapter(Adapter):
         url = f"{self.base_url(account)}/api/v1/accounts/{account_id}/statuses"
         params: dict[str, Any] = {"limit": _PAGE_SIZE, "exclude_replies": "true"}
         for _ in range(_MAX_PAGES):
-            page = self._json(self.request(account, "GET", url, params=params, headers=self._auth(account)))
+            page = self._json(self.request(account, "GET", url, params=params, headers=self.auth(account)))
             if not isinstance(page, list):
                 # "Not found" from an unreadable answer would let the scheduler post twice.
                 raise Transient(f"{self.platform}: the account's statuses were not a list")
@@ -343,12 +343,9 @@ class MastodonAdapter(Adapter):
     # 429 waits for the later of Retry-After and X-RateLimit-Reset (ISO-8601); 401 has no refresh.
 
     # -- helpers ------------------------------------------------------------------------------
-    def _auth(self, account: AccountRef) -> dict[str, str]:
-        return {"Authorization": f"Bearer {account.credentials.require('access_token', self.platform)}"}
-
     def _me(self, account: AccountRef) -> dict[str, Any]:
         url = f"{self.base_url(account)}/api/v1/accounts/verify_credentials"
-        me = self._json(self.request(account, "GET", url, headers=self._auth(account)))
+        me = self._json(self.request(account, "GET", url, headers=self.auth(account)))
         if not isinstance(me, dict):
             raise Transient(f"{self.platform}: verify_credentials did not answer an account")
         return me

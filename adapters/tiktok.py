@@ -359,10 +359,9 @@ class TikTokAdapter(Adapter):
     def _call(self, account: AccountRef, path: str, payload: dict[str, Any] | None, *, method: str = "POST",
               params: dict[str, str] | None = None, creates: bool = False) -> dict[str, Any]:
         """One API call; its ``data``. TikTok may answer 200 with an error in the envelope."""
-        token = account.credentials.require("access_token", self.platform)
         try:
             response = self.request(account, method, f"{self.base_url(account)}/v2/{path}", params=params,
-                                    json=payload, headers={"Authorization": f"Bearer {token}"})
+                                    json=payload, headers=self.auth(account))
         except Transient as exc:
             if creates:
                 raise

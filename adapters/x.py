@@ -168,7 +168,7 @@ class XAdapter(Adapter):
     def _create(self, account: AccountRef, body: dict[str, Any], post: Post) -> str:
         try:
             response = self.request(account, "POST", f"{self.base_url(account)}/2/tweets", json=body,
-                                    headers=self._auth(account))
+                                    headers=self.auth(account))
         except _Duplicate as dup:
             # X refuses a text the account already posted: likely our own lost answer. Look for it.
             try:
@@ -213,7 +213,7 @@ class XAdapter(Adapter):
 
     def _upload(self, account: AccountRef, media: Media, index: int, entry: dict[str, Any] | None,
                 save: _Save) -> dict[str, Any]:
-        base, auth = f"{self.base_url(account)}/2/media/upload", self._auth(account)
+        base, auth = f"{self.base_url(account)}/2/media/upload", self.auth(account)
         if entry is None:
             size, category = _size(media), _category(media)
             if category == "tweet_image" and size <= IMAGE_BYTES:
@@ -317,7 +317,7 @@ class XAdapter(Adapter):
             params["start_time"] = _iso(since - _CLOCK_SKEW)
         tweets: list[dict[str, Any]] = []
         for _ in range(_MAX_PAGES if since is not None else 1):
-            data = _json(self.request(account, "GET", url, params=params, headers=self._auth(account)))
+            data = _json(self.request(account, "GET", url, params=params, headers=self.auth(account)))
             if "data" not in data and data.get("errors"):
                 raise Rejected(f"x: the account's posts cannot be read: {_problem(data)}")
             page = data.get("data", [])
@@ -370,7 +370,7 @@ class XAdapter(Adapter):
         return None  # 401, 5xx and other refusals: the defaults, with X's words from ``rules``
 
     # -- helpers ------------------------------------------------------------------------------
-    def _auth(self, account: AccountRef) -> dict[str, str]:
+    def auth(self, account: AccountRef) -> dict[str, str]:
         token = account.credentials.require("access_token", self.platform)
         expires = parse_time(account.credentials.get("expires_at"))
         if expires is not None and expires <= datetime.now(UTC):
@@ -381,7 +381,7 @@ class XAdapter(Adapter):
     def _me(self, account: AccountRef, fields: str = "") -> dict[str, Any]:
         params = {"user.fields": fields} if fields else None
         data = _data(self.request(account, "GET", f"{self.base_url(account)}/2/users/me", params=params,
-                                  headers=self._auth(account)))
+                                  headers=self.auth(account)))
         if not data:
             raise Transient("x: /2/users/me answered without a user")
         return data

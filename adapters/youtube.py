@@ -185,7 +185,7 @@ class YouTubeAdapter(Adapter):
         response = self.request(
             account, "POST", f"{self.base_url(account)}/upload/youtube/v3/videos",
             params={"uploadType": "resumable", "part": "snippet,status"},
-            headers={**self._auth(account), "X-Upload-Content-Length": str(size),
+            headers={**self.auth(account), "X-Upload-Content-Length": str(size),
                      "X-Upload-Content-Type": video.mime},
             json={"snippet": snippet,
                   "status": {"privacyStatus": "public", "selfDeclaredMadeForKids": False}},
@@ -200,7 +200,7 @@ class YouTubeAdapter(Adapter):
         """One PUT on the session (a chunk, or an empty status query); None when the session is gone."""
         try:
             return self.request(account, "PUT", session, data=data, allow_redirects=False,
-                                headers={**self._auth(account), "Content-Range": content_range})
+                                headers={**self.auth(account), "Content-Range": content_range})
         except _Gone:
             return None
 
@@ -318,12 +318,9 @@ class YouTubeAdapter(Adapter):
         return None  # 401, 5xx and other refusals: the defaults, with Google's words from ``rules``
 
     # -- helpers --------------------------------------------------------------------------------
-    def _auth(self, account: AccountRef) -> dict[str, str]:
-        return {"Authorization": f"Bearer {account.credentials.require('access_token', self.platform)}"}
-
     def _api(self, account: AccountRef, resource: str, **params: Any) -> list[dict[str, Any]]:
         response = self.request(account, "GET", f"{self.base_url(account)}/youtube/v3/{resource}",
-                                params=params, headers=self._auth(account))
+                                params=params, headers=self.auth(account))
         items = _json(response).get("items")
         if not isinstance(items, list):
             raise Transient(f"youtube: {resource}.list answered without items")
