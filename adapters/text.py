@@ -46,7 +46,9 @@ def mastodon_length(text: str, url_length: int = 23) -> int:
     with ``extract_url_without_protocol: false``) and otherwise its own characters, and a remote
     mention ``@user@domain`` counts as ``@user``. Cached: thread splitting asks about the same pieces."""
     pieces, pos = [], 0
-    for url in extract_urls_with_indices(text, extract_urls_without_protocol=False):
+    # Without a scheme the extractor (asked for scheme URLs only) finds nothing: skip its cost.
+    urls = extract_urls_with_indices(text, extract_urls_without_protocol=False) if "://" in text else []
+    for url in urls:
         start, end = url["indices"]
         pieces += [_REMOTE_MENTION_RE.sub(r"\1", text[pos:start]), "x" * url_length]
         pos = end
