@@ -15,6 +15,7 @@ from tests.adapters.helpers import mp4
 
 LINK = "https://news.example.com/2026/11/28/tram-line"
 CDN = "https://media.news.example"
+ORG = "urn:li:organization:2414183"
 
 
 def _graph_error(message: str) -> dict[str, Any]:
@@ -49,6 +50,8 @@ class Platform:
     not_redirects: tuple[int, ...] = ()
     # Anything the stand-in needs before ``refresh`` may succeed (Instagram: a token a day old).
     ready_to_refresh: Callable[[Any, Any], None] = lambda standin, account: None
+    # How ``normalize_handle`` reads what an operator types: (typed, stored), None where it refuses.
+    handles: tuple[tuple[str, str | None], ...] = ()
 
     def post(self, tmp: Path, text: str = "Council approves the new tram line", **kwargs: Any) -> Post:
         return Post(text=text, created_at=datetime.now(UTC), media=self.media(tmp), **kwargs)
@@ -60,15 +63,27 @@ class Platform:
 PLATFORMS: tuple[Platform, ...] = (
     Platform("mastodon", handle=lambda n: n, create_path="/api/v1/statuses",
              followers_path="/verify_credentials", refreshable=False,
-             error_body=lambda m: {"error": m}),
+             error_body=lambda m: {"error": m},
+             handles=(("newsroom", "newsroom"), ("@newsroom", "newsroom"), (" @NewsRoom ", "newsroom"),
+                      ("@newsroom@Example.Social", "newsroom@example.social"),
+                      ("news.room_1", "news.room_1"), ("", None), ("news room", None), ("@", None),
+                      ("news/room", None))),
     Platform("bluesky", handle=lambda n: f"{n}.test", create_path="com.atproto.repo.putRecord",
              followers_path="app.bsky.actor.getProfile", token="accessJwt",
-             error_body=lambda m: {"error": "InvalidRequest", "message": m}),
+             error_body=lambda m: {"error": "InvalidRequest", "message": m},
+             handles=(("@News.Bsky.Social", "news.bsky.social"), ("news.example.com", "news.example.com"),
+                      ("did:plc:abc123", "did:plc:abc123"), ("newsroom", None),
+                      ("news room.bsky.social", None), ("", None))),
     Platform("telegram", handle=lambda n: f"@{n}", create_path="/sendMessage",
              followers_path="/getChatMemberCount", token="bot_token", refreshable=False,
-             error_body=lambda m: {"ok": False, "error_code": 400, "description": f"Bad Request: {m}"}),
+             error_body=lambda m: {"ok": False, "error_code": 400, "description": f"Bad Request: {m}"},
+             handles=(("@Newsroom", "@newsroom"), ("newsroom", "@newsroom"), (" @newsroom ", "@newsroom"),
+                      ("-1001234567890", "-1001234567890"), ("@abc", None), ("@news room", None), ("", None),
+                      ("@1abcde", None))),
     Platform("facebook", handle=lambda n: n, create_path="/feed", followers_path="",
-             error_body=_graph_error, wait_unit=60),
+             error_body=_graph_error, wait_unit=60,
+             handles=(("@NewsRoom", "newsroom"), ("news.room", "news.room"), ("1234567", "1234567"),
+                      ("news room", None), ("", None))),
     Platform("instagram", handle=lambda n: n, create_path="/media_publish", followers_path="",
              error_body=_graph_error, wait_unit=60,
              ready_to_refresh=lambda standin, account: standin.age_token(
@@ -77,23 +92,31 @@ PLATFORMS: tuple[Platform, ...] = (
                                       url=f"{CDN}/photo.jpg"),)),
     Platform("x", handle=lambda n: n, create_path="/2/tweets", followers_path="/2/users/me",
              error_body=lambda m: {"detail": m, "title": "Invalid Request", "status": 400,
-                                   "type": "https://api.twitter.com/2/problems/invalid-request"}),
+                                   "type": "https://api.twitter.com/2/problems/invalid-request"},
+             handles=(("@NewsRoom", "newsroom"), ("news_room_1", "news_room_1"), ("@", None),
+                      ("a" * 16, None), ("news-room", None))),
     Platform("threads", handle=lambda n: n, create_path="/threads_publish",
              followers_path="/threads_insights", error_body=_graph_error, wait_unit=60,
              expired_body={"error": {"message": "Error validating access token: Session has expired",
                                      "type": "OAuthException", "code": 190, "fbtrace_id": "Ab"}}),
-    Platform("linkedin", handle=lambda n: "urn:li:organization:2414183", create_path="/rest/posts",
+    Platform("linkedin", handle=lambda n: ORG, create_path="/rest/posts",
              followers_path="/rest/networkSizes",
-             error_body=lambda m: {"status": 400, "code": "INVALID_ARGUMENT", "message": m}),
+             error_body=lambda m: {"status": 400, "code": "INVALID_ARGUMENT", "message": m},
+             handles=((ORG, ORG), ("urn:li:person:AbC-1", "urn:li:person:AbC-1"), ("@NewsRoom", "newsroom"),
+                      (" Ana  Reporter ", "ana reporter"), ("urn:li:company:1", None), ("  ", None))),
     Platform("youtube", handle=lambda n: n, create_path="/videos/resumable", followers_path="/channels",
              not_redirects=(308,),
              error_body=lambda m: {"error": {"code": 400, "message": m, "errors": [
                  {"domain": "global", "reason": "badRequest", "message": m}]}},
-             media=lambda tmp: (mp4(tmp / "clip.mp4", 200_000),)),
+             media=lambda tmp: (mp4(tmp / "clip.mp4", 200_000),),
+             handles=(("@NewsRoom", "@newsroom"), ("newsroom", "@newsroom"),
+                      ("UC" + "a" * 22, "UC" + "a" * 22), ("ab", None), ("news room", None))),
     Platform("tiktok", handle=lambda n: n, create_path="/v2/post/publish/video/init/",
              followers_path="/v2/user/info/",
              error_body=lambda m: {"error": {"code": "invalid_params", "message": m, "log_id": "1"}},
              media=lambda tmp: (mp4(tmp / "clip.mp4", 200_000),), text_limit=2200,
              expired_body={"data": {}, "error": {"code": "access_token_invalid", "log_id": "1",
-                                                 "message": "The access token is invalid or not found."}}),
+                                                 "message": "The access token is invalid or not found."}},
+             handles=(("@NewsRoom", "newsroom"), ("news.room_1", "news.room_1"), ("n", None),
+                      ("news room", None))),
 )

@@ -227,3 +227,16 @@ def test_media_limits(case: Setup) -> None:
     if caps.max_images:
         assert "media" not in [p.field for p in case.adapter.check(
             replace(case.row.post(case.tmp), media=(jpeg,) * caps.max_images))]
+
+
+# -- handles: what an operator types, as the account is stored -----------------------------------------
+@pytest.mark.parametrize("row, typed, stored", [(row, typed, stored) for row in PLATFORMS
+                                                 for typed, stored in row.handles],
+                         ids=lambda v: repr(v) if isinstance(v, str) else str(v))
+def test_handles_normalise(row: Platform, typed: str, stored: str | None) -> None:
+    adapter = adapter_class(row.name)
+    if stored is None:
+        with pytest.raises(ValueError, match=rf"^{row.name}: handle"):
+            adapter.normalize_handle(typed)
+    else:
+        assert adapter.normalize_handle(typed) == stored
