@@ -849,18 +849,6 @@ def test_whoami_from_the_session_and_from_the_login(standin: BlueskyStandIn, ada
     assert not adapter.same_account(HANDLE, theirs)
 
 
-@pytest.mark.parametrize(("handle", "expected"), [
-    ("@News.Bsky.Social", "news.bsky.social"), ("news.example.com", "news.example.com"),
-    ("did:plc:abc123", "did:plc:abc123"), ("newsroom", None), ("news room.bsky.social", None), ("", None),
-])
-def test_normalize_handle(handle: str, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(ValueError, match=r"^bluesky: handle"):
-            BlueskyAdapter.normalize_handle(handle)
-    else:
-        assert BlueskyAdapter.normalize_handle(handle) == expected
-
-
 # -- answers: the platform's own words are definite, silence after sending is not -----------------
 @pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
     (Fault(status=400, body={"error": "InvalidRequest", "message": "bad record"}), Rejected, None),

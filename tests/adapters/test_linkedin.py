@@ -413,18 +413,6 @@ def test_whoami_for_a_member(standin: LinkedInStandIn, adapter: LinkedInAdapter)
                                   credentials=mixed))
 
 
-@pytest.mark.parametrize(("handle", "expected"), [
-    (ORG, ORG), ("urn:li:person:AbC-1", "urn:li:person:AbC-1"), ("@NewsRoom", "newsroom"),
-    (" Ana  Reporter ", "ana reporter"), ("urn:li:company:1", None), ("  ", None),
-])
-def test_normalize_handle(handle: str, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(ValueError, match=r"^linkedin: handle"):
-            LinkedInAdapter.normalize_handle(handle)
-    else:
-        assert LinkedInAdapter.normalize_handle(handle) == expected
-
-
 # -- answers: the platform's own words are definite, silence after sending is not -----------------
 @pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
     (Fault(status=400, body={"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "bad"}), Rejected, None),

@@ -869,19 +869,6 @@ def test_whoami_with_revoked_token_is_auth_expired(standin: MastodonStandIn, ada
         adapter.whoami(account)
 
 
-@pytest.mark.parametrize(("handle", "expected"), [
-    ("newsroom", "newsroom"), ("@newsroom", "newsroom"), (" @NewsRoom ", "newsroom"),
-    ("@newsroom@Example.Social", "newsroom@example.social"), ("news.room_1", "news.room_1"),
-    ("", None), ("news room", None), ("@", None), ("news/room", None),
-])
-def test_normalize_handle(handle: str, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(ValueError, match=r"^mastodon: handle"):
-            MastodonAdapter.normalize_handle(handle)
-    else:
-        assert MastodonAdapter.normalize_handle(handle) == expected
-
-
 # -- answers: the platform's own words are definite, silence after sending is not -----------------
 @pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
     (Fault(status=422, body={"error": "Validation failed: Text can't be blank"}), Rejected, None),

@@ -765,18 +765,6 @@ def test_whoami_with_revoked_token_is_auth_expired(standin: TelegramStandIn,
         adapter.whoami(replace(account(standin), credentials=unknown))
 
 
-@pytest.mark.parametrize(("handle", "expected"), [
-    ("@Newsroom", "@newsroom"), ("newsroom", "@newsroom"), (" @newsroom ", "@newsroom"),
-    ("-1001234567890", "-1001234567890"), ("@abc", None), ("@news room", None), ("", None), ("@1abcde", None),
-])
-def test_normalize_handle(handle: str, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(ValueError, match=r"^telegram: handle"):
-            TelegramAdapter.normalize_handle(handle)
-    else:
-        assert TelegramAdapter.normalize_handle(handle) == expected
-
-
 def test_publish_fences_the_send_and_find_published_refuses_a_fenced_send(
         standin: TelegramStandIn, adapter: TelegramAdapter) -> None:
     acct = account(standin)

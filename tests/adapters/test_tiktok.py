@@ -495,17 +495,6 @@ def test_whoami(standin: TikTokStandIn, adapter: TikTokAdapter, account: Account
     assert theirs.handle == "another_creator" and not adapter.same_account(HANDLE, theirs)
 
 
-@pytest.mark.parametrize(("handle", "expected"), [
-    ("@NewsRoom", "newsroom"), ("news.room_1", "news.room_1"), ("n", None), ("news room", None),
-])
-def test_normalize_handle(handle: str, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(ValueError, match=r"^tiktok: handle"):
-            TikTokAdapter.normalize_handle(handle)
-    else:
-        assert TikTokAdapter.normalize_handle(handle) == expected
-
-
 # -- answers: the platform's own words are definite, silence after sending is not -----------------
 def tiktok_error(code: str) -> dict[str, Any]:
     return {"data": {}, "error": {"code": code, "message": "words", "log_id": "L1"}}

@@ -664,18 +664,6 @@ def test_whoami(standin: XStandIn, adapter: XAdapter, account: AccountRef) -> No
     assert not adapter.same_account(account.handle, adapter.whoami(make_account(standin)))
 
 
-@pytest.mark.parametrize(("handle", "expected"), [
-    ("@NewsRoom", "newsroom"), ("news_room_1", "news_room_1"), ("@", None), ("a" * 16, None),
-    ("news-room", None),
-])
-def test_normalize_handle(handle: str, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(ValueError, match=r"^x: handle"):
-            XAdapter.normalize_handle(handle)
-    else:
-        assert XAdapter.normalize_handle(handle) == expected
-
-
 # -- answers: the platform's own words are definite, silence after sending is not -----------------
 @pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
     (Fault(status=400, body={"title": "Invalid Request", "detail": "bad"}), Rejected, None),

@@ -474,18 +474,6 @@ def test_whoami(standin: YouTubeStandIn, adapter: YouTubeAdapter, account: Accou
     assert not adapter.same_account(HANDLE, theirs)
 
 
-@pytest.mark.parametrize(("handle", "expected"), [
-    ("@NewsRoom", "@newsroom"), ("newsroom", "@newsroom"), ("UC" + "a" * 22, "UC" + "a" * 22), ("ab", None),
-    ("news room", None),
-])
-def test_normalize_handle(handle: str, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(ValueError, match=r"^youtube: handle"):
-            YouTubeAdapter.normalize_handle(handle)
-    else:
-        assert YouTubeAdapter.normalize_handle(handle) == expected
-
-
 # -- answers: the platform's own words are definite, silence after sending is not -----------------
 @pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
     (Fault(status=400, body={"error": {"code": 400, "message": "Bad",
