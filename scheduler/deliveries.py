@@ -77,10 +77,20 @@ def backoff(failures: int, base: float, cap: float, rng: Callable[[], float] = r
 # -- tick ---------------------------------------------------------------------------------------
 def claim_due(s: Session, now: datetime, limit: int) -> list[int]:
     """Mark up to ``limit`` due deliveries of active accounts ``queued``; return their ids."""
+    return [delivery_id for delivery_id, _ in claim_due_by(s, now, limit)]
+
+
+def claim_due_by(s: Session, now: datetime, limit: int,
+                 ahead: timedelta = timedelta(0)) -> list[tuple[int, datetime]]:
+    """Mark up to ``limit`` deliveries of active accounts due by ``now + ahead`` ``queued``; return
+    each id with its due time. The tick claims one interval ahead and hands each to the broker with its
+    due time as ``eta``, so a publish starts on time instead of up to a tick late; a cancel or retime
+    meanwhile still wins, since the worker's start is a compare-and-set on ``queued``."""
+    until = now + ahead
     due = (
         select(Delivery.id)
         .join(Account, Account.id == Delivery.account_id)
-        .where(Delivery.state.in_(DUE), Delivery.due_at <= now, Account.status == "active")
+        .where(Delivery.state.in_(DUE), Delivery.due_at <= until, Account.status == "active")
         .order_by(Delivery.due_at)
         .limit(limit)
     )
@@ -90,10 +100,10 @@ def claim_due(s: Session, now: datetime, limit: int) -> list[int]:
         update(Delivery)
         .where(Delivery.id.in_(due.scalar_subquery()), Delivery.state.in_(DUE))
         .values(state="queued", queued_at=now, updated_at=now)
-        .returning(Delivery.id)
+        .returning(Delivery.id, Delivery.due_at)
         .execution_options(synchronize_session=False)
     )
-    return [row[0] for row in s.execute(stmt)]
+    return [(row[0], row[1]) for row in s.execute(stmt)]
 
 
 @dataclass

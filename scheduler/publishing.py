@@ -90,12 +90,17 @@ def policy(platform: str, state: dict[str, Any] | None, first_attempt_at: dateti
 
 def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: datetime) -> Job | str:
     with session_scope() as s:
-        account = s.scalar(select(Account).join(Delivery, Delivery.account_id == Account.id)
-                           .where(Delivery.id == delivery_id, Delivery.state == "queued"))
-        if account is None:
+        row = s.execute(select(Account, Delivery.due_at).join(Delivery, Delivery.account_id == Account.id)
+                        .where(Delivery.id == delivery_id, Delivery.state == "queued")).first()
+        if row is None:
             return "skipped"  # a duplicate message, or the delivery was cancelled
+        account, due_at = row
         if account.status != "active":
             return deliveries.hold_for_account(s, delivery_id, now) or "skipped"
+        if due_at > now:
+            # Handed out ahead with an eta, and this worker's clock is behind the beat's: never early.
+            deliveries.defer(s, delivery_id, now, due_at, "handed out before its time")
+            return "deferred"
         # The gate comes before the attempt: waiting for it is not a try.
         wait = ratelimit.take(s, [ratelimit.account_scope(account.id), ratelimit.app_scope(account.platform)],
                               now, settings.account_min_interval)

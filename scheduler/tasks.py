@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from celery import Task
 from sqlalchemy.exc import DBAPIError
 
@@ -13,8 +15,10 @@ from scheduler.ticks import tick as run_tick
 from scheduler.tokens import refresh_expiring
 
 
-def send_publish(delivery_id: int) -> None:
-    publish.apply_async(args=[delivery_id])
+def send_publish(delivery_id: int, due_at: datetime | None = None) -> None:
+    # An eta of at most one tick (the claim looks no further ahead), well inside the broker's
+    # visibility timeout: waiting longer than that lives in due_at, never in the broker.
+    publish.apply_async(args=[delivery_id], eta=due_at)
 
 
 @app.task(name="crosspost.tick", ignore_result=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from config.settings import get_settings
 from scheduler import deliveries
@@ -24,21 +24,24 @@ class TickResult:
     reaped: deliveries.Reaped = field(default_factory=deliveries.Reaped)
 
 
-def tick(send: Callable[[int], None], now: datetime | None = None) -> TickResult:
+def tick(send: Callable[[int, datetime | None], None], now: datetime | None = None) -> TickResult:
+    """Reap, then claim everything due within the next tick interval and ``send`` each delivery with
+    the time it is due (None when it is due already)."""
     settings = get_settings()
     now = now or utcnow()
     result = TickResult()
     with session_scope() as s:
         result.reaped = deliveries.reap(s, now, queued_timeout=settings.queued_timeout,
                                         max_attempts=settings.max_attempts, policy=policy)
+    ahead = timedelta(seconds=settings.tick_interval)
     # Claim in batches until nothing is due, so a burst is queued in one tick.
     while True:
         with session_scope() as s:
-            batch = deliveries.claim_due(s, now, settings.claim_batch)
-        result.claimed.extend(batch)
-        for delivery_id in batch:
+            batch = deliveries.claim_due_by(s, now, settings.claim_batch, ahead)
+        result.claimed.extend(delivery_id for delivery_id, _ in batch)
+        for delivery_id, due_at in batch:
             try:
-                send(delivery_id)
+                send(delivery_id, due_at if due_at > now else None)
                 result.sent += 1
             except Exception as exc:
                 # The delivery stays queued; the reaper hands it out again after queued_timeout.
