@@ -483,18 +483,6 @@ def test_whoami_names_the_page_of_the_token(standin: FacebookStandIn, adapter: F
     assert not adapter.same_account(account.handle, adapter.whoami(borrowed))
 
 
-@pytest.mark.parametrize(("handle", "expected"), [
-    ("@NewsRoom", "newsroom"), ("news.room", "news.room"), ("1234567", "1234567"), ("news room", None),
-    ("", None),
-])
-def test_normalize_handle(handle: str, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(ValueError, match=r"^facebook: handle"):
-            FacebookAdapter.normalize_handle(handle)
-    else:
-        assert FacebookAdapter.normalize_handle(handle) == expected
-
-
 # -- answers: the platform's own words are definite, silence after sending is not -----------------
 def graph_body(code: int, **extra: Any) -> dict[str, Any]:
     return {"error": {"message": "words", "type": "OAuthException", "code": code, **extra}}
