@@ -161,6 +161,27 @@ def test_connection_refused_was_not_sent(case: Setup, call: str) -> None:
     assert err.value.maybe_sent is False and "could not connect" in str(err.value)
 
 
+# -- refusals: the platform's own words are a definite answer --------------------------------------------
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_refused_create_is_definite(case: Setup, status: int) -> None:
+    case.standin.inject(Fault(status=status, path=case.row.create_path, body=case.row.error_body("refused")))
+    with pytest.raises(Rejected) as err:
+        case.publish()
+    assert "refused" in str(err.value) and not case.fence_up() and case.standin.posts() == []
+
+
+@pytest.mark.parametrize("fault, error", [
+    (Fault(status=400), Rejected), (Fault(status=429, retry_after=7), RateLimited),
+    (Fault(status=302, headers={"Location": "https://elsewhere.example/"}), Rejected),
+], ids=["400", "429", "302"])
+def test_a_refused_read_is_definite(case: Setup, fault: Fault, error: type[Exception]) -> None:
+    body = case.row.error_body("refused") if fault.status == 400 else None
+    case.standin.inject(replace(fault, path=case.row.followers_path, body=body))
+    with pytest.raises(error) as err:
+        case.adapter.followers(case.account)
+    assert not getattr(err.value, "maybe_sent", False)
+
+
 # -- redirects: a definite refusal, never followed -----------------------------------------------------
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_a_redirect_is_not_followed(case: Setup, status: int) -> None:
@@ -171,7 +192,7 @@ def test_a_redirect_is_not_followed(case: Setup, status: int) -> None:
     case.standin.inject(Fault(status=status, path=case.row.create_path, headers={"Location": target}))
     with pytest.raises(Rejected) as err:
         case.publish()
-    assert err.value.status == status and not case.fence_up()
+    assert err.value.status == status and not case.fence_up() and "redirect" in str(err.value)
     assert not any("/elsewhere" in r["path"] for r in case.standin.requests)
 
 
