@@ -230,3 +230,24 @@ def test_a_failed_delivery_is_logged_at_warning_with_the_platform_reason(
         assert publishing.publish_delivery(delivery_id) == "failed"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("failed" in m and "chat not found" in m for m in warnings), warnings
+
+
+def test_the_claim_looks_one_interval_ahead_and_a_publish_is_never_early(telegram: StandIn) -> None:
+    now = utcnow()
+    with session_scope() as s:
+        account = accounts.add(s, "telegram", "@desk", Credentials(telegram.add_account("@desk")),
+                               base_url=telegram.url)
+        later = now + timedelta(minutes=30)
+        story = stories.queue(s, stories.Draft(text="at half past", targets=[f"telegram:{account.handle}"],
+                                               at=later), now)
+        delivery_id = s.scalars(select(Delivery.id).where(Delivery.story_id == story.id)).one()
+        assert deliveries.claim_due_by(s, now, 10, timedelta(minutes=29)) == []
+        claimed = deliveries.claim_due_by(s, now, 10, timedelta(minutes=31))
+    assert [d for d, _ in claimed] == [delivery_id]
+    assert abs(claimed[0][1] - later) < timedelta(milliseconds=1)
+    # A worker whose clock is behind the beat's gets it before its time: it puts it back, unposted.
+    assert publishing.publish_delivery(delivery_id) == "deferred"
+    assert telegram.posts() == []
+    with session_scope() as s:
+        row = s.get(Delivery, delivery_id)
+        assert (row.state, row.attempts, row.due_at) == ("retry_wait", 0, claimed[0][1])
