@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -148,6 +147,29 @@ def parse_credentials(text: str, source: str) -> Credentials:
     return Credentials(data)
 
 
+def _spelling(platform: str, handle: str) -> str:
+    handle = handle.strip()
+    if platform not in PLATFORMS:
+        return handle
+    try:
+        return adapter_class(platform).normalize_handle(handle)
+    except ValueError:  # a spelling the platform cannot have: compared as given
+        return handle
+
+
+def by_handle(s: Session, platform: str, handle: str) -> list[Account]:
+    """The rows of ``platform`` whose handle is ``handle`` in any spelling the platform treats as one,
+    live ones first; rows stored before handles were normalised are found too."""
+    wanted = _spelling(platform, handle)
+    query = select(Account).where(Account.platform == platform).order_by(Account.status == "removed",
+                                                                          Account.id)
+    found = s.scalars(query.where(Account.handle.in_({handle.strip(), wanted}))).all()
+    if found:
+        return list(found)
+    # Slow path, only when the quick one found nothing: an older row in another spelling.
+    return [a for a in s.scalars(query) if _spelling(platform, a.handle) == wanted]
+
+
 def find(s: Session, ref: str) -> Account:
     """An account by id or ``platform:handle`` (the handle in any spelling the platform treats as one)."""
     ref = ref.strip()
@@ -156,13 +178,7 @@ def find(s: Session, ref: str) -> Account:
         account = s.get(Account, number)
     elif ":" in ref:
         platform, handle = ref.split(":", 1)
-        spellings = {handle}
-        if platform in PLATFORMS:
-            # A spelling the platform cannot have matches no account: the lookup below says so.
-            with contextlib.suppress(ValueError):
-                spellings.add(adapter_class(platform).normalize_handle(handle))
-        found = s.scalars(select(Account).where(Account.platform == platform, Account.handle.in_(spellings))
-                          .order_by(Account.status == "removed", Account.id)).all()
+        found = by_handle(s, platform, handle)
         account = found[0] if found else None
     else:
         raise UserError(f"account: {shown(ref)} is neither an id nor platform:handle")
@@ -172,10 +188,13 @@ def find(s: Session, ref: str) -> Account:
 
 
 def _existing(s: Session, platform: str, handle: str) -> Account | None:
-    existing = s.scalar(select(Account).where(Account.platform == platform, Account.handle == handle))
-    if existing is not None and existing.status != "removed":
-        raise UserError(f"account: {platform}:{handle} already exists (id {existing.id})")
-    return existing
+    """The removed row to reuse for ``handle``, or None; UserError if a live one has it already."""
+    found = by_handle(s, platform, handle)
+    live = [a for a in found if a.status != "removed"]
+    if live:
+        raise UserError(f"account: {platform}:{live[0].handle} already exists (id {live[0].id})")
+    exact = [a for a in found if a.handle == handle]
+    return exact[0] if exact else None
 
 
 def add(s: Session, platform: str, handle: str, credentials: Credentials, *, name: str | None = None,

@@ -271,3 +271,18 @@ def test_every_platform_refuses_another_accounts_credentials(sqlite_env: Env, pl
         assert_no_leak(message, *secrets, where="the refusal")
     finally:
         server.stop()
+
+
+def test_rows_stored_before_normalisation_are_found_and_not_added_twice(sqlite_env: Env) -> None:
+    from scheduler import vault
+
+    with session_scope() as s:  # as an older crosspost stored it: the handle as typed
+        s.add(Account(platform="mastodon", handle="@OldDesk", base_url="http://127.0.0.1:9",
+                      credentials=vault.seal(Credentials({"access_token": "tok-0123456789"}))))
+    with session_scope() as s:
+        assert accounts.find(s, "mastodon:olddesk").handle == "@OldDesk"
+        assert accounts.find(s, "mastodon:@OLDDESK").handle == "@OldDesk"
+    with pytest.raises(accounts.UserError, match="already exists"):
+        accounts.connect("mastodon", "olddesk", {"access_token": "tok-0123456789"},
+                         base_url="http://127.0.0.1:9")
+    assert len(rows()) == 1
