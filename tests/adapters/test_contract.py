@@ -23,7 +23,7 @@ from adapters.base import FENCE, AccountRef, Adapter, Progress, Published
 from adapters.errors import AdapterError, AuthExpired, RateLimited, Rejected, Transient
 from adapters.standins.base import Fault, Response, StandIn
 from tests.adapters.helpers import account_on, fake, finish, unique
-from tests.adapters.helpers_platforms import PLATFORMS, Platform
+from tests.adapters.helpers_platforms import PLATFORMS, Answer, Platform
 
 # Short, so the timeout cases are quick; every stand-in answers well within it.
 TIMEOUT = 2.0
@@ -53,15 +53,19 @@ class Setup:
         return self.account.credentials.secrets(self.adapter.credentials_model)
 
 
-@pytest.fixture(params=PLATFORMS, ids=str)
-def case(request: pytest.FixtureRequest, standins: Callable[[str], StandIn],
-         tmp_path: Path) -> Iterator[Setup]:
-    row: Platform = request.param
+def setup(row: Platform, standins: Callable[[str], StandIn], tmp: Path) -> Setup:
     standin = standins(row.name)
     standin.reset()
     adapter = adapter_class(row.name)(timeout=TIMEOUT)
-    yield Setup(row, standin, adapter, account_on(standin, row.name, row.handle(unique())), tmp_path)
-    standin.reset()
+    return Setup(row, standin, adapter, account_on(standin, row.name, row.handle(unique())), tmp)
+
+
+@pytest.fixture(params=PLATFORMS, ids=str)
+def case(request: pytest.FixtureRequest, standins: Callable[[str], StandIn],
+         tmp_path: Path) -> Iterator[Setup]:
+    made = setup(request.param, standins, tmp_path)
+    yield made
+    made.standin.reset()
 
 
 def free_port() -> int:
@@ -261,3 +265,29 @@ def test_handles_normalise(row: Platform, typed: str, stored: str | None) -> Non
             adapter.normalize_handle(typed)
     else:
         assert adapter.normalize_handle(typed) == stored
+
+
+# -- each platform's own words: its row's answers -----------------------------------------------------
+def _answer_id(value: object) -> str:
+    return value.name if isinstance(value, Platform) else f"{value[0].status}-{value[1].__name__}"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("row, answer", [(row, answer) for row in PLATFORMS for answer in row.answers],
+                         ids=_answer_id)
+def test_platform_answers(row: Platform, answer: Answer, standins: Callable[[str], StandIn],
+                          tmp_path: Path) -> None:
+    fault, error, maybe_sent = answer
+    case = setup(row, standins, tmp_path)
+    try:
+        case.standin.inject(replace(fault, path=row.create_path))
+        with pytest.raises(error) as err:
+            case.publish()
+        assert getattr(err.value, "maybe_sent", None) is maybe_sent
+        # Only silence leaves the fence up, and only where the platform cannot de-duplicate.
+        assert case.fence_up() is (bool(maybe_sent) and not case.adapter.caps.idempotent)
+        case.standin.inject(replace(fault, path=row.followers_path))
+        with pytest.raises(error) as err:
+            case.adapter.followers(case.account)
+        assert getattr(err.value, "maybe_sent", False) is False  # a read never sent anything
+    finally:
+        case.standin.reset()
