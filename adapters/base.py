@@ -10,7 +10,7 @@ import json
 import re
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar
@@ -434,6 +434,15 @@ class AccountRef:
     base_url: str | None = None
     credentials: Credentials = field(default_factory=Credentials)
     language: str | None = None
+
+    def __post_init__(self) -> None:
+        # Scrubbing takes the secret fields from the platform's model (a Page id is no secret), also
+        # where the caller built the credentials from stored JSON.
+        if self.credentials.model is None:
+            from adapters import UnknownPlatform, adapter_class
+
+            with suppress(UnknownPlatform):
+                self.credentials.model = adapter_class(self.platform).credentials_model
 
     def __repr__(self) -> str:
         return f"AccountRef({self.platform}:{self.handle}, id={self.id})"

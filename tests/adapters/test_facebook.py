@@ -488,30 +488,6 @@ def graph_body(code: int, **extra: Any) -> dict[str, Any]:
     return {"error": {"message": "words", "type": "OAuthException", "code": code, **extra}}
 
 
-@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
-    (Fault(status=400, body=graph_body(100)), Rejected, None),
-    (Fault(status=400, body=graph_body(506)), Rejected, None),
-    # platforms.md 5.7 documents these as an unknown outcome for a create, whatever the status.
-    (Fault(status=400, body=graph_body(2, is_transient=True)), Transient, True),
-    (Fault(status=429, retry_after=7), RateLimited, None),
-    (Fault(status=503, body={"error": "gateway"}), Transient, True),
-    (Fault(status=307, headers={"Location": "https://elsewhere.example/v24.0/x/feed"}), Rejected, None),
-    (Fault(drop=True, commit=True), Transient, True),
-])
-def test_answers(standin: FacebookStandIn, adapter: FacebookAdapter, account: AccountRef, fault: Fault,
-                 error: type[Exception], maybe_sent: bool | None) -> None:
-    standin.inject(replace(fault, path="/feed"))
-    with pytest.raises(error) as err:
-        adapter.publish(account, story(), "d-answers", Progress())
-    assert getattr(err.value, "maybe_sent", None) is maybe_sent
-    if fault.status == 307:
-        assert "307, a redirect to elsewhere.example" in str(err.value)
-    standin.inject(fault)
-    with pytest.raises(error) as err:
-        adapter.followers(account)
-    assert getattr(err.value, "maybe_sent", False) is False
-
-
 def test_publish_fences_the_post(standin: FacebookStandIn, adapter: FacebookAdapter,
                                  account: AccountRef) -> None:
     saved: list[dict[str, Any]] = []
@@ -536,3 +512,12 @@ def test_a_video_whose_upload_answer_was_lost_is_found(standin: FacebookStandIn,
     assert found.url == f"https://www.facebook.com/{account.credentials.get('page_id')}/videos/{created.id}"
     # Another story's video is not taken for this one.
     assert adapter.find_published(account, story(media=(mp4(tmp_path),), link=None), "d-other") is None
+
+
+def test_scrubbing_takes_its_secret_fields_from_the_model() -> None:
+    stored = Credentials.from_json('{"page_id": "123456789", "access_token": "EAAPage-12345678", '
+                                   '"user_access_token": "EAAUser-12345678"}')
+    account = AccountRef(id=1, platform="facebook", handle="newsroom", credentials=stored)
+    # The Page id is no secret: scrubbing it would only hide which Page an error is about.
+    assert sorted(account.credentials.secrets()) == ["EAAPage-12345678", "EAAUser-12345678"]
+    assert Credentials.from_json('{"page_id": "123456789"}').secrets() == ["123456789"]  # no model: all
