@@ -698,6 +698,27 @@ def attempt_history(delivery_ids: list[int]) -> dict[int, list[str]]:
     return history
 
 
+def lease_lapses(deaths: list[float], slack: float = 1.0) -> list[dict[str, Any]]:
+    """Attempts the reaper took (``lease_expired``) while no worker died: a live worker lost its lease,
+    which the heartbeat exists to prevent. Reported, with the delivery's end state, not judged: a
+    database outage longer than the lease can also starve the heartbeat."""
+    found = []
+    with session_scope() as s:
+        rows = s.execute(
+            select(Attempt.delivery_id, Attempt.number, Attempt.started_at, Attempt.ended_at,
+                   Account.platform, Delivery.state)
+            .join(Delivery, Delivery.id == Attempt.delivery_id)
+            .join(Account, Account.id == Delivery.account_id)
+            .where(Attempt.outcome == "lease_expired").order_by(Attempt.started_at)).all()
+    for delivery, number, started, ended, platform, state in rows:
+        start, end = started.timestamp(), (ended.timestamp() if ended else time.time())
+        if not any(start - slack <= d <= end + slack for d in deaths):
+            found.append({"platform": platform, "delivery": delivery, "attempt": number, "state": state,
+                          "ran": f"{started.strftime('%H:%M:%S.%f')[:-3]}-"
+                                 f"{ended.strftime('%H:%M:%S.%f')[:-3] if ended else 'open'}"})
+    return found
+
+
 def verdict(tallies: dict[str, PlatformTally], expected: int, settled: bool) -> list[str]:
     problems = []
     total = sum(t.deliveries for t in tallies.values())
@@ -779,6 +800,10 @@ def print_summary(summary: dict[str, Any]) -> None:
             print(f"unknown on {name}: {unknown}")
     for error in summary["fault_errors"]:
         print(f"fault not injected: {error}")
+    lapses = summary.get("lease_lapses", [])
+    print(f"lease expiries while no worker died (a live worker lost its lease): {len(lapses)}")
+    for lapse in lapses[:30]:
+        print(f"  lease lapse: {lapse}")
     print("verdict: " + ("PASS" if summary["ok"] else "FAIL: " + "; ".join(summary["problems"])))
 
 
@@ -853,6 +878,7 @@ def run(cfg: Config) -> dict[str, Any]:
         faults["storms"] = sum(v for k, v in faults.items() if k.startswith("storm_"))
         faults["standin_faults_unused"] = unused
         faults["tiktok_finished_by_harness"] = finished
+        lapses = lease_lapses(fleet.deaths)
         suspects = [x for t in tallies.values() for x in (*t.suspects, *t.unknowns)]
         history = attempt_history([x["delivery"] for x in suspects]) if suspects else {}
         for x in suspects:
@@ -871,6 +897,7 @@ def run(cfg: Config) -> dict[str, Any]:
             "worker_starts": fleet.started, "attempt_outcomes": outcomes,
             "unexpected_exits": [{k: v for k, v in e.items() if k != "log_tail"} for e in fleet.unexpected],
             "fault_errors": injector.errors, "problems": problems, "ok": not problems, "workdir": str(root),
+            "lease_lapses": lapses, "worker_deaths": len(fleet.deaths),
         }
         for exit_ in fleet.unexpected:
             print(f"--- {exit_['process']} exited by itself ({exit_['exit']}); its log ends:\n"

@@ -263,6 +263,9 @@ class Fleet:
         self.beat: subprocess.Popen[bytes] | None = None
         self.started = 0
         self.unexpected: list[dict[str, object]] = []
+        # When a worker died (killed, or exited by itself), as Unix time: an attempt whose lease ran
+        # out with no death while it ran means a live worker lost its lease.
+        self.deaths: list[float] = []
         logs.mkdir(parents=True, exist_ok=True)
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -301,6 +304,7 @@ class Fleet:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+            self.deaths.append(time.time())
         self.start_worker(slot)
 
     def kill_beat(self) -> None:
@@ -314,6 +318,7 @@ class Fleet:
         """Replace any process that exited without being killed."""
         for slot, proc in enumerate(self.workers):
             if proc is not None and proc.poll() is not None:
+                self.deaths.append(time.time())  # at the latest: it was alive at the last check
                 self._note_exit(f"worker-{slot}", proc.returncode)
                 self.start_worker(slot)
         if self.beat is not None and self.beat.poll() is not None:
