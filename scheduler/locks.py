@@ -188,10 +188,11 @@ class Lease:
             now = utcnow()
             try:
                 held = renew(self.name, self.me, now)
-            except DBAPIError as exc:
-                # The database is away: the lease stands until it expires, and then another beat may
-                # start, so this one must stop first.
-                log.warning("%s: cannot renew the lease: %s", self.name, str(exc.orig).splitlines()[0])
+            except Exception as exc:  # whatever it was, this thread must not die of it
+                # The database is away (or the pool exhausted): the lease stands until it expires, and
+                # then another beat may start, so this one must stop first.
+                reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()
+                log.warning("%s: cannot renew the lease: %s", self.name, reason[0] if reason else exc)
                 if utcnow() + timedelta(seconds=RENEW_EVERY) < self._valid_until:
                     continue
                 held = False
