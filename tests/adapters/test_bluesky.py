@@ -847,26 +847,3 @@ def test_whoami_from_the_session_and_from_the_login(standin: BlueskyStandIn, ada
     theirs = adapter.whoami(AccountRef(id=3, platform="bluesky", handle=HANDLE, base_url=standin.url,
                                        credentials=Credentials(other)))
     assert not adapter.same_account(HANDLE, theirs)
-
-
-# -- answers: the platform's own words are definite, silence after sending is not -----------------
-@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
-    (Fault(status=400, body={"error": "InvalidRequest", "message": "bad record"}), Rejected, None),
-    (Fault(status=429, retry_after=7), RateLimited, None),
-    (Fault(status=502, body={"error": "UpstreamFailure", "message": "upstream"}), Transient, True),
-    (Fault(status=302, headers={"Location": "https://elsewhere.example/xrpc"}), Rejected, None),
-    (Fault(drop=True, commit=True), Transient, True),
-])
-def test_answers(standin: BlueskyStandIn, adapter: BlueskyAdapter, account: AccountRef, fault: Fault,
-                 error: type[Exception], maybe_sent: bool | None) -> None:
-    standin.inject(Fault(**{**fault.__dict__, "path": "com.atproto.repo.putRecord"}))
-    with pytest.raises(error) as err:
-        adapter.publish(account, post(), "d-answers", Progress())
-    assert getattr(err.value, "maybe_sent", None) is maybe_sent
-    if fault.status == 302:
-        assert "302, a redirect to elsewhere.example" in str(err.value)
-    # A read that fails is never "maybe sent", whatever the fault.
-    standin.inject(Fault(**{**fault.__dict__, "path": "app.bsky.actor.getProfile"}))
-    with pytest.raises(error) as err:
-        adapter.followers(account)
-    assert getattr(err.value, "maybe_sent", False) is False

@@ -514,29 +514,3 @@ def test_whoami_names_the_account_of_the_token(standin: InstagramStandIn, adapte
         mixed = account.credentials.merged(access_token=other.credentials.get("access_token"))
         with pytest.raises(Rejected):
             adapter.whoami(replace(account, credentials=mixed))
-
-
-# -- answers: the platform's own words are definite, silence after sending is not -----------------
-@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
-    (Fault(status=400, body={"error": {"message": "Invalid parameter", "code": 100}}), Rejected, None),
-    # platforms.md 6.8: "An unknown error occurred" leaves a publish's outcome unknown.
-    (Fault(status=400, body={"error": {"message": "An unknown error occurred", "code": 1,
-                                       "error_subcode": 2207001}}), Transient, True),
-    (Fault(status=503, body={"error": "gateway"}), Transient, True),
-    (Fault(status=302, headers={"Location": "https://elsewhere.example/"}), Rejected, None),
-    (Fault(drop=True, commit=True), Transient, True),
-])
-def test_answers(standin: InstagramStandIn, adapter: InstagramAdapter, account: AccountRef, fault: Fault,
-                 error: type[Exception], maybe_sent: bool | None) -> None:
-    standin.inject(replace(fault, path="/media_publish"))
-    saved: list[dict[str, Any]] = []
-    with pytest.raises(error) as err:
-        adapter.publish(account, story(), "d-answers", Progress(saver=saved.append))
-    assert getattr(err.value, "maybe_sent", None) is maybe_sent
-    # The fence went up before the create; only silence leaves it standing (a refusal takes it down).
-    assert any(s.get("fence", {}).get("step") == "media_publish" for s in saved)
-    assert ("fence" in saved[-1]) is bool(maybe_sent)
-    standin.inject(fault)
-    with pytest.raises(error) as err:
-        adapter.followers(account)
-    assert getattr(err.value, "maybe_sent", False) is False

@@ -411,29 +411,3 @@ def test_whoami_for_a_member(standin: LinkedInStandIn, adapter: LinkedInAdapter)
     with pytest.raises(Rejected, match="the token belongs to urn:li:person:"):
         adapter.whoami(AccountRef(id=3, platform="linkedin", handle=acct.handle, base_url=standin.url,
                                   credentials=mixed))
-
-
-# -- answers: the platform's own words are definite, silence after sending is not -----------------
-@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
-    (Fault(status=400, body={"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "bad"}), Rejected, None),
-    (Fault(status=429, retry_after=30), RateLimited, None),
-    (Fault(status=504, body={"status": 504, "message": "Gateway timeout"}), Transient, True),
-    (Fault(status=302, headers={"Location": "https://www.linkedin.com/login"}), Rejected, None),
-    (Fault(drop=True, commit=True), Transient, True),
-])
-def test_answers(standin: LinkedInStandIn, adapter: LinkedInAdapter, account: AccountRef, fault: Fault,
-                 error: type[Exception], maybe_sent: bool | None) -> None:
-    standin.inject(Fault(**{**fault.__dict__, "path": "/rest/posts"}))
-    saved: list[dict[str, Any]] = []
-    with pytest.raises(error) as err:
-        adapter.publish(account, post(), "d-answers", Progress(saver=saved.append))
-    assert getattr(err.value, "maybe_sent", None) is maybe_sent
-    # The fence went up before the create; only silence leaves it standing (a refusal takes it down).
-    assert any(s.get("fence", {}).get("step") == "post" for s in saved)
-    assert ("fence" in saved[-1]) is bool(maybe_sent)
-    if fault.status == 302:
-        assert "302, a redirect to www.linkedin.com" in str(err.value)
-    standin.inject(Fault(**{**fault.__dict__, "path": "/rest/networkSizes"}))
-    with pytest.raises(error) as err:
-        adapter.followers(account)
-    assert getattr(err.value, "maybe_sent", False) is False

@@ -867,27 +867,3 @@ def test_whoami_with_revoked_token_is_auth_expired(standin: MastodonStandIn, ada
     standin.revoke(token(account))
     with pytest.raises(AuthExpired):
         adapter.whoami(account)
-
-
-# -- answers: the platform's own words are definite, silence after sending is not -----------------
-@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
-    (Fault(status=422, body={"error": "Validation failed: Text can't be blank"}), Rejected, None),
-    (Fault(status=403, body={"error": "This action is outside the authorized scopes"}), Rejected, None),
-    (Fault(status=429, retry_after=4), RateLimited, None),
-    (Fault(status=502, body={"error": "Bad gateway"}), Transient, True),
-    (Fault(status=301, headers={"Location": "https://moved.example/api/v1/statuses"}), Rejected, None),
-    (Fault(drop=True, commit=True), Transient, True),
-])
-def test_answers(standin: MastodonStandIn, adapter: MastodonAdapter, account: AccountRef, fault: Fault,
-                 error: type[Exception], maybe_sent: bool | None) -> None:
-    adapter.instance(account)  # read first, so the fault meets the status
-    standin.inject(replace(fault, path=STATUSES))
-    with pytest.raises(error) as err:
-        adapter.publish(account, unique_post(), "d-answers", Progress())
-    assert getattr(err.value, "maybe_sent", None) is maybe_sent
-    if fault.status == 301:
-        assert "301, a redirect to moved.example" in str(err.value)
-    standin.inject(replace(fault, path="verify_credentials"))
-    with pytest.raises(error) as err:
-        adapter.followers(account)
-    assert getattr(err.value, "maybe_sent", False) is False

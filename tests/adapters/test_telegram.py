@@ -777,35 +777,6 @@ def test_publish_fences_the_send_and_find_published_refuses_a_fenced_send(
         adapter.find_published(acct, post(), "d-fence", Progress(saved[0]))
 
 
-# -- answers: the platform's own words are definite, silence after sending is not -----------------
-@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
-    (Fault(status=400, body=error_body(400, "Bad Request: chat not found")), Rejected, None),
-    (Fault(status=403, body=error_body(403, "Forbidden: bot is not a member of the channel chat")), Rejected,
-     None),
-    # Telegram's own refusal behind a 200 (a proxy rewrote the status) is still a refusal.
-    (Fault(status=200, body=error_body(400, "Bad Request: message is too long")), Rejected, None),
-    (Fault(status=429, body=error_body(429, "Too Many Requests: retry after 3", retry_after=3)), RateLimited,
-     None),
-    # A gateway's 503 may follow a message that went out: the chaos run's case.
-    (Fault(status=503, body="<html>503 Service Temporarily Unavailable</html>"), Transient, True),
-    (Fault(status=302, headers={"Location": "https://elsewhere.example/bot"}), Rejected, None),
-    (Fault(drop=True, commit=True), Transient, True),
-])
-def test_answers(standin: TelegramStandIn, adapter: TelegramAdapter, fault: Fault, error: type[Exception],
-                 maybe_sent: bool | None) -> None:
-    acct = account(standin)
-    standin.inject(replace(fault, path="sendMessage"))
-    with pytest.raises(error) as err:
-        adapter.publish(acct, post(), "d-answers", Progress())
-    assert getattr(err.value, "maybe_sent", None) is maybe_sent
-    if fault.status == 302:
-        assert "302, a redirect to elsewhere.example" in str(err.value)
-    standin.inject(replace(fault, path="getChatMemberCount"))
-    with pytest.raises(error) as err:
-        adapter.followers(acct)
-    assert getattr(err.value, "maybe_sent", False) is False
-
-
 @pytest.mark.parametrize(("fault", "fence_stays"), [
     (Fault(status=400, body=error_body(400, "Bad Request: message is too long")), False),
     (Fault(status=429, body=error_body(429, "Too Many Requests: retry after 3", retry_after=3)), False),

@@ -351,28 +351,3 @@ def test_whoami(standin: ThreadsStandIn, adapter: ThreadsAdapter, account: Accou
     theirs = adapter.whoami(AccountRef(id=2, platform="threads", handle=HANDLE, base_url=standin.url,
                                        credentials=other))
     assert theirs.handle == "someone_else" and not adapter.same_account(HANDLE, theirs)
-
-
-# -- answers: the platform's own words are definite, silence after sending is not -----------------
-@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
-    (Fault(status=400, body={"error": {"message": "Invalid parameter", "code": 100}}), Rejected, None),
-    (Fault(status=500, body={"error": {"message": "Please retry", "code": 2, "is_transient": True}}),
-     Transient, True),
-    (Fault(status=429, retry_after=9), RateLimited, None),
-    (Fault(status=308, headers={"Location": "https://elsewhere.example/"}), Rejected, None),
-    (Fault(drop=True, commit=True), Transient, True),
-])
-def test_answers(standin: ThreadsStandIn, adapter: ThreadsAdapter, account: AccountRef, fault: Fault,
-                 error: type[Exception], maybe_sent: bool | None) -> None:
-    standin.inject(Fault(**{**fault.__dict__, "path": "/threads_publish"}))
-    saved: list[dict[str, Any]] = []
-    with pytest.raises(error) as err:
-        adapter.publish(account, post(), "d-answers", Progress(saver=saved.append))
-    assert getattr(err.value, "maybe_sent", None) is maybe_sent
-    # The fence went up before the create; only silence leaves it standing (a refusal takes it down).
-    assert any(s.get("fence", {}).get("step") == "post" for s in saved)
-    assert ("fence" in saved[-1]) is bool(maybe_sent)
-    standin.inject(Fault(**{**fault.__dict__, "path": "/threads_insights"}))
-    with pytest.raises(error) as err:
-        adapter.followers(account)
-    assert getattr(err.value, "maybe_sent", False) is False

@@ -493,34 +493,3 @@ def test_whoami(standin: TikTokStandIn, adapter: TikTokAdapter, account: Account
     theirs = adapter.whoami(AccountRef(id=2, platform="tiktok", handle=HANDLE, base_url=standin.url,
                                        credentials=other))
     assert theirs.handle == "another_creator" and not adapter.same_account(HANDLE, theirs)
-
-
-# -- answers: the platform's own words are definite, silence after sending is not -----------------
-def tiktok_error(code: str) -> dict[str, Any]:
-    return {"data": {}, "error": {"code": code, "message": "words", "log_id": "L1"}}
-
-
-@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
-    (Fault(status=400, body=tiktok_error("invalid_params")), Rejected, None),
-    (Fault(status=200, body=tiktok_error("spam_risk_too_many_posts")), RateLimited, None),
-    # platforms.md 9.8: internal_error leaves the init's outcome open, even behind a 2xx.
-    (Fault(status=200, body=tiktok_error("internal_error")), Transient, True),
-    (Fault(status=429, body=tiktok_error("rate_limit_exceeded")), RateLimited, None),
-    (Fault(status=502, body={"message": "bad gateway"}), Transient, True),
-    (Fault(status=302, headers={"Location": "https://www.tiktok.com/"}), Rejected, None),
-    (Fault(drop=True, commit=True), Transient, True),
-])
-def test_answers(standin: TikTokStandIn, adapter: TikTokAdapter, account: AccountRef, video: Media,
-                 fault: Fault, error: type[Exception], maybe_sent: bool | None) -> None:
-    standin.inject(Fault(**{**fault.__dict__, "path": "video/init"}))
-    saved: list[dict[str, Any]] = []
-    with pytest.raises(error) as err:
-        adapter.publish(account, story(video), "d-answers", Progress(saver=saved.append))
-    assert getattr(err.value, "maybe_sent", None) is maybe_sent
-    # The fence went up before the create; only silence leaves it standing (a refusal takes it down).
-    assert any(s.get("fence", {}).get("step") == "publish init" for s in saved)
-    assert ("fence" in saved[-1]) is bool(maybe_sent)
-    standin.inject(Fault(**{**fault.__dict__, "path": "user/info"}))
-    with pytest.raises(error) as err:
-        adapter.followers(account)
-    assert getattr(err.value, "maybe_sent", False) is False

@@ -662,25 +662,3 @@ def test_whoami(standin: XStandIn, adapter: XAdapter, account: AccountRef) -> No
     assert me.handle == account.handle and me.remote_id == account.credentials.get("user_id")
     assert adapter.same_account(f"@{account.handle.upper()}", me)
     assert not adapter.same_account(account.handle, adapter.whoami(make_account(standin)))
-
-
-# -- answers: the platform's own words are definite, silence after sending is not -----------------
-@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
-    (Fault(status=400, body={"title": "Invalid Request", "detail": "bad"}), Rejected, None),
-    (Fault(status=429, retry_after=7), RateLimited, None),
-    (Fault(status=503, body={"title": "Service Unavailable"}), Transient, True),
-    (Fault(status=301, headers={"Location": "https://elsewhere.example/2/tweets"}), Rejected, None),
-    (Fault(drop=True, commit=True), Transient, True),
-])
-def test_answers(standin: XStandIn, adapter: XAdapter, account: AccountRef, fault: Fault,
-                 error: type[Exception], maybe_sent: bool | None) -> None:
-    standin.inject(replace(fault, path="/2/tweets"))
-    with pytest.raises(error) as err:
-        adapter.publish(account, unique_post(), "d-answers", Progress())
-    assert getattr(err.value, "maybe_sent", None) is maybe_sent
-    if fault.status == 301:
-        assert "301, a redirect to elsewhere.example" in str(err.value)
-    standin.inject(replace(fault, path="/2/users/me"))
-    with pytest.raises(error) as err:
-        adapter.followers(account)
-    assert getattr(err.value, "maybe_sent", False) is False

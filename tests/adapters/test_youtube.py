@@ -472,24 +472,3 @@ def test_whoami(standin: YouTubeStandIn, adapter: YouTubeAdapter, account: Accou
     theirs = adapter.whoami(AccountRef(id=2, platform="youtube", handle=HANDLE, base_url=standin.url,
                                        credentials=other))
     assert not adapter.same_account(HANDLE, theirs)
-
-
-# -- answers: the platform's own words are definite, silence after sending is not -----------------
-@pytest.mark.parametrize(("fault", "error", "maybe_sent"), [
-    (Fault(status=400, body={"error": {"code": 400, "message": "Bad",
-                                       "errors": [{"reason": "invalidTitle"}]}}), Rejected, None),
-    (Fault(status=429, retry_after=5), RateLimited, None),
-    (Fault(status=503, body={"error": {"code": 503, "message": "Backend Error"}}), Transient, True),
-    (Fault(status=302, headers={"Location": "https://accounts.google.com/"}), Rejected, None),
-    (Fault(drop=True, commit=True), Transient, True),
-])
-def test_answers(standin: YouTubeStandIn, adapter: YouTubeAdapter, account: AccountRef, video: Media,
-                 fault: Fault, error: type[Exception], maybe_sent: bool | None) -> None:
-    standin.inject(Fault(**{**fault.__dict__, "path": "/upload/youtube/v3/videos"}))
-    with pytest.raises(error) as err:
-        adapter.publish(account, story(video), "d-answers", Progress())
-    assert getattr(err.value, "maybe_sent", None) is maybe_sent
-    standin.inject(Fault(**{**fault.__dict__, "path": "/youtube/v3/channels"}))
-    with pytest.raises(error) as err:
-        adapter.followers(account)
-    assert getattr(err.value, "maybe_sent", False) is False
