@@ -483,11 +483,6 @@ def test_whoami_names_the_page_of_the_token(standin: FacebookStandIn, adapter: F
     assert not adapter.same_account(account.handle, adapter.whoami(borrowed))
 
 
-# -- answers: the platform's own words are definite, silence after sending is not -----------------
-def graph_body(code: int, **extra: Any) -> dict[str, Any]:
-    return {"error": {"message": "words", "type": "OAuthException", "code": code, **extra}}
-
-
 def test_publish_fences_the_post(standin: FacebookStandIn, adapter: FacebookAdapter,
                                  account: AccountRef) -> None:
     saved: list[dict[str, Any]] = []
