@@ -131,24 +131,16 @@ def test_mastodon_gives_a_recognised_url_23_characters(mastodon: tuple[StandIn, 
     assert [c.data["text"] for c in standin.posts("status")] == [text]
 
 
-def test_mastodon_cjk_thread_splits_at_sentence_ends(mastodon: tuple[StandIn, Adapter, AccountRef]) -> None:
-    standin, adapter, account = mastodon
-    text = CJK * 2  # over 500
+# -- Mastodon and X (where CJK weighs 2): threads split at CJK sentence ends ----------------------------
+@pytest.mark.parametrize("platform, kind, text", [("mastodon", "status", CJK * 2), ("x", "tweet", CJK)])
+def test_cjk_threads_split_at_sentence_ends(standins: Callable[[str], StandIn], platform: str, kind: str,
+                                            text: str) -> None:
+    standin, adapter, account = on(standins, platform, unique())
     finish(adapter, account, post(text, thread=True))
-    texts = [c.data["text"] for c in standin.posts("status")]
-    assert len(texts) > 1
-    for text_part in texts:
-        assert text_part.rsplit(" ", 1)[0].endswith(CJK_ENDS), text_part
-
-
-# -- X: CJK weighs 2, so its threads split sooner, still at sentence ends --------------------------------
-def test_x_cjk_thread_splits_at_sentence_ends(standins: Callable[[str], StandIn]) -> None:
-    standin, adapter, account = on(standins, "x", unique())
-    finish(adapter, account, post(CJK, thread=True))
-    texts = [c.data["text"] for c in standin.posts("tweet")]
-    assert len(texts) > 1
-    for text_part in texts:
-        assert text_part.rsplit(" ", 1)[0].endswith(CJK_ENDS), text_part
+    parts = [c.data["text"] for c in standin.posts(kind)]
+    assert len(parts) > 1
+    for part in parts:
+        assert part.rsplit(" ", 1)[0].endswith(CJK_ENDS), part
 
 
 # -- Threads: at most 5 links; the adapter and the stand-in (its own link rule) agree at the limit ------
