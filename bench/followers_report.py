@@ -2,7 +2,7 @@
 
 It generates the samples with generate_series (one failed try in 211, some accounts losing followers),
 builds their daily roll-up, and then measures, each as a ratio against a baseline from the same run:
-- the report (``followers.report_rows`` + ``summarise``, 1/7/30-day growth by platform) over the roll-up
+- the report (``queries.report_rows`` + ``summarise``, 1/7/30-day growth by platform) over the roll-up
   of accounts with a year of history, against the same report for as many accounts with only the 32
   days the report reads (the ratio stays near 1 if the report does not grow with history), and against
   computing the same per-day counts from the raw samples (what the roll-up saves);
@@ -29,8 +29,9 @@ from sqlalchemy import text, update
 
 from adapters.base import Credentials
 from bench.common import Run, load, print_machine
-from scheduler import followers, vault
+from scheduler import vault
 from scheduler.db import session_scope
+from scheduler.followers import queries, reports, sampling, schedule
 from scheduler.models import Account, utcnow
 
 PLATFORMS = ("mastodon", "bluesky", "telegram")
@@ -104,13 +105,13 @@ def set_active(active: list[int], paused: list[int]) -> None:
         s.execute(update(Account).where(Account.id.in_(paused)).values(status="paused"))
 
 
-def report(now: datetime, ids: list[int]) -> followers.Report:
+def report(now: datetime, ids: list[int]) -> reports.Report:
     """The report of the CLI, on the accounts ``ids``."""
     wanted = set(ids)
     with session_scope() as s:
-        infos = [a for a in followers.account_infos(s) if a.id in wanted]
-        rows = followers.report_rows(s, [a.id for a in infos], min(followers.windows(now.date()).values()))
-    return followers.summarise(infos, rows, now, "platform")
+        infos = [a for a in queries.account_infos(s) if a.id in wanted]
+        rows = queries.report_rows(s, [a.id for a in infos], min(reports.windows(now.date()).values()))
+    return reports.summarise(infos, rows, now, "platform")
 
 
 def raw_daily(start: datetime, ids: list[int]) -> None:
@@ -126,13 +127,13 @@ def raw_daily(start: datetime, ids: list[int]) -> None:
 
 def due(now: datetime) -> None:
     with session_scope() as s:
-        followers.due_for_sampling(s, now, followers.schedule())
+        schedule.due_for_sampling(s, now, schedule.current())
 
 
 def write_samples(ids: list[int], at: datetime) -> None:
     with session_scope() as s:
         for account_id in ids:
-            followers.record(s, account_id, at, 5000)
+            sampling.record(s, account_id, at, 5000)
 
 
 def main() -> None:
@@ -187,12 +188,12 @@ def main() -> None:
               f"{len(check.stale)} without a recent sample")
 
         today = at.astimezone(UTC).date()
-        start = min(followers.windows(today).values())
+        start = min(reports.windows(today).values())
         with session_scope() as s:
-            for name, stmt in (("due query", followers.due_query()),
-                               ("report: roll-up rows in the window", followers.window_query(big, start)),
-                               ("report: newest row before the window", followers.before_query(big, start))):
-                shown = followers.plan(s, stmt, analyze=True)
+            for name, stmt in (("due query", schedule.due_query()),
+                               ("report: roll-up rows in the window", queries.window_query(big, start)),
+                               ("report: newest row before the window", queries.before_query(big, start))):
+                shown = queries.plan(s, stmt, analyze=True)
                 print(f"\n-- plan, {name}:\n{shown}")
                 if "Seq Scan on follower_samples" in shown:
                     failures.append(f"{name}: sequential scan of the raw samples")

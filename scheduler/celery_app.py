@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery, signals
 
 from config.settings import Settings, get_settings
-from scheduler.followers import tick_period
+from scheduler.followers.schedule import tick_period
 
 
 def create_app(settings: Settings) -> Celery:

@@ -19,9 +19,10 @@ from rich.table import Table
 from sqlalchemy import select
 
 from config.settings import get_settings
-from scheduler import accounts, followers
+from scheduler import accounts
 from scheduler.cli_common import db
 from scheduler.errors import UserError
+from scheduler.followers import queries, reports, sampling, schedule
 from scheduler.models import Account, utcnow
 
 followers_app = typer.Typer(help="Follower counts over time.", no_args_is_help=True)
@@ -46,9 +47,9 @@ def _iso(value: datetime | None) -> str | None:
 
 
 # -- sample ---------------------------------------------------------------------------------------
-def _sample_waiting(account_id: int) -> followers.Sampled:
+def _sample_waiting(account_id: int) -> sampling.Sampled:
     for _ in range(3):
-        result = followers.sample_account(account_id)
+        result = sampling.sample_account(account_id)
         if result.outcome != "deferred" or result.until is None:
             return result
         wait = (result.until - utcnow()).total_seconds()
@@ -91,7 +92,7 @@ def tick() -> None:
     """Enqueue the samples due now, once (for a system crontab instead of `crosspost beat`)."""
     from scheduler.tasks import send_sample
 
-    sent = followers.tick(send_sample)
+    sent = schedule.tick(send_sample)
     out.print(f"sent {len(sent)} follower samples to the workers")
 
 
@@ -133,17 +134,17 @@ def _writing(field: str, path: Path) -> Iterator[None]:
         raise UserError(f"{field}: cannot write {path}: {exc.strerror or type(exc).__name__}") from None
 
 
-def _cell(change: followers.Change) -> str:
+def _cell(change: reports.Change) -> str:
     pct = "n/a" if change.percent is None else f"{change.percent:+.1f}%"
     return f"{change.absolute:+,} ({pct})"
 
 
-def _change_json(change: followers.Change) -> dict[str, Any]:
+def _change_json(change: reports.Change) -> dict[str, Any]:
     return {"since": change.since.isoformat(), "absolute": change.absolute,
             "percent": None if change.percent is None else round(change.percent, 2)}
 
 
-def _group_json(g: followers.GroupFigures) -> dict[str, Any]:
+def _group_json(g: reports.GroupFigures) -> dict[str, Any]:
     return {"group": g.name, "accounts": g.accounts, "sampled": g.sampled, "followers": g.followers,
             "changes": {k: _change_json(c) for k, c in g.changes.items()}}
 
@@ -162,24 +163,24 @@ def report(
     """Totals, per group, growth over 1/7/30 days, accounts that fell, accounts with no recent sample."""
     now = utcnow()
     today = now.astimezone(UTC).date()
-    if by not in followers.GROUPINGS:
-        raise UserError(f"by: {by!r} is not one of {', '.join(followers.GROUPINGS)}")
+    if by not in reports.GROUPINGS:
+        raise UserError(f"by: {by!r} is not one of {', '.join(reports.GROUPINGS)}")
     since_day = _parse_since(since, today)
     csv_path = _output_path(csv_file, "csv", (".csv",))
     chart_path = _output_path(chart, "chart", (".png", ".svg"))
     series_from = since_day or today - timedelta(days=90)
-    refs = followers.windows(today, since_day)
+    refs = reports.windows(today, since_day)
     start = min(refs.values())
     if csv_path or chart_path:
         start = min(start, series_from)
     interval = get_settings().follower_interval
     with db() as s:
-        infos = followers.account_infos(s)
-        rows = followers.report_rows(s, [a.id for a in infos], start)
-        result = followers.summarise(infos, rows, now, by, since_day, timedelta(seconds=2 * interval))
+        infos = queries.account_infos(s)
+        rows = queries.report_rows(s, [a.id for a in infos], start)
+        result = reports.summarise(infos, rows, now, by, since_day, timedelta(seconds=2 * interval))
         ids = {a.label: a.id for a in infos}
-        gaps = followers.gaps(s, [(ids[st.account], st.last_sample) for st in result.stale])
-    daily = followers.series(infos, rows, by, series_from, today) if csv_path or chart_path else {}
+        gaps = queries.gaps(s, [(ids[st.account], st.last_sample) for st in result.stale])
+    daily = reports.series(infos, rows, by, series_from, today) if csv_path or chart_path else {}
     if csv_path:
         with _writing("csv", csv_path), open(csv_path, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
@@ -189,7 +190,7 @@ def report(
     if chart_path:
         if not daily:
             raise UserError(f"chart: no follower samples since {series_from}; nothing to draw")
-        from scheduler.charts import render
+        from scheduler.followers.charts import render
 
         with _writing("chart", chart_path):
             render({name: [(d, v) for d, v, _ in points] for name, points in daily.items()}, chart_path,
@@ -207,7 +208,7 @@ def report(
     _print_report(result, stale, csv_path, chart_path)
 
 
-def _print_report(result: followers.Report, stale: list[dict[str, Any]], csv_path: Path | None,
+def _print_report(result: reports.Report, stale: list[dict[str, Any]], csv_path: Path | None,
                   chart_path: Path | None) -> None:
     keys = list(result.total.changes)
     heads = {k: (f"since {c.since}" if k == "since" else k) for k, c in result.total.changes.items()}

@@ -8,8 +8,8 @@ from celery import Task
 from sqlalchemy.exc import DBAPIError
 
 from scheduler.celery_app import app
-from scheduler.followers import sample_account
-from scheduler.followers import tick as run_followers_tick
+from scheduler.followers.sampling import sample_account
+from scheduler.followers.schedule import tick as run_followers_tick
 from scheduler.publishing import publish_delivery
 from scheduler.ticks import tick as run_tick
 from scheduler.tokens import refresh_expiring

@@ -24,8 +24,9 @@ from PIL import Image
 from sqlalchemy import update
 
 from adapters.base import Credentials
-from scheduler import accounts, followers, stories
+from scheduler import accounts, stories
 from scheduler.db import session_scope
+from scheduler.followers import sampling
 from scheduler.models import Delivery, utcnow
 from tests.conftest import Env
 
@@ -69,7 +70,7 @@ def seed() -> Seeded:
         stories.cancel(s, cancelled, utcnow())
         seeded.finished, seeded.cancelled = finished.id, cancelled.id
         # One follower sample, so that `followers report --chart` gets as far as drawing.
-        followers.record(s, masto.id, utcnow(), 42)
+        sampling.record(s, masto.id, utcnow(), 42)
     return seeded
 
 

@@ -21,9 +21,11 @@ from sqlalchemy import func, select
 
 from adapters.base import Credentials
 from adapters.standins import Fault, StandIn, standin_class
-from scheduler import accounts, followers, ratelimit
+from scheduler import accounts, ratelimit
 from scheduler.db import session_scope
-from scheduler.followers import AccountInfo, DayRow, Schedule
+from scheduler.followers import queries, reports, sampling, schedule
+from scheduler.followers.reports import AccountInfo, DayRow
+from scheduler.followers.schedule import Schedule
 from scheduler.models import Account, FollowerDaily, FollowerSample, RateGate, utcnow
 from tests.conftest import REDIS_URL, Env, wait_for
 
@@ -32,7 +34,7 @@ PLATFORMS = ("mastodon", "bluesky", "telegram")
 
 # -- the schedule (pure) ---------------------------------------------------------------------------
 def test_500_accounts_are_spread_over_the_hour_never_two_in_one_second() -> None:
-    offsets = sorted(followers.offset(i, 3600) for i in range(1, 501))
+    offsets = sorted(schedule.offset(i, 3600) for i in range(1, 501))
     assert all(0 <= o < 3600 for o in offsets)
     gaps = [b - a for a, b in itertools.pairwise(offsets)]
     assert min(gaps) > 2.0  # even with ticks a second apart, no two accounts start together
@@ -40,12 +42,12 @@ def test_500_accounts_are_spread_over_the_hour_never_two_in_one_second() -> None
 
 
 def test_slot_start_is_the_last_offset_instant_at_or_before_now() -> None:
-    off = followers.offset(7, 3600)
+    off = schedule.offset(7, 3600)
     now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    start = followers.slot_start(7, now, 3600)
+    start = schedule.slot_start(7, now, 3600)
     assert timedelta(0) <= now - start < timedelta(hours=1)
     assert round(start.timestamp() % 3600, 3) == round(off, 3)
-    assert followers.slot_start(7, start, 3600) == start
+    assert schedule.slot_start(7, start, 3600) == start
 
 
 SCHED = Schedule(interval=3600, period=1, grace=120, retry_gap=900, claim_ttl=120)
@@ -61,13 +63,13 @@ SCHED = Schedule(interval=3600, period=1, grace=120, retry_gap=900, claim_ttl=12
     (1000, 2, 1, False),  # failed after a success in this slot: the slot has its sample
 ])
 def test_is_due(after_slot: float, last_try: float | None, last_ok: float | None, due: bool) -> None:
-    start = followers.slot_start(42, datetime(2026, 3, 1, 12, tzinfo=UTC), 3600)
+    start = schedule.slot_start(42, datetime(2026, 3, 1, 12, tzinfo=UTC), 3600)
     now = start + timedelta(seconds=after_slot)
 
     def at(x: float | None) -> datetime | None:
         return None if x is None else start + timedelta(seconds=x)
 
-    assert followers.is_due(42, now, SCHED, at(last_try), at(last_ok)) is due
+    assert schedule.is_due(42, now, SCHED, at(last_try), at(last_ok)) is due
 
 
 # -- report figures against hand-computed data (pure) ----------------------------------------------
@@ -97,7 +99,7 @@ ROWS = [
 ]
 
 
-def _changes(group: followers.GroupFigures) -> dict[str, tuple[int, float | None]]:
+def _changes(group: reports.GroupFigures) -> dict[str, tuple[int, float | None]]:
     return {k: (c.absolute, None if c.percent is None else round(c.percent, 2))
             for k, c in group.changes.items()}
 
@@ -108,7 +110,7 @@ def test_report_figures_by_platform_match_hand_computed() -> None:
     #   7d = 03-24: a 1200, b 520, c 2000 (first), e 300                  -> 4020
     #  30d = 03-01: a 1000 (02-20), b 500 (first), c 2000, e 300          -> 3800
     # Newest: a 1260 + b 450 + c 2200 + e 310 = 4220.
-    report = followers.summarise(INFOS, ROWS, NOW, "platform", stale_after=timedelta(hours=2))
+    report = reports.summarise(INFOS, ROWS, NOW, "platform", stale_after=timedelta(hours=2))
     total = report.total
     assert (total.accounts, total.sampled, total.followers) == (5, 4, 4220)
     assert _changes(total) == {"1d": (50, 1.2), "7d": (200, 4.98), "30d": (420, 11.05)}
@@ -129,7 +131,7 @@ def test_report_figures_by_platform_match_hand_computed() -> None:
 
 
 def test_report_by_tag_counts_an_account_in_each_of_its_tags_and_since() -> None:
-    report = followers.summarise(INFOS, ROWS, NOW, "tag", since=date(2026, 3, 15))
+    report = reports.summarise(INFOS, ROWS, NOW, "tag", since=date(2026, 3, 15))
     groups = {g.name: g for g in report.groups}
     assert list(groups) == ["(untagged)", "en", "es", "news"]
     # en = a + b: newest 1710; 1d refs 1250 + 520; 7d 1200 + 520; 30d 1000 + 500; since 03-15: 1150 + 520
@@ -145,7 +147,7 @@ def test_report_by_tag_counts_an_account_in_each_of_its_tags_and_since() -> None
 
 
 def test_series_carries_counts_forward_and_starts_each_account_at_its_first_sample() -> None:
-    daily = followers.series(INFOS, ROWS, "platform", date(2026, 3, 28), date(2026, 3, 31))
+    daily = reports.series(INFOS, ROWS, "platform", date(2026, 3, 28), date(2026, 3, 31))
     assert daily["mastodon"] == [(date(2026, 3, 28), 1200, 1), (date(2026, 3, 29), 1250, 1),
                                  (date(2026, 3, 30), 1250, 1), (date(2026, 3, 31), 1260, 1)]
     assert daily["telegram"] == [(date(2026, 3, 28), 2100, 1), (date(2026, 3, 29), 2100, 1),
@@ -154,15 +156,15 @@ def test_series_carries_counts_forward_and_starts_each_account_at_its_first_samp
 
 
 def test_reference_of_an_account_without_samples_is_none_and_zero_base_has_no_percent() -> None:
-    assert followers.reference([], date(2026, 3, 1)) is None
+    assert reports.reference([], date(2026, 3, 1)) is None
     zero = [AccountInfo(9, "mastodon:z", "mastodon", (), "active")]
-    report = followers.summarise(zero, [_row(9, "2026-03-31", 0, 5)], NOW, "platform")
+    report = reports.summarise(zero, [_row(9, "2026-03-31", 0, 5)], NOW, "platform")
     assert report.total.changes["1d"].absolute == 5
     assert report.total.changes["1d"].percent is None
 
 
 def test_chart_draws_the_ten_largest_groups_and_refuses_other_formats(tmp_path: Path) -> None:
-    from scheduler.charts import render
+    from scheduler.followers.charts import render
 
     days = [date(2026, 3, 1) + timedelta(days=i) for i in range(40)]
     groups = {f"g{n}": [(d, n * 100 + i) for i, d in enumerate(days)] for n in range(12)}
@@ -214,15 +216,15 @@ def test_sample_writes_the_sample_and_the_daily_rollup(db_env: Env, standins: di
     times = [datetime.combine(day, time(h), UTC) for h in (8, 9, 10)]
     for at, n in zip(times, (120, 95, 130), strict=True):
         set_followers(standin, platform, "desk", n)
-        assert followers.sample_account(account, at) == followers.Sampled(account, "sampled", followers=n)
+        assert sampling.sample_account(account, at) == sampling.Sampled(account, "sampled", followers=n)
     # A late sample (taken before the newest one) moves min/max but not the day's last count.
     set_followers(standin, platform, "desk", 90)
-    followers.sample_account(account, datetime.combine(day, time(9, 30), UTC))
+    sampling.sample_account(account, datetime.combine(day, time(9, 30), UTC))
     [row] = daily(account)
     assert (row.day, row.first_followers, row.last_followers, row.min_followers, row.max_followers,
             row.samples, row.last_taken_at) == (day, 120, 130, 90, 130, 4, times[-1])
     assert [s.followers for s in samples(account)] == [120, 95, 90, 130]
-    followers.sample_account(account)  # today: a second row
+    sampling.sample_account(account)  # today: a second row
     assert [r.day for r in daily(account)] == [day, utcnow().date()]
 
 
@@ -230,9 +232,9 @@ def test_failed_tries_are_stored_with_their_reason_and_leave_the_rollup(
         db_env: Env, standins: dict[str, StandIn]) -> None:
     standin = standins["telegram"]
     account = add(standin, "telegram", "chan", 50)
-    assert followers.sample_account(account).outcome == "sampled"
+    assert sampling.sample_account(account).outcome == "sampled"
     standin.inject(Fault(status=502))
-    failed = followers.sample_account(account)
+    failed = sampling.sample_account(account)
     assert failed.outcome == "failed"
     assert failed.error is not None and failed.error.startswith("transient: telegram")
     last = samples(account)[-1]
@@ -248,17 +250,17 @@ def test_rate_limited_sample_closes_the_gate_and_the_next_try_makes_no_request(
     standin = standins["mastodon"]
     account = add(standin, "mastodon", "busy", 10)
     standin.inject(Fault(status=429, retry_after=120))
-    result = followers.sample_account(account)
+    result = sampling.sample_account(account)
     assert result.outcome == "failed"
     assert result.error is not None and result.error.startswith("rate limited for 120 s")
     seen = len(standin.requests)
-    deferred = followers.sample_account(account)
+    deferred = sampling.sample_account(account)
     assert deferred.outcome == "deferred"
     assert deferred.until is not None and deferred.until > utcnow() + timedelta(seconds=100)
     assert len(standin.requests) == seen
     assert standin.early_requests == 0
     with session_scope() as s:
-        assert account not in followers.due_for_sampling(s, utcnow(), followers.schedule())
+        assert account not in schedule.due_for_sampling(s, utcnow(), schedule.current())
     assert [s.followers for s in samples(account)] == [None]
 
 
@@ -266,7 +268,7 @@ def test_expired_session_is_refreshed_once_then_sampled(db_env: Env, standins: d
     bluesky = standins["bluesky"]
     account = add(bluesky, "bluesky", "desk.test", 77)
     bluesky.expire_access_tokens()  # type: ignore[attr-defined]
-    assert followers.sample_account(account) == followers.Sampled(account, "sampled", followers=77)
+    assert sampling.sample_account(account) == sampling.Sampled(account, "sampled", followers=77)
     with session_scope() as s:
         row = s.get(Account, account)
         assert row is not None
@@ -281,7 +283,7 @@ def test_refused_credentials_are_a_failed_try_and_the_account_keeps_publishing(
         account = accounts.add(s, "mastodon", "gone", Credentials({"access_token": token}),
                                base_url=mastodon.url).id
     mastodon.revoke(token)  # type: ignore[attr-defined]
-    result = followers.sample_account(account)
+    result = sampling.sample_account(account)
     assert result.outcome == "failed"
     assert result.error is not None and result.error.startswith("credentials refused: mastodon")
     assert token not in result.error
@@ -299,7 +301,7 @@ def test_concurrent_samples_of_one_account_lose_no_rollup_update(db_env: Env) ->
     def write(worker: int) -> None:
         for i in range(10):
             with session_scope() as s:
-                followers.record(s, account, day + timedelta(minutes=worker * 10 + i), 1000 + worker * 10 + i)
+                sampling.record(s, account, day + timedelta(minutes=worker * 10 + i), 1000 + worker * 10 + i)
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(6)]
     for t in threads:
@@ -316,19 +318,19 @@ def test_tick_claims_a_due_account_once_and_the_task_skips_a_sampled_slot(
         db_env: Env, standins: dict[str, StandIn]) -> None:
     standin = standins["mastodon"]
     account = add(standin, "mastodon", "slot", 10)
-    sched = followers.schedule()
+    sched = schedule.current()
     # Just after the account's next slot begins (a first sample waits for the account's own slot).
-    now = followers.slot_start(account, utcnow(), sched.interval) + timedelta(seconds=sched.interval + 1)
+    now = schedule.slot_start(account, utcnow(), sched.interval) + timedelta(seconds=sched.interval + 1)
     sent: list[int] = []
-    assert followers.tick(sent.append, now) == [account] == sent
-    assert followers.tick(sent.append, now + timedelta(seconds=1)) == []  # claimed: not sent twice
-    assert followers.sample_account(account, scheduled=True).outcome == "sampled"
+    assert schedule.tick(sent.append, now) == [account] == sent
+    assert schedule.tick(sent.append, now + timedelta(seconds=1)) == []  # claimed: not sent twice
+    assert sampling.sample_account(account, scheduled=True).outcome == "sampled"
     # A duplicate message for the same slot makes no second request.
     seen = len(standin.requests)
-    assert followers.sample_account(account, scheduled=True).outcome == "skipped"
+    assert sampling.sample_account(account, scheduled=True).outcome == "skipped"
     assert len(standin.requests) == seen
     with session_scope() as s:
-        assert s.scalar(select(RateGate.next_at).where(RateGate.scope == followers.claim_scope(account)))
+        assert s.scalar(select(RateGate.next_at).where(RateGate.scope == schedule.claim_scope(account)))
 
 
 def test_paused_and_gated_accounts_are_not_due(db_env: Env, standins: dict[str, StandIn]) -> None:
@@ -340,18 +342,18 @@ def test_paused_and_gated_accounts_are_not_due(db_env: Env, standins: dict[str, 
         ratelimit.block(s, ratelimit.app_scope("telegram"), utcnow() + timedelta(minutes=5))
     sched = Schedule(interval=3600, period=1, grace=7200, retry_gap=900, claim_ttl=60)
     with session_scope() as s:
-        assert followers.due_for_sampling(s, utcnow(), sched) == [free]
-    assert followers.sample_account(paused, scheduled=True).outcome == "skipped"
-    assert followers.sample_account(gated).outcome == "deferred"
+        assert schedule.due_for_sampling(s, utcnow(), sched) == [free]
+    assert sampling.sample_account(paused, scheduled=True).outcome == "skipped"
+    assert sampling.sample_account(gated).outcome == "deferred"
     assert samples(gated) == []
 
 
 def test_report_and_schedule_queries_use_the_indexes_on_sqlite(sqlite_env: Env) -> None:
     start = date(2026, 3, 1)
     with session_scope() as s:
-        due = followers.plan(s, followers.due_query())
-        window = followers.plan(s, followers.window_query([1, 2, 3], start))
-        before = followers.plan(s, followers.before_query([1, 2, 3], start))
+        due = queries.plan(s, schedule.due_query())
+        window = queries.plan(s, queries.window_query([1, 2, 3], start))
+        before = queries.plan(s, queries.before_query([1, 2, 3], start))
     assert "SCAN follower_samples" not in due and "SCAN follower_daily" not in due
     assert "USING COVERING INDEX ix_follower_samples_account_taken (account_id=?)" in due
     assert "SEARCH follower_daily USING INDEX" in window and "SCAN follower_daily" not in window
@@ -381,10 +383,10 @@ def test_cli_report_matches_hand_computed_figures(db_env: Env, standins: dict[st
         (telegram, "telegram", "chan", t, utcnow() - timedelta(minutes=4), 450),
     ]:
         set_followers(standin, platform, handle, n)
-        assert followers.sample_account(account, at).outcome == "sampled"
+        assert sampling.sample_account(account, at).outcome == "sampled"
     bluesky.inject(Fault(status=503, path="getProfile"), Fault(status=503, path="getProfile"))
-    assert followers.sample_account(b).outcome == "failed"
-    assert followers.sample_account(b).outcome == "failed"
+    assert sampling.sample_account(b).outcome == "failed"
+    assert sampling.sample_account(b).outcome == "failed"
 
     done = db_env.cli("followers", "report", "--json", "--by", "tag", "--csv", str(tmp_path / "f.csv"),
                       "--chart", str(tmp_path / "f.png"))

@@ -1,0 +1,1 @@
+"""Follower counts: the sampling schedule, one sample and the daily roll-up, reports, charts."""
