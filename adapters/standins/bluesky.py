@@ -69,6 +69,15 @@ def _invalid(message: str) -> HttpError:
     return _error(400, "InvalidRequest", message)
 
 
+_LINK_FEATURE = "app.bsky.richtext.facet#link"
+
+
+def _cut_in_parentheses(covered: str, rest: bytes) -> bool:
+    """Whether a link covering ``covered`` stops right before the ``)`` that closes a ``(`` it
+    opened (``.../Hangzhou_(disambiguation`` followed by ``)``)."""
+    return covered.count("(") > covered.count(")") and rest.startswith(b")")
+
+
 def _graphemes(text: str) -> int:
     return len(regex.findall(r"\X", text))
 
@@ -475,6 +484,11 @@ class BlueskyStandIn(StandIn):
                 raise bad('Missing required key "features"', path)
             for j, feature in enumerate(features):
                 self._validate_feature(feature, f"{path}.features[{j}]", bad)
+            links = [f for f in features if isinstance(f, dict) and f.get("$type") == _LINK_FEATURE]
+            if links and _cut_in_parentheses(encoded[start:end].decode("utf-8"), encoded[end:]):
+                # The PDS stores it; readers then follow a link that lost its closing parenthesis.
+                raise bad("a link facet ends inside its URL's parentheses (the stand-in checks what the "
+                          "PDS leaves to clients)", f"{path}.index.byteEnd")
         if "embed" in record:
             self._validate_embed(record["embed"], bad)
         if "reply" in record:

@@ -69,6 +69,27 @@ def test_bluesky_link_facets(bluesky: tuple[StandIn, Adapter, AccountRef], text:
     assert record["text"] == text and link_facets(record) == expected
 
 
+@pytest.mark.parametrize("end, accepted", [(len(WIKI), True), (len(WIKI) - 1, False)],
+                         ids=["whole", "cut-before-its-parenthesis"])
+def test_the_bluesky_standin_refuses_a_link_cut_inside_its_parentheses(
+        bluesky: tuple[StandIn, Adapter, AccountRef], end: int, accepted: bool) -> None:
+    """The stand-in's own rule (the PDS stores such a record; readers then get a dead link)."""
+    standin, _, account = bluesky
+    creds = account.credentials
+    text = f"See {WIKI} today"
+    facet = {"index": {"byteStart": 4, "byteEnd": 4 + end},
+             "features": [{"$type": "app.bsky.richtext.facet#link", "uri": WIKI[:end]}]}
+    record = {"$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-11-28T12:00:00.000Z",
+              "facets": [facet]}
+    answer = requests.post(f"{standin.url}/xrpc/com.atproto.repo.createRecord", timeout=5,
+                           headers={"Authorization": f"Bearer {creds.get('accessJwt')}"},
+                           json={"repo": creds.get("did"), "collection": "app.bsky.feed.post",
+                                 "record": record})
+    assert (answer.status_code == 200) is accepted, answer.text
+    if not accepted:
+        assert "parentheses" in answer.text
+
+
 @pytest.mark.parametrize("language", ["en", "pt-BR", "zh-Hans"])
 def test_bluesky_posts_carry_langs(bluesky: tuple[StandIn, Adapter, AccountRef], language: str) -> None:
     standin, adapter, account = bluesky
