@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from bench.chaos import (
     build_matrix,
     finish_processing,
     honour_methods,
+    lease_lapses,
     make_media,
     queue_stories,
     reckon,
@@ -40,7 +42,7 @@ from bench.chaos import (
 from bench.chaos_faults import CREATES, Plan, create_fault, make_schedule
 from config.settings import reset_settings
 from scheduler.db import session_scope
-from scheduler.models import Account, Delivery, Story
+from scheduler.models import Account, Attempt, Delivery, Story
 from tests.conftest import IN_CI, Env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -282,3 +284,18 @@ def test_short_chaos_run_loses_nothing_and_never_posts_twice() -> None:
     # Whatever is not unknown went out exactly once.
     assert totals["published"] + totals["unknown"] + totals["failed"] == totals["deliveries"], report
     assert summary["ok"] and code == 0, report
+
+
+def test_a_lease_that_ran_out_while_no_worker_died_is_reported(
+        sqlite_env: Env, standins: dict[str, StandIn]) -> None:
+    cfg = Config(seed=5, kills=0, workers=1, stories=1, accounts=1, targets=1, short=True)
+    queue_stories(random.Random(1), cfg, build_matrix({"x": standins["x"]}, 1), 1.0)
+    now = datetime.now(UTC)
+    with session_scope() as s:
+        delivery = s.scalars(select(Delivery)).one()
+        s.add(Attempt(delivery_id=delivery.id, number=1, started_at=now - timedelta(seconds=10),
+                      ended_at=now - timedelta(seconds=2), outcome="lease_expired"))
+    assert [x["delivery"] for x in lease_lapses([])] == [delivery.id]
+    # A worker died while the attempt ran: the reaper took what a dead worker left, as it should.
+    assert lease_lapses([(now - timedelta(seconds=5)).timestamp()]) == []
+    assert len(lease_lapses([(now - timedelta(seconds=60)).timestamp()])) == 1
