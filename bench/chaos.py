@@ -58,9 +58,10 @@ from adapters.base import Credentials, Media
 from adapters.standins import Fault, StandIn, standin_class
 from adapters.standins.base import Created
 from config.settings import get_settings, reset_settings
-from scheduler import accounts, media, stories
+from scheduler import accounts
 from scheduler.db import dispose_engines, migrate, session_scope
 from scheduler.models import Account, Attempt, Delivery, Story, utcnow
+from scheduler.stories import drafts, media, queueing
 
 try:
     from bench.chaos_faults import (
@@ -230,12 +231,12 @@ def queue_stories(rng: random.Random, cfg: Config, matrix: list[Acct], spread: f
             chosen = rng.sample(pool, k=min(cfg.targets, len(pool)))
             with_link = kind == "text" and rng.random() < 0.5
             link = f"https://example.org/chaos/{cfg.seed}/{i}" if with_link else None
-            draft = stories.Draft(
+            draft = drafts.Draft(
                 text=f"[cx{cfg.seed}s{i}] Chaos story {i}: the news of the day, told exactly once.",
                 targets=[str(a.id) for a in chosen], link=link,
                 media=[m for m in ({"image": image, "video": video}.get(kind),) if m is not None],
                 at=start + timedelta(seconds=rng.uniform(0.0, spread)))
-            stories.queue(s, draft, utcnow())
+            queueing.queue(s, draft, utcnow())
             deliveries += len(chosen)
     return deliveries
 

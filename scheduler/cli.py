@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from typer.exceptions import TyperException
 
 from config.settings import get_settings
-from scheduler import accounts, bulk, deliveries, media, stories, vault
+from scheduler import accounts, deliveries, vault
 from scheduler.cli_common import JsonOpt, db, emit, out, require_database
 from scheduler.cli_followers import followers_app
 from scheduler.cli_schedule import schedule_app
@@ -29,6 +29,7 @@ from scheduler.db import check_writable, migrate, prepare_data_dir, session_scop
 from scheduler.deliveries import IllegalTransition
 from scheduler.errors import MAX_ID, StoryRejected, UserError, parse_id, shown, shown_path
 from scheduler.models import Account, Attempt, Delivery, Story, utcnow
+from scheduler.stories import bulk, drafts, files, media, queueing
 from scheduler.vault import VaultError, ensure_key
 
 app = typer.Typer(help="Publish stories to a matrix of social-media accounts.", no_args_is_help=True,
@@ -361,20 +362,20 @@ def stories_queue(
     if at is not None and now:
         raise UserError("at: give --at or --now, not both")
     if file is not None:
-        draft = stories.draft_from_file(stories.load_file(file))
+        draft = files.draft_from_file(files.load_file(file))
         draft.targets += to or []
         draft.link = link or draft.link
     else:
-        draft = stories.Draft(text=text or "", targets=to or [], link=link)
+        draft = drafts.Draft(text=text or "", targets=to or [], link=link)
     for item in variant or []:
-        platform, body = stories.parse_variant(item)
+        platform, body = drafts.parse_variant(item)
         draft.variants[platform] = body
     if at is not None:
-        draft.at = stories.parse_time(at)
+        draft.at = drafts.parse_time(at)
     draft.next_slot = draft.next_slot or next_slot
     draft.thread = draft.thread or thread
     if not_before is not None:
-        draft.not_before = stories.parse_time(not_before, "not-before")
+        draft.not_before = drafts.parse_time(not_before, "not-before")
     alts = list(alt or [])
     draft.media += [media.ingest(src, alts[i] if i < len(alts) else "") for i, src in enumerate(image or [])]
     if video is not None:
@@ -382,8 +383,8 @@ def stories_queue(
     if not draft.targets:
         raise UserError("to: give at least one account or tag with --to")
     with db() as s:
-        story = stories.queue(s, draft, utcnow(), allow_duplicate=allow_duplicate)
-        row = stories.describe(s, story)
+        story = queueing.queue(s, draft, utcnow(), allow_duplicate=allow_duplicate)
+        row = queueing.describe(s, story)
     emit([row], as_json, ["id", "due_at", "deliveries", "text"])
 
 
@@ -440,8 +441,8 @@ def _export(rows: list[dict[str, Any]], fields: list[str], fmt: str, target: str
 
 
 def _window(since: str | None, until: str | None) -> tuple[Any, Any]:
-    return (stories.parse_time(since, "since") if since else None,
-            stories.parse_time(until, "until") if until else None)
+    return (drafts.parse_time(since, "since") if since else None,
+            drafts.parse_time(until, "until") if until else None)
 
 
 STORY_STATUSES = ("draft", "awaiting_approval", "approved", "cancelled")
@@ -480,9 +481,9 @@ def stories_retime(
     next_slot: Annotated[bool, typer.Option("--next-slot", help="Each account's next free slot.")] = False,
 ) -> None:
     """Move the deliveries that have not started; a delivery already publishing is never moved."""
-    when = stories.parse_time(at) if at is not None else None
+    when = drafts.parse_time(at) if at is not None else None
     with db() as s:
-        moved = stories.retime(s, stories.find(s, story), utcnow(), at=when, next_slot=next_slot)
+        moved = queueing.retime(s, queueing.find(s, story), utcnow(), at=when, next_slot=next_slot)
     out.print(f"story {story}: {moved} deliveries moved")
 
 
@@ -492,15 +493,15 @@ def stories_list(as_json: JsonOpt = False,
         -> None:
     with db() as s:
         newest = s.scalars(select(Story).order_by(Story.id.desc()).limit(limit))
-        rows = [stories.describe(s, st) for st in newest]
+        rows = [queueing.describe(s, st) for st in newest]
     emit(rows, as_json, ["id", "status", "due_at", "deliveries", "states", "text"])
 
 
 @stories_app.command("show")
 def stories_show(story: str, as_json: JsonOpt = False) -> None:
     with db() as s:
-        found = stories.find(s, story)
-        row = stories.describe(s, found)
+        found = queueing.find(s, story)
+        row = queueing.describe(s, found)
         rows = bulk.describe_deliveries(s, list(found.deliveries))
     if as_json:
         print(json.dumps([{**row, "delivery_list": rows}], ensure_ascii=False, default=str))
@@ -513,7 +514,7 @@ def stories_show(story: str, as_json: JsonOpt = False) -> None:
 def stories_cancel(story: str) -> None:
     """Cancel every delivery of the story that has not started publishing."""
     with db() as s:
-        cancelled = stories.cancel(s, stories.find(s, story), utcnow())
+        cancelled = queueing.cancel(s, queueing.find(s, story), utcnow())
     out.print(f"story {story}: {cancelled} deliveries cancelled")
 
 

@@ -9,10 +9,11 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import select
 
-from scheduler import accounts, slots
+from scheduler import accounts
 from scheduler.cli_common import JsonOpt, db, emit, out
 from scheduler.errors import UserError
 from scheduler.models import Account, Delivery, utcnow
+from scheduler.stories import slots
 
 schedule_app = typer.Typer(help="Posting schedules (cron slots in each account's time zone).",
                            no_args_is_help=True)

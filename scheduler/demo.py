@@ -25,10 +25,11 @@ from sqlalchemy import func, select
 from adapters.base import Media
 from adapters.standins import Fault, StandIn, standin_class
 from config.settings import get_settings, reset_settings
-from scheduler import accounts, media, stories
+from scheduler import accounts
 from scheduler.db import dispose_engines, migrate, prepare_data_dir, session_scope
 from scheduler.deliveries import TERMINAL
 from scheduler.models import Delivery, utcnow
+from scheduler.stories import drafts, media, queueing
 from scheduler.vault import ensure_key
 
 MATRIX = [
@@ -175,17 +176,17 @@ def _queue_stories(folder: Path) -> None:
     now = utcnow()
     photo, clip = _demo_media(folder)
     for i, (text, link, targets) in enumerate(STORIES):
-        draft = stories.Draft(text=text, link=link, targets=targets)
+        draft = drafts.Draft(text=text, link=link, targets=targets)
         if i == 0:
             draft.variants = {"telegram": text + "\n\nFollow the channel for live updates."}
             draft.media = [photo]
         with session_scope() as s:
-            stories.queue(s, draft, now)
+            queueing.queue(s, draft, now)
     with session_scope() as s:
-        stories.queue(s, stories.Draft(text=THREAD, targets=THREAD_TARGETS, thread=True), now)
-        stories.queue(
+        queueing.queue(s, drafts.Draft(text=THREAD, targets=THREAD_TARGETS, thread=True), now)
+        queueing.queue(
             s,
-            stories.Draft(
+            drafts.Draft(
                 text="Harbour timelapse: the first container ship of the winter.\n"
                 "Filmed at dawn from the north pier. #harbour",
                 targets=["video"],

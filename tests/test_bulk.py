@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from scheduler import bulk
 from scheduler.db import session_scope
 from scheduler.errors import StoryRejected, UserError
 from scheduler.models import Delivery, Story, utcnow
+from scheduler.stories import bulk
 from tests.conftest import Env
 from tests.factories import make_account
 

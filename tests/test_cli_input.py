@@ -24,10 +24,11 @@ from PIL import Image
 from sqlalchemy import update
 
 from adapters.base import Credentials
-from scheduler import accounts, stories
+from scheduler import accounts
 from scheduler.db import session_scope
 from scheduler.followers import sampling
 from scheduler.models import Delivery, utcnow
+from scheduler.stories import drafts, queueing
 from tests.conftest import Env
 
 TOKEN = "tok-SECRET-cli-input-7f3a9c"
@@ -56,18 +57,18 @@ def seed() -> Seeded:
         accounts.add(s, "bluesky", "newsroom.example", creds, tags=["en"])
         broken = accounts.add(s, "bluesky", "broken.example", creds, tags=["en"])
         broken.status = "auth_broken"
-        story = stories.queue(s, stories.Draft(text="Seeded story", targets=["news", "en"],
+        story = queueing.queue(s, drafts.Draft(text="Seeded story", targets=["news", "en"],
                                                at=utcnow() + timedelta(days=1)), utcnow())
         seeded.story = story.id
         ids = [d.id for d in story.deliveries]
         for delivery_id, state in zip(ids, ("published", "failed", "unknown", "scheduled"), strict=True):
             s.execute(update(Delivery).where(Delivery.id == delivery_id).values(state=state))
             seeded.by_state[state] = delivery_id
-        finished = stories.queue(s, stories.Draft(text="Finished story", targets=["news"]), utcnow())
+        finished = queueing.queue(s, drafts.Draft(text="Finished story", targets=["news"]), utcnow())
         s.execute(update(Delivery).where(Delivery.story_id == finished.id).values(state="published"))
-        cancelled = stories.queue(s, stories.Draft(text="Cancelled story", targets=["en"],
+        cancelled = queueing.queue(s, drafts.Draft(text="Cancelled story", targets=["en"],
                                                    at=utcnow() + timedelta(days=2)), utcnow())
-        stories.cancel(s, cancelled, utcnow())
+        queueing.cancel(s, cancelled, utcnow())
         seeded.finished, seeded.cancelled = finished.id, cancelled.id
         # One follower sample, so that `followers report --chart` gets as far as drawing.
         sampling.record(s, masto.id, utcnow(), 42)

@@ -16,11 +16,12 @@ from sqlalchemy import select
 from adapters.base import Credentials
 from adapters.standins import Fault, StandIn, standin_class
 from config.settings import get_settings
-from scheduler import accounts, deliveries, publishing, stories
+from scheduler import accounts, deliveries, publishing
 from scheduler.db import session_scope
 from scheduler.deliveries import Lease
 from scheduler.heartbeat import renew
 from scheduler.models import Account, Attempt, Delivery, utcnow
+from scheduler.stories import drafts, queueing
 from tests.conftest import Env
 
 pytestmark = pytest.mark.usefixtures("db_env")
@@ -39,7 +40,7 @@ def telegram_delivery(standin: StandIn, text: str = "Budget passes after a night
     with session_scope() as s:
         account = s.scalar(select(Account).where(Account.handle == "@desk")) or accounts.add(
             s, "telegram", "@desk", Credentials(standin.add_account("@desk")), base_url=standin.url)
-        story = stories.queue(s, stories.Draft(text=text, targets=[f"telegram:{account.handle}"]), now)
+        story = queueing.queue(s, drafts.Draft(text=text, targets=[f"telegram:{account.handle}"]), now)
         delivery_id = s.scalars(select(Delivery.id).where(Delivery.story_id == story.id)).one()
         assert deliveries.claim_due(s, now + timedelta(seconds=1), 10) == [delivery_id]
     return delivery_id
@@ -84,7 +85,7 @@ def test_the_heartbeat_renews_only_a_lease_still_held() -> None:
     with session_scope() as s:
         account = accounts.add(s, "mastodon", "hb", Credentials({"access_token": "t" * 20}),
                                base_url="http://127.0.0.1:9")
-        story = stories.queue(s, stories.Draft(text="heartbeat", targets=["mastodon:hb"]), now)
+        story = queueing.queue(s, drafts.Draft(text="heartbeat", targets=["mastodon:hb"]), now)
         delivery_id = s.scalars(select(Delivery.id).where(Delivery.story_id == story.id)).one()
         deliveries.claim_due(s, now + timedelta(seconds=1), 10)
         lease = deliveries.start(s, delivery_id, now, 1)
@@ -238,7 +239,7 @@ def test_the_claim_looks_one_interval_ahead_and_a_publish_is_never_early(telegra
         account = accounts.add(s, "telegram", "@desk", Credentials(telegram.add_account("@desk")),
                                base_url=telegram.url)
         later = now + timedelta(minutes=30)
-        story = stories.queue(s, stories.Draft(text="at half past", targets=[f"telegram:{account.handle}"],
+        story = queueing.queue(s, drafts.Draft(text="at half past", targets=[f"telegram:{account.handle}"],
                                                at=later), now)
         delivery_id = s.scalars(select(Delivery.id).where(Delivery.story_id == story.id)).one()
         assert deliveries.claim_due_by(s, now, 10, timedelta(minutes=29)) == []

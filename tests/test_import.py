@@ -21,10 +21,10 @@ from sqlalchemy import func, select, update
 
 from adapters.base import Media
 from config.settings import reset_settings
-from scheduler import bulk, media, stories
 from scheduler.db import migrate, session_scope
 from scheduler.errors import StoryRejected
 from scheduler.models import Account, Story, utcnow
+from scheduler.stories import bulk, checks, drafts, media, queueing
 from tests.conftest import Env
 from tests.factories import make_account
 
@@ -145,10 +145,10 @@ def test_identical_rows_in_one_file_are_refused(db_env: Env, tmp_path: Path) -> 
 def test_a_cancelled_story_does_not_count_as_a_duplicate(db_env: Env) -> None:
     with session_scope() as s:
         make_account(s, "mastodon", "desk", tags=["en"])
-        story = stories.queue(s, stories.Draft(text="Again", targets=["en"], at=FUTURE), utcnow())
-        stories.cancel(s, story, utcnow())
+        story = queueing.queue(s, drafts.Draft(text="Again", targets=["en"], at=FUTURE), utcnow())
+        queueing.cancel(s, story, utcnow())
     with session_scope() as s:
-        assert stories.queue(s, stories.Draft(text="Again", targets=["en"], at=FUTURE), utcnow()).id
+        assert queueing.queue(s, drafts.Draft(text="Again", targets=["en"], at=FUTURE), utcnow()).id
 
 
 # -- export -> import ---------------------------------------------------------------------------
@@ -181,20 +181,20 @@ def test_export_then_import_into_a_fresh_database_gives_the_same_stories(
     photo.write_bytes(png_bytes((10, 120, 200)))
     image = media.ingest(str(photo), alt="A blue field, seen from above")
     now = utcnow()
-    drafts = [
-        stories.Draft(text="Plain, now", targets=["en"]),
-        stories.Draft(text="At a time, with a link; and a comma", targets=["mastodon:desk"], at=FUTURE,
+    pending = [
+        drafts.Draft(text="Plain, now", targets=["en"]),
+        drafts.Draft(text="At a time, with a link; and a comma", targets=["mastodon:desk"], at=FUTURE,
                       link="https://example.org/a?b=1,2", author="Desk editor"),
-        stories.Draft(text="Variants \"quoted\"\nand two lines", targets=["tg", "mastodon:desk"],
+        drafts.Draft(text="Variants \"quoted\"\nand two lines", targets=["tg", "mastodon:desk"],
                       variants={"telegram": "Telegram's own, with ; and ,"}, at=FUTURE + timedelta(hours=1)),
-        stories.Draft(text="With an image", targets=["en"], media=[image], at=FUTURE + timedelta(hours=2)),
-        stories.Draft(text="Long " * 200, targets=["mastodon:desk"], thread=True),
+        drafts.Draft(text="With an image", targets=["en"], media=[image], at=FUTURE + timedelta(hours=2)),
+        drafts.Draft(text="Long " * 200, targets=["mastodon:desk"], thread=True),
     ]
     with session_scope() as s:
-        for draft in drafts:
-            stories.queue(s, draft, now)
-        cancelled = stories.queue(s, stories.Draft(text="Cancelled", targets=["en"], at=FUTURE), now)
-        stories.cancel(s, cancelled, now)
+        for draft in pending:
+            queueing.queue(s, draft, now)
+        cancelled = queueing.queue(s, drafts.Draft(text="Cancelled", targets=["en"], at=FUTURE), now)
+        queueing.cancel(s, cancelled, now)
     before = [row for row in snapshot_stories() if row["text"] != "Cancelled"]
     out = tmp_path / f"export.{fmt}"
     exported = sqlite_env.cli("stories", "export", "--status", "approved", "--format", fmt, "--out", str(out))
@@ -249,19 +249,19 @@ def an_image(url: str | None) -> Media:
 
 def test_media_fetched_by_url_needs_a_public_media_url_at_queue_time() -> None:
     targets = accounts_on("instagram", "threads", "tiktok", "mastodon")
-    draft = stories.Draft(text="A picture", targets=[], media=[an_image(None)])
-    problems = [p for p in stories.check_targets(draft, targets) if "MEDIA_PUBLIC_URL" in p]
+    draft = drafts.Draft(text="A picture", targets=[], media=[an_image(None)])
+    problems = [p for p in checks.check_targets(draft, targets) if "MEDIA_PUBLIC_URL" in p]
     # One problem per account that fetches by URL, naming it; none for Mastodon (it uploads bytes).
     assert [p.split(":")[0] for p in problems] == ["instagram", "threads", "tiktok"]
-    published = stories.Draft(text="A picture", targets=[], media=[an_image("https://cdn.example.org/a.jpg")])
-    assert not [p for p in stories.check_targets(published, targets) if "MEDIA_PUBLIC_URL" in p]
+    published = drafts.Draft(text="A picture", targets=[], media=[an_image("https://cdn.example.org/a.jpg")])
+    assert not [p for p in checks.check_targets(published, targets) if "MEDIA_PUBLIC_URL" in p]
 
 
 def test_a_thread_longer_than_the_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     targets = accounts_on("mastodon", "telegram")
     text = "A sentence of the long story goes here. " * 2500  # ~100 kB
-    draft = stories.Draft(text=text, targets=[], thread=True)
-    problems = stories.check_targets(draft, targets)
+    draft = drafts.Draft(text=text, targets=[], thread=True)
+    problems = checks.check_targets(draft, targets)
     thread = [p for p in problems if "thread of" in p]
     assert len(thread) == 1 and thread[0].startswith("mastodon:")
     assert "on mastodon; the limit is 25 (CROSSPOST_MAX_THREAD_PARTS)" in thread[0]
@@ -270,9 +270,9 @@ def test_a_thread_longer_than_the_cap_is_refused(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("CROSSPOST_MAX_THREAD_PARTS", str(parts))
     reset_settings()
     try:
-        assert not [p for p in stories.check_targets(draft, targets) if "thread of" in p]
+        assert not [p for p in checks.check_targets(draft, targets) if "thread of" in p]
     finally:
         monkeypatch.delenv("CROSSPOST_MAX_THREAD_PARTS")
         reset_settings()
-    short = stories.Draft(text="A sentence of a short thread. " * 30, targets=[], thread=True)
-    assert not [p for p in stories.check_targets(short, targets) if "thread of" in p]
+    short = drafts.Draft(text="A sentence of a short thread. " * 30, targets=[], thread=True)
+    assert not [p for p in checks.check_targets(short, targets) if "thread of" in p]

@@ -23,8 +23,8 @@ from cryptography.x509.oid import NameOID
 from PIL import Image
 
 from config.settings import Settings
-from scheduler import media
 from scheduler.errors import UserError
+from scheduler.stories import media
 
 
 def png(path: Path, size: tuple[int, int] = (640, 360)) -> Path:

@@ -18,10 +18,11 @@ from sqlalchemy import func, select
 from adapters.base import Credentials
 from adapters.standins import Fault, StandIn, standin_class
 from config.settings import get_settings
-from scheduler import accounts, deliveries, stories
+from scheduler import accounts, deliveries
 from scheduler.celery_app import create_app
 from scheduler.db import dispose_engines, session_scope
 from scheduler.models import Delivery, utcnow
+from scheduler.stories import drafts, queueing
 from tests.conftest import Env, wait_for
 
 PLATFORMS = ("mastodon", "bluesky", "telegram")
@@ -83,7 +84,7 @@ def matrix(standins: dict[str, StandIn], per_platform: int) -> list[int]:
 def queue(n: int, tag: str = "all") -> None:
     for i in range(n):
         with session_scope() as s:
-            stories.queue(s, stories.Draft(text=f"Story {i}: the news of the day, told once. #{i}",
+            queueing.queue(s, drafts.Draft(text=f"Story {i}: the news of the day, told once. #{i}",
                                            link=f"https://example.org/{i}", targets=[tag]), utcnow())
 
 

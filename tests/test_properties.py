@@ -41,12 +41,13 @@ from sqlalchemy import delete, inspect, select, text, update
 from adapters import PLATFORMS, adapter_class
 from adapters.base import Post
 from config.settings import reset_settings
-from scheduler import accounts, deliveries, stories
+from scheduler import accounts, deliveries
 from scheduler.db import dispose_engines, engine, is_postgres, migrate, session_scope
 from scheduler.deliveries import IllegalTransition, Lease
 from scheduler.errors import MAX_ID, UserError, parse_id, shown
 from scheduler.models import Account, Attempt, Base, Delivery
 from scheduler.retry_policy import Decision, Next
+from scheduler.stories import checks, drafts, files
 from tests.conftest import REDIS_URL, Env, _pg_url, create_pg_database, drop_pg_database
 from tests.factories import make_account, make_delivery
 
@@ -531,18 +532,18 @@ PROPS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, Hea
        author=st.none() | st.text(ANY_CHAR, max_size=300))
 def test_check_draft_names_every_problem(text: str, link: str | None, variants: dict[str, str],
                                          at: datetime | None, author: str | None) -> None:
-    draft = stories.Draft(text=text, targets=["news"], link=link, variants=variants, at=at, author=author)
-    problems = stories.check_draft(draft, NOW)
+    draft = drafts.Draft(text=text, targets=["news"], link=link, variants=variants, at=at, author=author)
+    problems = checks.check_draft(draft, NOW)
     for problem in problems:
         assert_one_line(problem, FIELDS)
-    if len(text) > stories.MAX_STORY_CHARS:
-        assert any(p.startswith("text:") and str(stories.MAX_STORY_CHARS) in p for p in problems)
+    if len(text) > drafts.MAX_STORY_CHARS:
+        assert any(p.startswith("text:") and str(drafts.MAX_STORY_CHARS) in p for p in problems)
     if not problems:
         # What passes is storable anywhere and checkable by every adapter.
         for value in (text, *variants.values(), link or "", author or ""):
             value.encode("utf-8")
             assert "\x00" not in value
-        assert len(text) <= stories.MAX_STORY_CHARS
+        assert len(text) <= drafts.MAX_STORY_CHARS
         assert set(variants) <= set(PLATFORMS)
         if link is not None:
             assert accounts.check_url(link, "link") == link
@@ -561,10 +562,10 @@ def test_check_targets_names_account_and_field(text: str, link: str | None, vari
                                                thread: bool) -> None:
     if thread:
         text, variants = text[:THREAD_CHARS], {k: v[:THREAD_CHARS] for k, v in variants.items()}
-    draft = stories.Draft(text=text, targets=["all"], link=link, variants=variants, thread=thread)
-    assume(not stories.check_draft(draft, NOW))  # queue() checks targets only after the draft passed
+    draft = drafts.Draft(text=text, targets=["all"], link=link, variants=variants, thread=thread)
+    assume(not checks.check_draft(draft, NOW))  # queue() checks targets only after the draft passed
     targets = _targets()
-    problems = stories.check_targets(draft, targets)
+    problems = checks.check_targets(draft, targets)
     labels = tuple(f"{a.label}: " for a in targets)
     for problem in problems:
         assert_one_line(problem, (*labels, "variant:"))
@@ -661,7 +662,7 @@ TIME_LIKE = r"\d{1,5}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2})?)?(Z|[+-]\d{2}:?
                  st.from_regex(TIME_LIKE, fullmatch=True)))
 def test_parse_time_gives_utc_or_names_the_field(value: str) -> None:
     try:
-        when = stories.parse_time(value)
+        when = drafts.parse_time(value)
     except UserError as exc:
         assert_one_line(str(exc), ("at:",))
         return
@@ -674,7 +675,7 @@ def test_parse_time_gives_utc_or_names_the_field(value: str) -> None:
                                                   st.text(ANY_CHAR, max_size=20)))
 def test_parse_variant_gives_platform_or_names_the_field(value: str) -> None:
     try:
-        platform, body = stories.parse_variant(value)
+        platform, body = drafts.parse_variant(value)
     except UserError as exc:
         assert_one_line(str(exc), ("variant:",))
         return
@@ -720,7 +721,7 @@ STORY_FILE_VALUES = st.one_of(jsonish(VALID_CHAR), st.dates(),
                        max_size=6))
 def test_draft_from_file_gives_draft_or_names_the_field(data: dict[str, Any]) -> None:
     try:
-        draft = stories.draft_from_file(data)
+        draft = files.draft_from_file(data)
     except UserError as exc:
         assert_one_line(str(exc), FILE_FIELDS)
         return
@@ -728,7 +729,7 @@ def test_draft_from_file_gives_draft_or_names_the_field(data: dict[str, Any]) ->
     assert draft.link is None or isinstance(draft.link, str)
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in draft.variants.items())
     assert draft.at is None or draft.at.tzinfo is not None
-    for problem in stories.check_draft(draft, NOW):
+    for problem in checks.check_draft(draft, NOW):
         assert_one_line(problem, FIELDS)
 
 
@@ -746,7 +747,7 @@ def test_load_file_reads_or_names_the_file(content: bytes) -> None:
         f.write(content)
     path = Path(f.name)
     try:
-        data = stories.load_file(str(path))
+        data = files.load_file(str(path))
     except UserError as exc:
         assert_one_line(str(exc), ("file:",))
         return
@@ -754,7 +755,7 @@ def test_load_file_reads_or_names_the_file(content: bytes) -> None:
         path.unlink()
     assert isinstance(data, dict)
     try:
-        stories.draft_from_file(data)
+        files.draft_from_file(data)
     except UserError as exc:
         assert_one_line(str(exc), FILE_FIELDS)
 
@@ -786,5 +787,5 @@ def test_shown_values_stay_on_one_short_line(value: str, limit: int) -> None:
 def test_load_file_names_any_path_it_cannot_read(path: str) -> None:
     assume(not os.path.isfile(path))
     with pytest.raises(UserError) as refused:
-        stories.load_file(path)
+        files.load_file(path)
     assert_one_line(str(refused.value), ("file:",))

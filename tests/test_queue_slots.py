@@ -9,10 +9,10 @@ from itertools import pairwise
 import pytest
 from sqlalchemy import select
 
-from scheduler import stories
 from scheduler.db import session_scope
 from scheduler.errors import StoryRejected, UserError
 from scheduler.models import Delivery
+from scheduler.stories import drafts, queueing
 from tests.factories import make_account
 
 NOW = datetime(2026, 11, 27, 20, 0, tzinfo=UTC)  # Friday 15:00 in New York
@@ -28,8 +28,8 @@ def scheduled_account(tz: str = "America/New_York", gap: int = 60, handle: str |
 
 def queue(*targets: str, now: datetime = NOW) -> int:
     with session_scope() as s:
-        return stories.queue(
-            s, stories.Draft(text="slot story", targets=list(targets), next_slot=True), now,
+        return queueing.queue(
+            s, drafts.Draft(text="slot story", targets=list(targets), next_slot=True), now,
             # The same story many times on purpose: these tests are about slots, not duplicates.
             allow_duplicate=True,
         ).id
@@ -76,7 +76,7 @@ def test_cancel_frees_the_slot_for_the_next_story() -> None:
     first = queue(ny)
     taken = slots_of(first)[ny]
     with session_scope() as s:
-        stories.cancel(s, stories.find(s, str(first)), NOW)
+        queueing.cancel(s, queueing.find(s, str(first)), NOW)
     assert slots_of(queue(ny))[ny] == taken
 
 
@@ -95,14 +95,14 @@ def test_retime_moves_waiting_deliveries_but_never_a_publishing_one() -> None:
         busy_due = busy.due_at
     new_time = NOW + timedelta(days=3)
     with session_scope() as s:
-        moved = stories.retime(s, stories.find(s, str(story)), NOW, at=new_time)
+        moved = queueing.retime(s, queueing.find(s, str(story)), NOW, at=new_time)
     assert moved == 1
     with session_scope() as s:
         rows = {d.state: d for d in s.scalars(select(Delivery).where(Delivery.story_id == story))}
         assert rows["publishing"].due_at == busy_due
         assert rows["scheduled"].due_at == new_time and rows["scheduled"].slot_at is None
     with pytest.raises(UserError, match="exactly one"), session_scope() as s:
-        stories.retime(s, stories.find(s, str(story)), NOW)
+        queueing.retime(s, queueing.find(s, str(story)), NOW)
 
 
 def test_concurrent_queueing_never_shares_a_slot_or_breaks_the_gap() -> None:

@@ -27,9 +27,10 @@ from adapters.mastodon import MastodonAdapter
 from adapters.standins import Fault, StandIn, standin_class
 from adapters.telegram import TelegramAdapter
 from config.settings import Settings, get_settings
-from scheduler import accounts, stories
+from scheduler import accounts
 from scheduler.db import session_scope
 from scheduler.models import Account, Attempt, Delivery, utcnow
+from scheduler.stories import drafts, queueing
 from tests.conftest import Env, wait_for
 
 LEAK_WINDOW = 10
@@ -231,7 +232,7 @@ def test_worker_never_logs_or_stores_an_echoed_token(sqlite_env: Env, standins: 
               path="sendMessage"))
     for i in range(2):
         with session_scope() as s:
-            stories.queue(s, stories.Draft(text=f"Story {i}: the council votes", targets=["all"]), utcnow())
+            queueing.queue(s, drafts.Draft(text=f"Story {i}: the council votes", targets=["all"]), utcnow())
     sqlite_env.vars["CROSSPOST_LOG_LEVEL"] = "DEBUG"
     log = tmp_path / "worker.log"
     worker = sqlite_env.spawn("run", "--concurrency", "4", log=log)

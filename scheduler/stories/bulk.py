@@ -25,9 +25,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler import accounts, deliveries, stories
+from scheduler import accounts, deliveries
 from scheduler.errors import StoryRejected, UserError, shown
 from scheduler.models import Delivery, Story
+from scheduler.stories import checks, drafts, files, queueing
 
 CSV_LIST_SEPARATORS = (";", ",")
 # Columns of ``stories export`` that describe what happened, not what to queue.
@@ -47,7 +48,7 @@ class Prepared:
     """The rows of an import file read and their media stored, before any database work."""
 
     path: str
-    drafts: list[tuple[int, stories.Draft]] = field(default_factory=list)
+    drafts: list[tuple[int, drafts.Draft]] = field(default_factory=list)
     skipped: dict[int, list[str]] = field(default_factory=dict)
 
 
@@ -146,13 +147,13 @@ def prepare(path: str, now: datetime, *, advance: Callable[[], None] = lambda: N
         if isinstance(row, str):
             prepared.skipped[number] = [row]
             continue
-        unknown = set(row) - stories.FILE_FIELDS
+        unknown = set(row) - files.FILE_FIELDS
         if unknown:
             prepared.skipped[number] = [f"unknown field(s) {', '.join(sorted(map(str, unknown)))}"]
             continue
         try:
-            draft = stories.draft_from_file(row)
-            problems = stories.check_draft(draft, now)
+            draft = files.draft_from_file(row)
+            problems = checks.check_draft(draft, now)
         except UserError as exc:
             problems = [str(exc)]
         if problems:
@@ -168,19 +169,19 @@ def store(s: Session, prepared: Prepared, now: datetime, *, skip_invalid: bool =
     store the valid ones together; raise StoryRejected listing every problem by row number when any
     row is invalid and ``skip_invalid`` is false."""
     result = ImportResult(skipped=dict(prepared.skipped))
-    valid: list[stories.Draft] = []
+    valid: list[drafts.Draft] = []
     seen: dict[str, int] = {}
     for number, draft in prepared.drafts:
         try:
             targets = accounts.select_targets(s, draft.targets)
-            problems = stories.check_targets(draft, targets)
+            problems = checks.check_targets(draft, targets)
         except UserError as exc:
             problems = [str(exc)]
         if not problems and not allow_duplicate:
-            digest = stories.fingerprint(draft, targets)
+            digest = checks.fingerprint(draft, targets)
             if digest in seen:
                 problems = [f"story: identical to row {seen[digest]}; use --allow-duplicate to queue both"]
-            elif problem := stories.duplicate_problem(s, digest):
+            elif problem := checks.duplicate_problem(s, digest):
                 problems = [problem]
             seen.setdefault(digest, number)
         if problems:
@@ -192,7 +193,7 @@ def store(s: Session, prepared: Prepared, now: datetime, *, skip_invalid: bool =
     if not valid and not result.skipped:
         raise UserError(f"file: {prepared.path} holds no stories")
     for draft in valid:
-        result.imported.append(stories.queue(s, draft, now, allow_duplicate=allow_duplicate).id)
+        result.imported.append(queueing.queue(s, draft, now, allow_duplicate=allow_duplicate).id)
     return result
 
 
@@ -229,7 +230,7 @@ def export_story(s: Session, story: Story) -> dict[str, Any]:
     items = story.media or []
     videos = [m["path"] for m in items if m.get("kind") == "video"]
     images = [{"src": m["path"], "alt": m.get("alt") or ""} for m in items if m.get("kind") == "image"]
-    return {**stories.describe(s, story), "author": story.author, "images": images,
+    return {**queueing.describe(s, story), "author": story.author, "images": images,
             "video": videos[0] if videos else None}
 
 

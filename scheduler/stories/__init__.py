@@ -1,0 +1,2 @@
+"""Stories: what operators queue (drafts, files, checks, queueing), media, import and export,
+posting slots."""
