@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, joinedload
 
 from adapters import adapter_class, get_adapter
@@ -150,6 +151,14 @@ def publish_delivery(delivery_id: int, celery_id: str | None = None) -> str:
     with heartbeat.holding(job.lease):
         try:
             outcome = _attempt(adapter, job, settings)
+        except DBAPIError as exc:
+            # A progress save or fence met a database outage: not the adapter's fault. What was saved
+            # (a fence up, or none) tells the retry policy whether a create may be in flight.
+            log.warning("delivery %s: database error while saving progress: %s", delivery_id,
+                        type(exc.orig or exc).__name__)
+            error = Transient(f"{job.account.platform}: progress could not be saved (database error)",
+                              maybe_sent=True)
+            outcome = _record_failure(job, error, settings)
         except Exception as exc:  # a bug in an adapter must not leave the lease to expire silently
             # The traceback quotes arguments and locals' reprs: scrub it like any error text.
             log.error("delivery %s: adapter %s crashed\n%s", delivery_id, job.account.platform,
