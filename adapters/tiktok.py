@@ -27,6 +27,7 @@ import requests
 
 from adapters import http
 from adapters.base import (
+    FENCE,
     AccountRef,
     Adapter,
     Capabilities,
@@ -50,6 +51,8 @@ MB = 1024 * 1024
 VIDEO_CAPTION_LIMIT = 2200
 PHOTO_TITLE_LIMIT = 90
 PHOTO_DESCRIPTION_LIMIT = 4000
+# The fence step of a FILE_UPLOAD video init (see ``resumable``); a photo init keeps "publish init".
+VIDEO_INIT = "video init"
 # Most public first; a creator of an unaudited app is offered SELF_ONLY alone.
 PRIVACY_ORDER = ("PUBLIC_TO_EVERYONE", "FOLLOWER_OF_CREATOR", "MUTUAL_FOLLOW_FRIENDS", "SELF_ONLY")
 _CAPPED = {"spam_risk_too_many_posts": 6 * 3600.0, "spam_risk_too_many_pending_share": 6 * 3600.0,
@@ -192,7 +195,7 @@ class TikTokAdapter(Adapter):
             size = _size(video)
             chunk, count = chunk_plan(size, self.chunk_size)
             # DIRECT_POST: the post exists from init on, under a publish_id we only learn from its answer.
-            with progress.sending("publish init"):
+            with progress.sending(VIDEO_INIT):
                 data = self._call(account, "post/publish/video/init/", {
                     "post_info": {**info, "title": post.body,
                                   "disable_duet": bool(creator.get("duet_disabled")),
@@ -275,8 +278,12 @@ class TikTokAdapter(Adapter):
     # -- followers ------------------------------------------------------------------------------
     @classmethod
     def resumable(cls, state: Mapping[str, Any]) -> bool:
-        # Once init answered, the post exists under publish_id: a retry only polls it.
-        return bool(state.get("tt_publish_id"))
+        # Once init answered, the post exists under publish_id: a retry only polls it. A FILE_UPLOAD
+        # video init whose answer was lost can have posted nothing: its bytes go to the upload URL in
+        # that very answer, so TikTok has no video to publish (chaos runs: every such delivery had none).
+        fence = state.get(FENCE)
+        lost_video_init = isinstance(fence, dict) and fence.get("step") == VIDEO_INIT
+        return bool(state.get("tt_publish_id")) or lost_video_init
 
     def followers(self, account: AccountRef) -> int:
         data = self._call(account, "user/info/", None, method="GET", params={"fields": "follower_count"})

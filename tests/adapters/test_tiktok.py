@@ -155,7 +155,7 @@ def test_a_large_video_goes_in_chunks_in_one_attempt(
         adapter.publish(account, story(big), "d1", progress)
     assert standin.inits == 1 and standin.chunks == 2 and progress.get("tt_uploaded") is True
     # The init is what creates the post: fenced, and the fence cleared by the saved publish_id.
-    assert [s["fence"]["step"] for s in saved if "fence" in s] == ["publish init"]
+    assert [s["fence"]["step"] for s in saved if "fence" in s] == ["video init"]
     assert progress.fenced is None and progress.get("tt_publish_id")
     finish(adapter, account, story(big), progress)
     assert standin.posts("video")[0].data["sha256"] == big.sha256
@@ -199,7 +199,10 @@ def test_a_lost_init_answer_may_have_posted(adapter: TikTokAdapter, account: Acc
     # The scheduler sends this to an operator: TikTok cannot be asked whether it posted.
     assert err.value.maybe_sent is True and not TikTokAdapter.caps.can_find
     # The fence stays up: the init may have created the post, and nothing recorded its publish_id.
-    assert progress.fenced is not None and progress.fenced["step"] == "publish init"
+    assert progress.fenced is not None and progress.fenced["step"] == "video init"
+    # ...and it published nothing: the bytes go to the upload URL in the lost answer, so the retry
+    # policy may simply init again.
+    assert TikTokAdapter.resumable(progress.state)
     assert progress.get("tt_publish_id") is None and standin.inits == 1
 
 
