@@ -40,7 +40,7 @@ from bench.common import (
     tree_cpu,
     wait_until,
 )
-from scheduler.models import utcnow
+from scheduler.core.models import utcnow
 
 
 def burst_rows(accounts: list[int], deliveries: int) -> list[tuple[int, object, list[int]]]:

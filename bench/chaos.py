@@ -58,9 +58,9 @@ from adapters.base import Credentials, Media
 from adapters.standins import Fault, StandIn, standin_class
 from adapters.standins.base import Created
 from config.settings import get_settings, reset_settings
-from scheduler import accounts
-from scheduler.db import dispose_engines, migrate, session_scope
-from scheduler.models import Account, Attempt, Delivery, Story, utcnow
+from scheduler.core.db import dispose_engines, migrate, session_scope
+from scheduler.core.models import Account, Attempt, Delivery, Story, utcnow
+from scheduler.matrix import accounts
 from scheduler.stories import drafts, media, queueing
 
 try:

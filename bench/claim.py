@@ -1,5 +1,5 @@
-"""Claim cost: the tick's claim (scheduler.deliveries.claim_due) and reap on PostgreSQL with 10 k and with
-1 M delivery rows in the table.
+"""Claim cost: the tick's claim (scheduler.core.deliveries.claim_due) and reap on PostgreSQL with 10 k
+and with 1 M delivery rows in the table.
 
 The rows look like a matrix after months of use: most deliveries terminal (published, some failed or
 cancelled), a share scheduled for the coming days, a few in flight, and a realistic few due now
@@ -27,9 +27,9 @@ from sqlalchemy import event, text
 
 from bench.common import PG_ADMIN, Run, load, print_machine
 from config.settings import get_settings
-from scheduler import deliveries
-from scheduler.db import engine, session_scope
-from scheduler.publishing import policy
+from scheduler.core import deliveries
+from scheduler.core.db import engine, session_scope
+from scheduler.core.publishing import policy
 
 ACCOUNTS = 500
 # The fix proposed in RESULTS.md: the planner cannot know that scheduled rows are mostly in the future

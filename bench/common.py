@@ -36,9 +36,9 @@ from adapters.base import Credentials
 from adapters.standins import StandIn, standin_class
 from adapters.standins.base import Request
 from config.settings import reset_settings
-from scheduler import accounts
-from scheduler.db import dispose_engines, migrate, session_scope
-from scheduler.models import Attempt, Delivery, Story, utcnow
+from scheduler.core.db import dispose_engines, migrate, session_scope
+from scheduler.core.models import Attempt, Delivery, Story, utcnow
+from scheduler.matrix import accounts
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("CROSSPOST_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -29,10 +29,10 @@ from sqlalchemy import text, update
 
 from adapters.base import Credentials
 from bench.common import Run, load, print_machine
-from scheduler import vault
-from scheduler.db import session_scope
+from scheduler.core import vault
+from scheduler.core.db import session_scope
+from scheduler.core.models import Account, utcnow
 from scheduler.followers import queries, reports, sampling, schedule
-from scheduler.models import Account, utcnow
 
 PLATFORMS = ("mastodon", "bluesky", "telegram")
 TAGS = ("en", "es", "culture", "news", "sport")

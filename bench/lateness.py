@@ -33,8 +33,8 @@ from bench.common import (
     wait_until,
 )
 from config.settings import get_settings
-from scheduler.db import session_scope
-from scheduler.models import Delivery, Story, utcnow
+from scheduler.core.db import session_scope
+from scheduler.core.models import Delivery, Story, utcnow
 
 
 def due_times() -> dict[int, float]:

@@ -29,7 +29,7 @@ from bench.common import (
     tree_cpu,
     tree_rss,
 )
-from scheduler.models import utcnow
+from scheduler.core.models import utcnow
 
 MIB = 1024 * 1024
 

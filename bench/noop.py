@@ -16,7 +16,7 @@ import redis
 
 from config.settings import get_settings
 from scheduler.celery_app import create_app
-from scheduler.cli import _worker_argv, setup_logging
+from scheduler.cli.main import _worker_argv, setup_logging
 
 DONE_KEY = "bench:noop:done"
 

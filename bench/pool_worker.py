@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine
 
-import scheduler.db as db
+import scheduler.core.db as db
 
 _stock = db.engine_for
 
@@ -30,7 +30,7 @@ def engine_for(url: str) -> Engine:
 
 def main() -> None:
     db.engine_for = engine_for  # type: ignore[assignment]
-    from scheduler.cli import main as crosspost
+    from scheduler.cli.main import main as crosspost
 
     crosspost(sys.argv[1:])
 

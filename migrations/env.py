@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from config.settings import get_settings
-from scheduler.models import Base
+from scheduler.core.models import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or get_settings().database_url

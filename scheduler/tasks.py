@@ -8,11 +8,11 @@ from celery import Task
 from sqlalchemy.exc import DBAPIError
 
 from scheduler.celery_app import app
+from scheduler.core.publishing import publish_delivery
+from scheduler.core.ticks import tick as run_tick
 from scheduler.followers.sampling import sample_account
 from scheduler.followers.schedule import tick as run_followers_tick
-from scheduler.publishing import publish_delivery
-from scheduler.ticks import tick as run_tick
-from scheduler.tokens import refresh_expiring
+from scheduler.matrix.tokens import refresh_expiring
 
 
 def send_publish(delivery_id: int, due_at: datetime | None = None) -> None:

@@ -23,7 +23,7 @@ import redis
 from cryptography.fernet import Fernet
 
 from config.settings import reset_settings
-from scheduler.db import dispose_engines, migrate
+from scheduler.core.db import dispose_engines, migrate
 
 PG_ADMIN = os.environ.get("CROSSPOST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from adapters import adapter_class
 from adapters.base import Credentials
-from scheduler import accounts
-from scheduler.models import Account, Delivery, Story
+from scheduler.core.models import Account, Delivery, Story
+from scheduler.matrix import accounts
 
 SECRET = "tok-SECRET-do-not-leak-4242"
 

@@ -14,9 +14,10 @@ from sqlalchemy import select
 from adapters import adapter_class
 from adapters.base import Credentials
 from adapters.standins import StandIn, standin_class
-from scheduler import accounts
-from scheduler.db import session_scope
-from scheduler.models import Account, Delivery, utcnow
+from scheduler.core.credentials import to_ref
+from scheduler.core.db import session_scope
+from scheduler.core.models import Account, Delivery, utcnow
+from scheduler.matrix import accounts
 from tests.conftest import Env, free_port
 from tests.factories import make_delivery
 from tests.test_secrets import assert_no_leak
@@ -49,7 +50,7 @@ def rows() -> list[tuple[str, str, str | None]]:
 
 def stored_token(label: str, name: str = "access_token") -> str | None:
     with session_scope() as s:
-        return accounts.to_ref(accounts.find(s, label)).credentials.get(name)
+        return to_ref(accounts.find(s, label)).credentials.get(name)
 
 
 def refused(result: object, *needles: str) -> str:
@@ -274,7 +275,7 @@ def test_every_platform_refuses_another_accounts_credentials(sqlite_env: Env, pl
 
 
 def test_rows_stored_before_normalisation_are_found_and_not_added_twice(sqlite_env: Env) -> None:
-    from scheduler import vault
+    from scheduler.core import vault
 
     with session_scope() as s:  # as an older crosspost stored it: the handle as typed
         s.add(Account(platform="mastodon", handle="@OldDesk", base_url="http://127.0.0.1:9",

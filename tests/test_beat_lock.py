@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from scheduler import locks
-from scheduler.locks import Holder, Lease, LockHeld
-from scheduler.models import utcnow
+from scheduler.core import locks
+from scheduler.core.locks import Holder, Lease, LockHeld
+from scheduler.core.models import utcnow
 from tests.conftest import Env, wait_for
 
 pytestmark = pytest.mark.workers

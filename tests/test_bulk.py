@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from scheduler.db import session_scope
-from scheduler.errors import StoryRejected, UserError
-from scheduler.models import Delivery, Story, utcnow
+from scheduler.core.db import session_scope
+from scheduler.core.errors import StoryRejected, UserError
+from scheduler.core.models import Delivery, Story, utcnow
 from scheduler.stories import bulk
 from tests.conftest import Env
 from tests.factories import make_account

@@ -41,8 +41,8 @@ from bench.chaos import (
 )
 from bench.chaos_faults import CREATES, Plan, create_fault, make_schedule
 from config.settings import reset_settings
-from scheduler.db import session_scope
-from scheduler.models import Account, Attempt, Delivery, Story
+from scheduler.core.db import session_scope
+from scheduler.core.models import Account, Attempt, Delivery, Story
 from tests.conftest import IN_CI, Env
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,10 +24,10 @@ from PIL import Image
 from sqlalchemy import update
 
 from adapters.base import Credentials
-from scheduler import accounts
-from scheduler.db import session_scope
+from scheduler.core.db import session_scope
+from scheduler.core.models import Delivery, utcnow
 from scheduler.followers import sampling
-from scheduler.models import Delivery, utcnow
+from scheduler.matrix import accounts
 from scheduler.stories import drafts, queueing
 from tests.conftest import Env
 

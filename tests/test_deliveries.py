@@ -11,11 +11,11 @@ from sqlalchemy import select
 from adapters import adapter_class
 from adapters.base import FENCE
 from config.settings import get_settings
-from scheduler import deliveries
-from scheduler.db import session_scope
-from scheduler.deliveries import IllegalTransition, Lease
-from scheduler.models import Account, Attempt, Delivery
-from scheduler.publishing import policy
+from scheduler.core import deliveries
+from scheduler.core.db import session_scope
+from scheduler.core.deliveries import IllegalTransition, Lease
+from scheduler.core.models import Account, Attempt, Delivery
+from scheduler.core.publishing import policy
 from tests.factories import make_account, make_delivery
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

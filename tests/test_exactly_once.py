@@ -16,11 +16,13 @@ from sqlalchemy import select
 from adapters.base import Credentials
 from adapters.standins import Fault, StandIn, standin_class
 from config.settings import get_settings
-from scheduler import accounts, deliveries, publishing
-from scheduler.db import session_scope
-from scheduler.deliveries import Lease
-from scheduler.heartbeat import renew
-from scheduler.models import Account, Attempt, Delivery, utcnow
+from scheduler.core import deliveries, publishing
+from scheduler.core.credentials import to_ref
+from scheduler.core.db import session_scope
+from scheduler.core.deliveries import Lease
+from scheduler.core.heartbeat import renew
+from scheduler.core.models import Account, Attempt, Delivery, utcnow
+from scheduler.matrix import accounts
 from scheduler.stories import drafts, queueing
 from tests.conftest import Env
 
@@ -204,7 +206,7 @@ def test_an_adapter_crash_is_logged_without_credentials(telegram: StandIn, monke
 
     delivery_id = telegram_delivery(telegram)
     with session_scope() as s:
-        token = publishing.accounts.to_ref(s.scalars(select(Account)).one()).credentials.get("bot_token")
+        token = to_ref(s.scalars(select(Account)).one()).credentials.get("bot_token")
     assert token
 
     def crash(self: TelegramAdapter, account: object, *args: object, **kwargs: object) -> None:

@@ -21,12 +21,13 @@ from sqlalchemy import func, select
 
 from adapters.base import Credentials
 from adapters.standins import Fault, StandIn, standin_class
-from scheduler import accounts, ratelimit
-from scheduler.db import session_scope
+from scheduler.core import ratelimit
+from scheduler.core.db import session_scope
+from scheduler.core.models import Account, FollowerDaily, FollowerSample, RateGate, utcnow
 from scheduler.followers import queries, reports, sampling, schedule
 from scheduler.followers.reports import AccountInfo, DayRow
 from scheduler.followers.schedule import Schedule
-from scheduler.models import Account, FollowerDaily, FollowerSample, RateGate, utcnow
+from scheduler.matrix import accounts
 from tests.conftest import REDIS_URL, Env, wait_for
 
 PLATFORMS = ("mastodon", "bluesky", "telegram")

@@ -21,9 +21,9 @@ from sqlalchemy import func, select, update
 
 from adapters.base import Media
 from config.settings import reset_settings
-from scheduler.db import migrate, session_scope
-from scheduler.errors import StoryRejected
-from scheduler.models import Account, Story, utcnow
+from scheduler.core.db import migrate, session_scope
+from scheduler.core.errors import StoryRejected
+from scheduler.core.models import Account, Story, utcnow
 from scheduler.stories import bulk, checks, drafts, media, queueing
 from tests.conftest import Env
 from tests.factories import make_account

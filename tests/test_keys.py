@@ -17,9 +17,10 @@ from sqlalchemy import select
 
 from adapters.base import Credentials
 from config.settings import get_settings, reset_settings
-from scheduler import accounts, vault
-from scheduler.db import dispose_engines, session_scope
-from scheduler.models import Account, utcnow
+from scheduler.core import vault
+from scheduler.core.db import dispose_engines, session_scope
+from scheduler.core.models import Account, utcnow
+from scheduler.matrix import accounts
 from tests.conftest import Env, wait_for
 
 

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from PIL import Image
 
 from config.settings import Settings
-from scheduler.errors import UserError
+from scheduler.core.errors import UserError
 from scheduler.stories import media
 
 

@@ -18,10 +18,11 @@ from sqlalchemy import func, select
 from adapters.base import Credentials
 from adapters.standins import Fault, StandIn, standin_class
 from config.settings import get_settings
-from scheduler import accounts, deliveries
 from scheduler.celery_app import create_app
-from scheduler.db import dispose_engines, session_scope
-from scheduler.models import Delivery, utcnow
+from scheduler.core import deliveries
+from scheduler.core.db import dispose_engines, session_scope
+from scheduler.core.models import Delivery, utcnow
+from scheduler.matrix import accounts
 from scheduler.stories import drafts, queueing
 from tests.conftest import Env, wait_for
 

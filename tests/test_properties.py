@@ -41,12 +41,13 @@ from sqlalchemy import delete, inspect, select, text, update
 from adapters import PLATFORMS, adapter_class
 from adapters.base import Post
 from config.settings import reset_settings
-from scheduler import accounts, deliveries
-from scheduler.db import dispose_engines, engine, is_postgres, migrate, session_scope
-from scheduler.deliveries import IllegalTransition, Lease
-from scheduler.errors import MAX_ID, UserError, parse_id, shown
-from scheduler.models import Account, Attempt, Base, Delivery
-from scheduler.retry_policy import Decision, Next
+from scheduler.core import deliveries
+from scheduler.core.db import dispose_engines, engine, is_postgres, migrate, session_scope
+from scheduler.core.deliveries import IllegalTransition, Lease
+from scheduler.core.errors import MAX_ID, UserError, parse_id, shown
+from scheduler.core.models import Account, Attempt, Base, Delivery
+from scheduler.core.retry_policy import Decision, Next
+from scheduler.matrix import accounts
 from scheduler.stories import checks, drafts, files
 from tests.conftest import REDIS_URL, Env, _pg_url, create_pg_database, drop_pg_database
 from tests.factories import make_account, make_delivery

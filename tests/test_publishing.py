@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 
 from adapters.base import FENCE
-from scheduler import deliveries
-from scheduler.db import session_scope
-from scheduler.models import Delivery, utcnow
-from scheduler.publishing import LeaseLost, _saver, policy
+from scheduler.core import deliveries
+from scheduler.core.db import session_scope
+from scheduler.core.models import Delivery, utcnow
+from scheduler.core.publishing import LeaseLost, _saver, policy
 from tests.factories import make_account, make_delivery
 
 pytestmark = pytest.mark.usefixtures("db_env")

@@ -9,9 +9,9 @@ from itertools import pairwise
 import pytest
 from sqlalchemy import select
 
-from scheduler.db import session_scope
-from scheduler.errors import StoryRejected, UserError
-from scheduler.models import Delivery
+from scheduler.core.db import session_scope
+from scheduler.core.errors import StoryRejected, UserError
+from scheduler.core.models import Delivery
 from scheduler.stories import drafts, queueing
 from tests.factories import make_account
 

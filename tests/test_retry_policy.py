@@ -10,7 +10,7 @@ import pytest
 
 from adapters import PLATFORMS, adapter_class
 from adapters.base import FENCE, Capabilities
-from scheduler.retry_policy import Next, decide, fence_of, lookup_first
+from scheduler.core.retry_policy import Next, decide, fence_of, lookup_first
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 TIMEOUT = 30.0

@@ -27,9 +27,10 @@ from adapters.mastodon import MastodonAdapter
 from adapters.standins import Fault, StandIn, standin_class
 from adapters.telegram import TelegramAdapter
 from config.settings import Settings, get_settings
-from scheduler import accounts
-from scheduler.db import session_scope
-from scheduler.models import Account, Attempt, Delivery, utcnow
+from scheduler.core.credentials import to_ref
+from scheduler.core.db import session_scope
+from scheduler.core.models import Account, Attempt, Delivery, utcnow
+from scheduler.matrix import accounts
 from scheduler.stories import drafts, queueing
 from tests.conftest import Env, wait_for
 
@@ -83,7 +84,7 @@ def test_sqlite_file_and_wal_never_hold_the_token(sqlite_env: Env, tmp_path: Pat
     assert_no_leak(database_bytes(sqlite_env), token, where="the SQLite files after accounts add")
     with session_scope() as s:  # the test would see the token if it were there: it is stored, sealed
         account = accounts.find(s, "mastodon:newsroom")
-        assert accounts.to_ref(account).credentials.get("access_token") == token
+        assert to_ref(account).credentials.get("access_token") == token
         accounts.reauth(s, account, Credentials({"access_token": rotated}), utcnow())
     assert_no_leak(database_bytes(sqlite_env), token, rotated, where="the SQLite files after reauth")
     assert_no_leak(database_bytes(sqlite_env), get_settings().secret_key.get_secret_value(),
@@ -136,7 +137,7 @@ def test_repr_never_shows_credentials(sqlite_env: Env) -> None:
     with session_scope() as s:
         account = accounts.add(s, "mastodon", "newsroom", creds, base_url="https://m.example")
         shown = [repr(creds), str(creds), f"{creds}", repr(ref), str(ref), repr(vars(ref)),
-                 repr(asdict(ref)), repr(account), str(account), repr(accounts.to_ref(account)),
+                 repr(asdict(ref)), repr(account), str(account), repr(to_ref(account)),
                  repr(accounts.describe(account)), repr(get_settings())]
     for text in shown:
         assert_no_leak(text, token, token[::-1], get_settings().secret_key.get_secret_value(), where=text)

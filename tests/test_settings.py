@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,19 @@ def test_variables_are_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch, tmp
     assert "key-that-must-not-print" not in repr(settings)
     assert settings.secret_key is not None
     assert settings.secret_key.get_secret_value() == "key-that-must-not-print-0123456789"
+
+
+def test_the_readme_gives_the_code_s_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `NAME` (figure) the README's settings paragraph gives is the setting's default."""
+    for key in list(os.environ):
+        if key.startswith("CROSSPOST_"):
+            monkeypatch.delenv(key)
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    paragraph = text[text.index("Settings (environment"):].split("\n\n", 1)[0]
+    figures = re.findall(r"`([A-Z_]+)` \(([^)]+)\)", paragraph)
+    assert len(figures) >= 15, paragraph
+    defaults = Settings(_env_file=None)
+    for name, figure in figures:
+        value = getattr(defaults, name.lower())
+        shown = figure.removesuffix(" s")
+        assert str(value).removesuffix(".0") == shown, f"README says {name} ({figure}); the code has {value}"

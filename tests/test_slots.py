@@ -8,8 +8,8 @@ from itertools import islice, pairwise
 
 import pytest
 
-from scheduler.db import session_scope
-from scheduler.errors import UserError
+from scheduler.core.db import session_scope
+from scheduler.core.errors import UserError
 from scheduler.stories import slots
 from tests.conftest import Env
 from tests.factories import make_account, make_delivery

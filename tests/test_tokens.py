@@ -9,10 +9,11 @@ import pytest
 
 from adapters.base import Credentials
 from adapters.standins.bluesky import BlueskyStandIn
-from scheduler import accounts, deliveries, vault
-from scheduler.db import session_scope
-from scheduler.models import Account, utcnow
-from scheduler.tokens import refresh_expiring
+from scheduler.core import deliveries, vault
+from scheduler.core.db import session_scope
+from scheduler.core.models import Account, utcnow
+from scheduler.matrix import accounts
+from scheduler.matrix.tokens import refresh_expiring
 from tests.factories import make_delivery
 
 pytestmark = pytest.mark.usefixtures("db_env")

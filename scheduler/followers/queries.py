@@ -12,9 +12,9 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from scheduler.db import is_postgres
+from scheduler.core.db import is_postgres
+from scheduler.core.models import Account, FollowerDaily, FollowerSample
 from scheduler.followers.reports import AccountInfo, DayRow
-from scheduler.models import Account, FollowerDaily, FollowerSample
 
 # -- reports: the queries -------------------------------------------------------------------------
 # Ids per statement: SQLite's oldest limit on bound parameters is 999.

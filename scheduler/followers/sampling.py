@@ -18,11 +18,11 @@ from adapters.base import AccountRef, Adapter
 from adapters.errors import AdapterError, AuthExpired, RateLimited, Rejected, Transient
 from adapters.http import scrub
 from config.settings import get_settings
-from scheduler import accounts, ratelimit
-from scheduler.db import is_postgres, session_scope
+from scheduler.core import ratelimit
+from scheduler.core.credentials import refresh_credentials, to_ref
+from scheduler.core.db import is_postgres, session_scope
+from scheduler.core.models import Account, FollowerDaily, FollowerSample, utcnow
 from scheduler.followers.schedule import slot_start
-from scheduler.models import Account, FollowerDaily, FollowerSample, utcnow
-from scheduler.publishing import refresh_credentials
 
 log = logging.getLogger("crosspost.followers")
 
@@ -59,7 +59,7 @@ def sample_account(account_id: int, at: datetime | None = None, *, scheduled: bo
                               now, settings.account_min_interval)
         if wait is not None:
             return Sampled(account_id, "deferred", error="waiting for a rate gate", until=wait)
-        ref = accounts.to_ref(account)
+        ref = to_ref(account)
         version = account.credentials_version
     adapter = get_adapter(ref.platform, timeout=settings.http_timeout)
     count: int | None = None

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from config.settings import Settings, get_settings
-from scheduler import ratelimit
-from scheduler.db import session_scope
-from scheduler.models import Account, FollowerDaily, FollowerSample, RateGate, utcnow
+from scheduler.core import ratelimit
+from scheduler.core.db import session_scope
+from scheduler.core.models import Account, FollowerDaily, FollowerSample, RateGate, utcnow
 
 log = logging.getLogger("crosspost.followers")
 

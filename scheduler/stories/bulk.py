@@ -25,9 +25,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler import accounts, deliveries
-from scheduler.errors import StoryRejected, UserError, shown
-from scheduler.models import Delivery, Story
+from scheduler.core import deliveries
+from scheduler.core.errors import StoryRejected, UserError, shown
+from scheduler.core.models import Delivery, Story
+from scheduler.matrix import accounts
 from scheduler.stories import checks, drafts, files, queueing
 
 CSV_LIST_SEPARATORS = (";", ",")

@@ -15,9 +15,9 @@ from adapters import PLATFORMS, adapter_class
 from adapters.base import Problem
 from adapters.text import split_thread
 from config.settings import get_settings
-from scheduler import accounts
-from scheduler.errors import UserError, shown
-from scheduler.models import Account, Story
+from scheduler.core.errors import UserError, shown
+from scheduler.core.models import Account, Story
+from scheduler.matrix import accounts
 from scheduler.stories.drafts import AUTHOR_LIMIT, MAX_STORY_CHARS, PAST_TOLERANCE, Draft
 
 # Platforms that fetch media from Media.url (the published media store) and which kinds: without

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from adapters import PLATFORMS
 from adapters.base import Media, Post
-from scheduler.errors import UserError, shown
+from scheduler.core.errors import UserError, shown
 
 MAX_STORY_CHARS = 100_000
 

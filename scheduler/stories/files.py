@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from scheduler.errors import UserError, shown, shown_path
+from scheduler.core.errors import UserError, shown, shown_path
 from scheduler.stories import media
 from scheduler.stories.drafts import Draft, parse_time
 

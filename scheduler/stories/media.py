@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from adapters.base import Media
 from adapters.http import USER_AGENT
 from config.settings import Settings, get_settings
-from scheduler.errors import UserError, shown, shown_path
+from scheduler.core.errors import UserError, shown, shown_path
 
 _SIGNATURES: list[tuple[bytes, int, str]] = [
     (b"\xff\xd8\xff", 0, "image/jpeg"),

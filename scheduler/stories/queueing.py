@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from scheduler import accounts, deliveries
-from scheduler.errors import StoryRejected, UserError, parse_id, shown
-from scheduler.models import Account, Delivery, Story
+from scheduler.core import deliveries
+from scheduler.core.errors import StoryRejected, UserError, parse_id, shown
+from scheduler.core.models import Account, Delivery, Story
+from scheduler.matrix import accounts
 from scheduler.stories import media, slots
 from scheduler.stories.checks import check_draft, check_horizon, check_targets, duplicate_problem, fingerprint
 from scheduler.stories.drafts import PAST_TOLERANCE, Draft

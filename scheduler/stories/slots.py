@@ -18,8 +18,8 @@ from croniter import CroniterError, croniter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.errors import UserError
-from scheduler.models import Account, Delivery
+from scheduler.core.errors import UserError
+from scheduler.core.models import Account, Delivery
 
 # How far ahead a slot is searched before the account is declared full.
 HORIZON = timedelta(days=400)

@@ -38,9 +38,9 @@ from sqlalchemy import select
 
 from adapters.base import Post
 from config.settings import reset_settings
-from scheduler import accounts
-from scheduler.db import dispose_engines, migrate, session_scope
-from scheduler.models import Delivery, Story, utcnow
+from scheduler.core.db import dispose_engines, migrate, session_scope
+from scheduler.core.models import Delivery, Story, utcnow
+from scheduler.matrix import accounts
 from tests.conftest import IN_CI, Env, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -362,7 +362,7 @@ def _state(story_id: int) -> str | None:
 def _cli_has_media_flags() -> bool:
     import typer
 
-    from scheduler import cli
+    from scheduler.cli import main as cli
 
     queue = typer.main.get_command(cli.app).commands["stories"].commands["queue"]  # type: ignore[attr-defined]
     return {"--image", "--alt", "--thread"} <= {o for p in queue.params for o in p.opts}

@@ -13,8 +13,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from scheduler.db import is_postgres
-from scheduler.models import RateGate
+from scheduler.core.db import is_postgres
+from scheduler.core.models import RateGate
 
 
 def account_scope(account_id: int) -> str:

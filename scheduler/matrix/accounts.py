@@ -18,10 +18,10 @@ from adapters import PLATFORMS, adapter_class, validate_credentials
 from adapters.base import AccountRef, Credentials, Identity
 from adapters.errors import AdapterError, AuthExpired, RateLimited, Rejected
 from config.settings import get_settings
-from scheduler import deliveries, vault
-from scheduler.db import session_scope
-from scheduler.errors import UserError, parse_id, shown
-from scheduler.models import Account, Delivery
+from scheduler.core import deliveries, vault
+from scheduler.core.db import session_scope
+from scheduler.core.errors import UserError, parse_id, shown
+from scheduler.core.models import Account, Delivery
 
 _TAG_RE = re.compile(r"^[\w-]{1,40}$")
 STATUSES = ("active", "paused", "auth_broken", "removed")
@@ -222,12 +222,6 @@ def add(s: Session, platform: str, handle: str, credentials: Credentials, *, nam
     s.add(account)
     s.flush()
     return account
-
-
-def to_ref(account: Account) -> AccountRef:
-    return AccountRef(id=account.id, platform=account.platform, handle=account.handle,
-                      base_url=account.base_url, credentials=vault.unseal(account.credentials),
-                      language=account.language)
 
 
 def set_status(s: Session, account: Account, status: str, reason: str | None = None) -> None:

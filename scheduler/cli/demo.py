@@ -25,12 +25,12 @@ from sqlalchemy import func, select
 from adapters.base import Media
 from adapters.standins import Fault, StandIn, standin_class
 from config.settings import get_settings, reset_settings
-from scheduler import accounts
-from scheduler.db import dispose_engines, migrate, prepare_data_dir, session_scope
-from scheduler.deliveries import TERMINAL
-from scheduler.models import Delivery, utcnow
+from scheduler.core.db import dispose_engines, migrate, prepare_data_dir, session_scope
+from scheduler.core.deliveries import TERMINAL
+from scheduler.core.models import Delivery, utcnow
+from scheduler.core.vault import ensure_key
+from scheduler.matrix import accounts
 from scheduler.stories import drafts, media, queueing
-from scheduler.vault import ensure_key
 
 MATRIX = [
     ("mastodon", "newsroom_en", ["en", "news"]),

@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.db import is_postgres
-from scheduler.models import Account, Attempt, Delivery
-from scheduler.retry_policy import Decision, Next
+from scheduler.core.db import is_postgres
+from scheduler.core.models import Account, Attempt, Delivery
+from scheduler.core.retry_policy import Decision, Next
 
 # (platform, saved progress, first attempt time, now) -> what may happen next; see retry_policy.
 Policy = Callable[[str, "dict[str, Any] | None", "datetime | None", datetime], Decision]
@@ -118,7 +118,7 @@ def reap(s: Session, now: datetime, *, queued_timeout: float, max_attempts: int,
     """Recover what crashed workers and lost broker messages left behind.
 
     A live worker's heartbeat keeps its leases ahead of ``now``, so an expired lease means the worker
-    died; ``policy`` (:func:`scheduler.retry_policy.decide` for the platform) says whether the next
+    died; ``policy`` (:func:`scheduler.core.retry_policy.decide` for the platform) says whether the next
     try may simply continue, must first look the post up (and from when), or cannot be made safely.
     """
     result = Reaped()

@@ -17,10 +17,9 @@ from sqlalchemy import select, update
 from adapters import get_adapter
 from adapters.errors import AdapterError, AuthExpired, Rejected
 from config.settings import get_settings
-from scheduler import accounts
-from scheduler.db import session_scope
-from scheduler.models import Account, utcnow
-from scheduler.publishing import refresh_credentials
+from scheduler.core.credentials import refresh_credentials, to_ref
+from scheduler.core.db import session_scope
+from scheduler.core.models import Account, utcnow
 
 log = logging.getLogger("crosspost.tokens")
 
@@ -48,7 +47,7 @@ def refresh_expiring(now: datetime | None = None) -> RefreshRound:
             row = s.get(Account, account_id)
             if row is None:
                 continue
-            ref, version = accounts.to_ref(row), row.credentials_version
+            ref, version = to_ref(row), row.credentials_version
         adapter = get_adapter(ref.platform, timeout=settings.http_timeout)
         try:
             refresh_credentials(adapter, ref, version)

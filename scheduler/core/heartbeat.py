@@ -19,9 +19,9 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, update
 
 from config.settings import get_settings
-from scheduler.db import session_scope
-from scheduler.deliveries import Lease
-from scheduler.models import Delivery, utcnow
+from scheduler.core.db import session_scope
+from scheduler.core.deliveries import Lease
+from scheduler.core.models import Delivery, utcnow
 
 log = logging.getLogger("crosspost.heartbeat")
 

@@ -9,14 +9,13 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import select
 
-from scheduler import accounts
-from scheduler.cli_common import JsonOpt, db, emit, out
-from scheduler.errors import UserError
-from scheduler.models import Account, Delivery, utcnow
+from scheduler.cli.common import JsonOpt, db, emit, group, out
+from scheduler.core.errors import UserError
+from scheduler.core.models import Account, Delivery, utcnow
+from scheduler.matrix import accounts
 from scheduler.stories import slots
 
-schedule_app = typer.Typer(help="Posting schedules (cron slots in each account's time zone).",
-                           no_args_is_help=True)
+schedule_app = group("Posting schedules (cron slots in each account's time zone).")
 
 
 @schedule_app.command("set")

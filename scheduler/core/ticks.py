@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from config.settings import get_settings
-from scheduler import deliveries
-from scheduler.db import session_scope
-from scheduler.models import utcnow
-from scheduler.publishing import policy
+from scheduler.core import deliveries
+from scheduler.core.db import session_scope
+from scheduler.core.models import utcnow
+from scheduler.core.publishing import policy
 
 log = logging.getLogger("crosspost.tick")
 

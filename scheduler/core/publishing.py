@@ -18,19 +18,19 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, joinedload
 
 from adapters import adapter_class, get_adapter
-from adapters.base import AccountRef, Adapter, Credentials, Media, Post, Progress, Published
+from adapters.base import AccountRef, Adapter, Media, Post, Progress, Published
 from adapters.errors import AdapterError, AuthExpired, InProgress, RateLimited, Rejected, Transient
 from adapters.http import scrub
 from config.settings import Settings, get_settings
-from scheduler import accounts, deliveries, ratelimit, retry_policy, vault
-from scheduler.db import session_scope
-from scheduler.deliveries import Lease
-from scheduler.heartbeat import heartbeat
-from scheduler.models import Account, Attempt, Delivery, Story, utcnow
-from scheduler.retry_policy import Decision, Next
+from scheduler.core import deliveries, ratelimit, retry_policy
+from scheduler.core.credentials import RefreshBusy, refresh_credentials, to_ref
+from scheduler.core.db import session_scope
+from scheduler.core.deliveries import Lease
+from scheduler.core.heartbeat import heartbeat
+from scheduler.core.models import Account, Attempt, Delivery, Story, utcnow
+from scheduler.core.retry_policy import Decision, Next
 
 log = logging.getLogger("crosspost.publish")
-REFRESH_LEASE = timedelta(seconds=60)
 # How soon to come back when another worker is refreshing the same account's token.
 REFRESH_WAIT = timedelta(seconds=5)
 
@@ -130,7 +130,7 @@ def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: dat
             and earlier_in_doubt(), first_attempt_at=first_at, now=now)
         return Job(
             lease=lease,
-            account=accounts.to_ref(account),
+            account=to_ref(account),
             version=account.credentials_version,
             post=post_of(delivery.story, account.platform, first_at, account.language),
             key=f"cp{delivery.id}-{delivery.key}",
@@ -200,50 +200,6 @@ def _publish(adapter: Adapter, job: Job) -> Published:
         if found is not None:
             return found
     return adapter.publish(job.account, job.post, job.key, job.progress)
-
-
-class RefreshBusy(AdapterError):
-    """Another worker is refreshing this account's credentials right now."""
-
-
-def refresh_credentials(adapter: Adapter, account: AccountRef, seen_version: int) -> Credentials:
-    """Refresh ``account``'s credentials once, under a per-account lease so that two workers never
-    rotate one refresh token; save the result in the same UPDATE that releases the lease."""
-    now = utcnow()
-    with session_scope() as s:
-        got = s.execute(
-            update(Account)
-            .where(Account.id == account.id,
-                   (Account.refresh_lease_until.is_(None)) | (Account.refresh_lease_until < now))
-            .values(refresh_lease_until=now + REFRESH_LEASE)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if not got:
-            raise RefreshBusy(f"{account.platform}: another worker is refreshing the credentials")
-        row = s.get(Account, account.id)
-        assert row is not None
-        if row.credentials_version != seen_version:
-            # Someone refreshed since this attempt began: use theirs.
-            row.refresh_lease_until = None
-            return vault.unseal(row.credentials)
-    try:
-        fresh = adapter.refresh(account)
-    except Exception:
-        with session_scope() as s:
-            s.execute(update(Account).where(Account.id == account.id).values(refresh_lease_until=None))
-        raise
-    merged = account.credentials.merged(**fresh.reveal())
-    with session_scope() as s:
-        # One UPDATE: the rotated refresh token, its version and the expiry land together or not at all.
-        s.execute(
-            update(Account)
-            .where(Account.id == account.id)
-            .values(credentials=vault.seal(merged), credentials_version=Account.credentials_version + 1,
-                    refresh_lease_until=None, token_expires_at=merged.expires_at())
-            .execution_options(synchronize_session=False)
-        )
-    log.info("account %s:%s: credentials refreshed", account.platform, account.handle)
-    return merged
 
 
 def _record_success(job: Job, result: Published) -> str:

@@ -14,32 +14,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import select
 
 from config.settings import get_settings
-from scheduler import accounts
-from scheduler.cli_common import db
-from scheduler.errors import UserError
+from scheduler.cli.common import JsonOpt, db, group, out, table
+from scheduler.core.errors import UserError
+from scheduler.core.models import Account, utcnow
 from scheduler.followers import queries, reports, sampling, schedule
-from scheduler.models import Account, utcnow
+from scheduler.matrix import accounts
 
-followers_app = typer.Typer(help="Follower counts over time.", no_args_is_help=True)
-out = Console(soft_wrap=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON with stable field names.")]
+followers_app = group("Follower counts over time.")
 # The CLI waits for a rate gate that opens this soon rather than report the account as deferred.
 GATE_WAIT = 10.0
 SAMPLE_THREADS = 8
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    out.print(table)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -82,7 +69,7 @@ def sample(
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
     else:
-        _table(rows, ["id", "account", "outcome", "followers", "error"])
+        table(rows, ["id", "account", "outcome", "followers", "error"])
     if any(r.outcome != "sampled" for r in results):
         raise typer.Exit(1)
 
@@ -219,15 +206,15 @@ def _print_report(result: reports.Report, stale: list[dict[str, Any]], csv_path:
               f"the UTC day it names began ({refs}).")
     rows = [{"group": g.name, "accounts": g.accounts, "followers": f"{g.followers:,}",
              **{heads[k]: _cell(g.changes[k]) for k in keys}} for g in [*result.groups, total]]
-    _table(rows, ["group", "accounts", "followers", *heads.values()], f"By {result.by}")
+    table(rows, ["group", "accounts", "followers", *heads.values()], f"By {result.by}")
     if result.fell:
-        _table([{"account": f.account, "followers": f"{f.followers:,}",
+        table([{"account": f.account, "followers": f"{f.followers:,}",
                  **{heads[k]: _cell(f.changes[k]) for k in keys}} for f in result.fell],
                ["account", "followers", *heads.values()], "Accounts whose count fell")
     else:
         out.print("No account's count fell.")
     if stale:
-        _table(stale, ["account", "status", "last_sample", "failed_tries", "last_error"],
+        table(stale, ["account", "status", "last_sample", "failed_tries", "last_error"],
                "No recent sample")
     else:
         out.print("Every account has a recent sample.")

@@ -26,9 +26,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
-from scheduler.db import is_postgres, session_scope
-from scheduler.errors import UserError
-from scheduler.models import ProcessLock, utcnow
+from scheduler.core.db import is_postgres, session_scope
+from scheduler.core.errors import UserError
+from scheduler.core.models import ProcessLock, utcnow
 
 log = logging.getLogger("crosspost.locks")
 

@@ -98,7 +98,7 @@ def migrate(url: str | None = None) -> None:
     from alembic import command
     from alembic.config import Config
 
-    here = Path(__file__).resolve().parent.parent / "migrations"
+    here = Path(__file__).resolve().parents[2] / "migrations"
     cfg = Config()
     cfg.set_main_option("script_location", str(here))
     cfg.set_main_option("sqlalchemy.url", (url or get_settings().database_url).replace("%", "%%"))
@@ -140,8 +140,8 @@ def check_writable(settings: Settings) -> None:
     from sqlalchemy import delete, insert
     from sqlalchemy.exc import DBAPIError
 
-    from scheduler.errors import UserError
-    from scheduler.models import ProcessLock, utcnow
+    from scheduler.core.errors import UserError
+    from scheduler.core.models import ProcessLock, utcnow
 
     data_dir = settings.data_dir
     try:

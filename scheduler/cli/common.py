@@ -18,8 +18,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
-from scheduler.db import session_scope
-from scheduler.errors import UserError
+from scheduler.core.db import session_scope
+from scheduler.core.errors import UserError
 
 out = Console(soft_wrap=True)
 
@@ -58,7 +58,12 @@ def _range_in_words(param: Any) -> str | None:
 typer.core.TyperOption.display_type_rich = _words_for  # type: ignore[method-assign]
 typer.core.TyperOption._get_number_range_help_str = _range_in_words  # type: ignore[method-assign]
 typer.core.TyperArgument.display_type_rich = _words_for  # type: ignore[method-assign]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON array with stable field names.")]
+def group(help: str) -> typer.Typer:
+    """A command group: help in Markdown (a docstring's line breaks are not kept), help when bare."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode="markdown")
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON with stable field names.")]
 
 
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$")
@@ -91,15 +96,20 @@ def local_minute(when: datetime) -> str:
 
 
 def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str], title: str | None = None) -> None:
+    """Rows as one JSON array (``--json``) or as a table."""
     if as_json:
         print(json.dumps(rows, ensure_ascii=False, default=str))
         return
-    table = Table(title=title)
+    table(rows, columns, title)
+
+
+def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
+    shown = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        shown.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(cell(c, row.get(c)) for c in columns))
-    out.print(table)
+        shown.add_row(*(cell(c, row.get(c)) for c in columns))
+    out.print(shown)
 
 
 def require_database() -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from adapters.base import Credentials
 from config.settings import Settings, get_settings
-from scheduler.models import Account
+from scheduler.core.models import Account
 
 KEY_FILE_MODE = 0o600
 
@@ -223,7 +223,7 @@ def finish_rotation(settings: Settings) -> None:
 
 def rotate() -> int:
     """Re-encrypt every account's credentials under a new key; the number of accounts re-encrypted."""
-    from scheduler.db import session_scope
+    from scheduler.core.db import session_scope
 
     settings = get_settings()
     # The new key is on disk before anything is sealed under it. If the re-encryption is refused or

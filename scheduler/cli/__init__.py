@@ -1,0 +1,1 @@
+"""The `crosspost` command: a face over the service functions, holding no logic."""

@@ -1,0 +1,125 @@
+"""``crosspost deliveries``: list, show with attempts, export, retry, resolve."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import select
+
+from scheduler.cli.common import JsonOpt, db, emit, group, out
+from scheduler.cli.exports import ExportFormat, OutOpt, SinceOpt, UntilOpt, time_window, write_rows
+from scheduler.core import deliveries
+from scheduler.core.errors import MAX_ID, UserError, parse_id, shown
+from scheduler.core.models import Attempt, Delivery, utcnow
+from scheduler.matrix import accounts
+from scheduler.stories import bulk
+
+deliveries_app = group("Deliveries: one story bound for one account.")
+
+
+@deliveries_app.command("export")
+def deliverieswrite_rows(state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
+                      since: SinceOpt = None, until: UntilOpt = None, fmt: ExportFormat = "csv",
+                      target: OutOpt = None) -> None:
+    """Deliveries (due in the window) as CSV or JSON Lines."""
+    if state is not None and state not in deliveries.STATES:
+        raise UserError(f"state: {state!r} is not one of {', '.join(deliveries.STATES)}")
+    start, end = time_window(since, until)
+    with db() as s:
+        rows = bulk.delivery_rows(s, state=state, since=start, until=end)
+    write_rows(rows, bulk.DELIVERY_FIELDS, fmt, target)
+
+
+# -- deliveries ---------------------------------------------------------------------------------
+DELIVERY_COLUMNS = ["id", "story", "account", "state", "due_at", "attempts", "published_url", "last_error"]
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
+    story: Annotated[int | None, typer.Option(min=1, max=MAX_ID, help="Only this story's deliveries.")]
+    = None,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ID)] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """The newest deliveries, filtered by state or story; possible duplicates are named beside the error."""
+    if state is not None and state not in deliveries.STATES:
+        raise UserError(f"state: {state!r} is not one of {', '.join(deliveries.STATES)}")
+    query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+    if state:
+        query = query.where(Delivery.state == state)
+    if story is not None:
+        query = query.where(Delivery.story_id == story)
+    with db() as s:
+        rows = bulk.describe_deliveries(s, list(s.scalars(query)))
+    emit([_flag_duplicates(r) for r in rows] if not as_json else rows, as_json, DELIVERY_COLUMNS)
+
+
+def _flag_duplicates(row: dict[str, Any]) -> dict[str, Any]:
+    # In a table the possible duplicates' links go where the operator looks: next to the error.
+    links = [d["url"] or d["remote_id"] for d in row["possible_duplicates"]]
+    if links:
+        note = "possible duplicate: " + ", ".join(links)
+        row = {**row, "last_error": f"{row['last_error']}; {note}" if row["last_error"] else note}
+    return row
+
+
+ATTEMPT_COLUMNS = ["number", "started_at", "ended_at", "outcome", "http_status", "url", "error"]
+
+
+@deliveries_app.command("show")
+def deliveries_show(delivery: str, as_json: JsonOpt = False) -> None:
+    """One delivery with every attempt: outcome, HTTP status, error, and any post it created."""
+    delivery_id = _delivery_id(delivery)
+    with db() as s:
+        found = s.get(Delivery, delivery_id)
+        if found is None:
+            raise UserError(f"delivery: no delivery {delivery_id}")
+        row = bulk.describe_deliveries(s, [found])[0]
+        tries = [{"number": a.number, "started_at": a.started_at.isoformat(),
+                  "ended_at": a.ended_at.isoformat() if a.ended_at else None, "outcome": a.outcome,
+                  "http_status": a.http_status, "remote_id": a.remote_id, "url": a.url, "error": a.error}
+                 for a in s.scalars(select(Attempt).where(Attempt.delivery_id == delivery_id)
+                                    .order_by(Attempt.number))]
+    if as_json:
+        print(json.dumps([{**row, "attempt_list": tries}], ensure_ascii=False))
+        return
+    emit([_flag_duplicates(row)], False, DELIVERY_COLUMNS)
+    emit(tries, False, ATTEMPT_COLUMNS, title="attempts")
+
+
+def _delivery_id(value: str) -> int:
+    number = parse_id(value)
+    if number is None:
+        raise UserError(f"delivery: {shown(value)} is not a delivery id")
+    if number == 0:
+        raise UserError(f"delivery: no delivery {shown(value.strip())}")
+    return number
+
+
+@deliveries_app.command("retry")
+def deliveries_retry(delivery: str) -> None:
+    """Publish a failed delivery again, with a fresh attempt budget."""
+    with db() as s:
+        deliveries.retry_failed(s, _delivery_id(delivery), utcnow())
+    out.print(f"delivery {delivery} is due again")
+
+
+@deliveries_app.command("resolve")
+def deliveries_resolve(
+    delivery: str,
+    published: Annotated[str | None, typer.Option(help="It did go out, at this URL.")] = None,
+    republish: Annotated[bool, typer.Option("--republish", help="It did not go out; publish again.")] = False,
+) -> None:
+    """Decide an `unknown` delivery after checking the platform."""
+    if (published is None) == (not republish):
+        raise UserError("resolve: give exactly one of --published URL and --republish")
+    with db() as s:
+        if published is not None:
+            deliveries.resolve_published(s, _delivery_id(delivery), utcnow(),
+                                         accounts.check_url(published, "published"))
+        else:
+            deliveries.resolve_republish(s, _delivery_id(delivery), utcnow())
+    out.print(f"delivery {delivery} resolved")

@@ -1,0 +1,177 @@
+"""``crosspost stories``: queue, import, export, list, show, retime, cancel."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sqlalchemy import select
+
+from scheduler.cli.common import JsonOpt, db, emit, group, out, require_database
+from scheduler.cli.deliveries import DELIVERY_COLUMNS
+from scheduler.cli.exports import ExportFormat, OutOpt, SinceOpt, UntilOpt, time_window, write_rows
+from scheduler.core.errors import MAX_ID, UserError, shown
+from scheduler.core.models import Story, utcnow
+from scheduler.stories import bulk, drafts, files, media, queueing
+
+stories_app = group("Stories and their queueing.")
+
+
+# -- stories ------------------------------------------------------------------------------------
+AllowDuplicateOpt = Annotated[bool, typer.Option(
+    "--allow-duplicate", help="Queue a story identical to one already queued (same text, link, variants, "
+    "media, targets and time).")]
+
+
+@stories_app.command("queue")
+def stories_queue(
+    text: Annotated[str | None, typer.Option(help="The story text.")] = None,
+    file: Annotated[str | None, typer.Option(help="A story.yaml with text, link, variants, to, at.")] = None,
+    link: Annotated[str | None, typer.Option(help="A link to carry with the story.")] = None,
+    variant: Annotated[list[str] | None, typer.Option(help="PLATFORM=TEXT override; repeatable.")] = None,
+    to: Annotated[list[str] | None, typer.Option(help="Account (id or platform:handle) or tag; repeatable.")]
+    = None,
+    at: Annotated[str | None, typer.Option(help="ISO-8601 time with offset, e.g. 2026-12-01T09:00Z.")] = None,
+    now: Annotated[bool, typer.Option("--now", help="Publish as soon as possible (the default).")] = False,
+    next_slot: Annotated[bool, typer.Option("--next-slot", help="Each account's next free posting slot.")]
+    = False,
+    not_before: Annotated[str | None, typer.Option(help="With --next-slot: no slot before this time.")]
+    = None,
+    image: Annotated[list[str] | None, typer.Option(help="Image file or URL; repeatable.")] = None,
+    alt: Annotated[list[str] | None, typer.Option(help="Alt text of the image in the same position.")] = None,
+    video: Annotated[str | None, typer.Option(help="Video file or URL.")] = None,
+    thread: Annotated[bool, typer.Option("--thread", help="Too long for one post: a reply chain where the "
+                                         "platform has them.")] = False,
+    allow_duplicate: AllowDuplicateOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue a story for accounts and tags. Every problem is listed and nothing is stored if any."""
+    if len(alt or []) > len(image or []):
+        raise UserError(f"alt: {len(alt or [])} alt texts for {len(image or [])} images")
+    if sum([at is not None, now, next_slot]) > 1:
+        raise UserError("at: give one of --at, --now and --next-slot")
+    if (text is None) == (file is None):
+        raise UserError("text: give exactly one of --text and --file")
+    if at is not None and now:
+        raise UserError("at: give --at or --now, not both")
+    if file is not None:
+        draft = files.draft_from_file(files.load_file(file))
+        draft.targets += to or []
+        draft.link = link or draft.link
+    else:
+        draft = drafts.Draft(text=text or "", targets=to or [], link=link)
+    for item in variant or []:
+        platform, body = drafts.parse_variant(item)
+        draft.variants[platform] = body
+    if at is not None:
+        draft.at = drafts.parse_time(at)
+    draft.next_slot = draft.next_slot or next_slot
+    draft.thread = draft.thread or thread
+    if not_before is not None:
+        draft.not_before = drafts.parse_time(not_before, "not-before")
+    alts = list(alt or [])
+    draft.media += [media.ingest(src, alts[i] if i < len(alts) else "") for i, src in enumerate(image or [])]
+    if video is not None:
+        draft.media.append(media.ingest(video))
+    if not draft.targets:
+        raise UserError("to: give at least one account or tag with --to")
+    with db() as s:
+        story = queueing.queue(s, draft, utcnow(), allow_duplicate=allow_duplicate)
+        row = queueing.describe(s, story)
+    emit([row], as_json, ["id", "due_at", "deliveries", "text"])
+
+
+@stories_app.command("import")
+def stories_import(
+    file: str,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Store the valid rows anyway.")]
+    = False,
+    allow_duplicate: AllowDuplicateOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue one story per row of a .csv or .jsonl file (text, link, to, at, next_slot, thread, images,
+    video, variant.PLATFORM columns; a `stories export` file too). Every row is checked first; nothing
+    is stored if any row is invalid, unless --skip-invalid."""
+    from rich.progress import Progress as Bar
+
+    require_database()
+    total = sum(1 for _ in bulk.read_rows(file))
+    now = utcnow()
+    # Media are fetched before the database is opened: a transaction held across downloads would
+    # block every other writer of the embedded database for as long as they take.
+    with Bar(console=Console(stderr=True), transient=True, disable=as_json) as bar:
+        task = bar.add_task("reading rows", total=total)
+        prepared = bulk.prepare(file, now, advance=lambda: bar.advance(task))
+    with db() as s:
+        result = bulk.store(s, prepared, now, skip_invalid=skip_invalid, allow_duplicate=allow_duplicate)
+    rows = [{"row": n, "problems": p} for n, p in sorted(result.skipped.items())]
+    if as_json:
+        print(json.dumps([{"imported": result.imported, "skipped": rows}]))
+        return
+    for row in rows:
+        out.print(f"row {row['row']} skipped: {'; '.join(row['problems'])}")
+    out.print(f"{len(result.imported)} stories queued, {len(rows)} rows skipped")
+
+
+STORY_STATUSES = ("draft", "awaiting_approval", "approved", "cancelled")
+
+
+@stories_app.command("export")
+def storieswrite_rows(status: Annotated[str | None, typer.Option(help="approved or cancelled.")] = None,
+                   since: SinceOpt = None, until: UntilOpt = None, fmt: ExportFormat = "csv",
+                   target: OutOpt = None) -> None:
+    """Stories (created in the window) as CSV or JSON Lines; `stories import` reads the file back."""
+    if status is not None and status not in STORY_STATUSES:
+        raise UserError(f"status: {shown(status)} is not one of {', '.join(STORY_STATUSES)}")
+    start, end = time_window(since, until)
+    with db() as s:
+        rows = bulk.story_rows(s, status=status, since=start, until=end)
+    write_rows(rows, bulk.STORY_FIELDS, fmt, target)
+
+
+@stories_app.command("retime")
+def stories_retime(
+    story: str,
+    at: Annotated[str | None, typer.Option(help="New ISO-8601 time with offset.")] = None,
+    next_slot: Annotated[bool, typer.Option("--next-slot", help="Each account's next free slot.")] = False,
+) -> None:
+    """Move the deliveries that have not started; a delivery already publishing is never moved."""
+    when = drafts.parse_time(at) if at is not None else None
+    with db() as s:
+        moved = queueing.retime(s, queueing.find(s, story), utcnow(), at=when, next_slot=next_slot)
+    out.print(f"story {story}: {moved} deliveries moved")
+
+
+@stories_app.command("list")
+def stories_list(as_json: JsonOpt = False,
+                 limit: Annotated[int, typer.Option(min=1, max=MAX_ID, help="Newest N stories.")] = 50) \
+        -> None:
+    """The newest stories with their deliveries' states."""
+    with db() as s:
+        newest = s.scalars(select(Story).order_by(Story.id.desc()).limit(limit))
+        rows = [queueing.describe(s, st) for st in newest]
+    emit(rows, as_json, ["id", "status", "due_at", "deliveries", "states", "text"])
+
+
+@stories_app.command("show")
+def stories_show(story: str, as_json: JsonOpt = False) -> None:
+    """One story and each of its deliveries."""
+    with db() as s:
+        found = queueing.find(s, story)
+        row = queueing.describe(s, found)
+        rows = bulk.describe_deliveries(s, list(found.deliveries))
+    if as_json:
+        print(json.dumps([{**row, "delivery_list": rows}], ensure_ascii=False, default=str))
+        return
+    emit([row], False, ["id", "status", "due_at", "text"])
+    emit(rows, False, DELIVERY_COLUMNS)
+
+
+@stories_app.command("cancel")
+def stories_cancel(story: str) -> None:
+    """Cancel every delivery of the story that has not started publishing."""
+    with db() as s:
+        cancelled = queueing.cancel(s, queueing.find(s, story), utcnow())
+    out.print(f"story {story}: {cancelled} deliveries cancelled")

@@ -1,0 +1,1 @@
+"""The account matrix: accounts, their credentials' identity, token refresh."""
