@@ -164,6 +164,16 @@ def test_reference_of_an_account_without_samples_is_none_and_zero_base_has_no_pe
     assert report.total.changes["1d"].percent is None
 
 
+def test_chart_axis_spans_the_data() -> None:
+    from scheduler.followers.charts import span
+
+    day = date(2026, 11, 1)
+    series = {"en": [(day + timedelta(days=i), 10 + i) for i in range(3, 20)],
+              "zh": [(day + timedelta(days=i), 5) for i in range(7, 25)]}
+    assert span(series) == (day + timedelta(days=3), day + timedelta(days=24))
+    assert span({"one": [(day, 1)]}) == (day - timedelta(days=1), day + timedelta(days=1))
+
+
 def test_chart_draws_the_ten_largest_groups_and_refuses_other_formats(tmp_path: Path) -> None:
     from scheduler.followers.charts import render
 

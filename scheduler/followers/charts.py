@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 # The object API (Figure, not pyplot) keeps no global state, so rendering is safe in any thread.
@@ -13,6 +13,16 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 FORMATS = (".png", ".svg")
 # More lines than this are unreadable: the largest groups are drawn, and the title says so.
 MAX_LINES = 10
+
+
+def span(series: dict[str, list[tuple[date, int]]]) -> tuple[date, date]:
+    """The days the x axis shows: exactly the data's first to last day (a single day gets one either
+    side), so the lines fill the chart instead of sitting in matplotlib's default margins."""
+    days = [d for points in series.values() for d, _ in points]
+    first, last = min(days), max(days)
+    if first == last:
+        return first - timedelta(days=1), last + timedelta(days=1)
+    return first, last
 
 
 def render(series: dict[str, list[tuple[date, int]]], path: Path, title: str) -> int:
@@ -29,6 +39,7 @@ def render(series: dict[str, list[tuple[date, int]]], path: Path, title: str) ->
         # Markers only while they can be told apart; a year of days reads better as a plain line.
         ax.plot([d for d, _ in points], [v for _, v in points], label=f"{name} ({points[-1][1]:,})",
                 linewidth=1.8, marker="o" if len(points) <= 45 else None, markersize=3.5)
+    ax.set_xlim(*span({name: series[name] for name in largest}))
     locator = AutoDateLocator(minticks=4, maxticks=10)
     ax.xaxis.set_major_locator(locator)
     # Every day tick names its month ("15 Oct"), so no label needs the offset text to be read.
