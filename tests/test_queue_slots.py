@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from scheduler.core.db import session_scope
 from scheduler.core.errors import StoryRejected, UserError
-from scheduler.core.models import Delivery
+from scheduler.core.models import Delivery, Story
 from scheduler.stories import drafts, queueing
 from tests.factories import make_account
 
@@ -51,6 +51,17 @@ def test_each_story_takes_the_next_free_slot_in_the_accounts_zone() -> None:
     assert first[madrid] == datetime(2026, 11, 30, 7, tzinfo=UTC)  # Mon 08:00 CET
     second = slots_of(queue(ny))
     assert second[ny] == datetime(2026, 11, 30, 13, tzinfo=UTC)  # Mon 08:00 EST
+
+
+def test_a_next_slot_story_is_described_by_its_deliveries_times() -> None:
+    ny = scheduled_account()
+    madrid = scheduled_account("Europe/Madrid")
+    story = queue(ny, madrid)
+    with session_scope() as s:
+        row = queueing.describe(s, s.get(Story, story))
+    assert row["first_due_at"] == datetime(2026, 11, 28, 0, tzinfo=UTC).isoformat()  # New York's slot
+    assert row["last_due_at"] == datetime(2026, 11, 30, 7, tzinfo=UTC).isoformat()  # Madrid's
+    assert row["due_at"] == NOW.isoformat()  # the story's own timing: queued from now
 
 
 def test_due_time_is_the_slot() -> None:

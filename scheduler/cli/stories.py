@@ -16,6 +16,8 @@ from scheduler.core.errors import MAX_ID, UserError, shown
 from scheduler.core.models import Story, utcnow
 from scheduler.stories import bulk, drafts, files, media, queueing
 
+# When a story's deliveries are due (next-slot stories spread over the accounts' slots), not its timing.
+STORY_COLUMNS = ["id", "first_due_at", "last_due_at", "deliveries", "text"]
 stories_app = group("Stories and their queueing.")
 
 
@@ -80,7 +82,7 @@ def stories_queue(
     with db() as s:
         story = queueing.queue(s, draft, utcnow(), allow_duplicate=allow_duplicate)
         row = queueing.describe(s, story)
-    emit([row], as_json, ["id", "due_at", "deliveries", "text"])
+    emit([row], as_json, STORY_COLUMNS)
 
 
 @stories_app.command("import")
@@ -152,7 +154,7 @@ def stories_list(as_json: JsonOpt = False,
     with db() as s:
         newest = s.scalars(select(Story).order_by(Story.id.desc()).limit(limit))
         rows = [queueing.describe(s, st) for st in newest]
-    emit(rows, as_json, ["id", "status", "due_at", "deliveries", "states", "text"])
+    emit(rows, as_json, ["id", "status", *STORY_COLUMNS[1:3], "deliveries", "states", "text"])
 
 
 @stories_app.command("show")
@@ -165,7 +167,7 @@ def stories_show(story: str, as_json: JsonOpt = False) -> None:
     if as_json:
         print(json.dumps([{**row, "delivery_list": rows}], ensure_ascii=False, default=str))
         return
-    emit([row], False, ["id", "status", "due_at", "text"])
+    emit([row], False, ["id", "status", *STORY_COLUMNS[1:3], "text"])
     emit(rows, False, DELIVERY_COLUMNS)
 
 

@@ -128,11 +128,18 @@ def retime(s: Session, story: Story, now: datetime, *, at: datetime | None = Non
 
 
 def describe(s: Session, story: Story) -> dict[str, Any]:
-    states = [d for (d,) in s.execute(select(Delivery.state).where(Delivery.story_id == story.id))]
+    """A story with the stable field names of ``--json``. ``due_at`` is the story's own timing (for a
+    next-slot story: the time it was queued from); ``first_due_at`` and ``last_due_at`` are when its
+    deliveries are due, which is what an operator asks of a story spread over accounts' slots."""
+    rows = s.execute(select(Delivery.state, Delivery.due_at).where(Delivery.story_id == story.id)).all()
+    states = [state for state, _ in rows]
+    dues = sorted(due for _, due in rows)
     return {
         "id": story.id, "text": story.text, "link": story.link, "variants": story.variants,
         "targets": story.targets, "status": story.status, "timing": story.timing, "thread": story.thread,
         "media": [m["path"] for m in story.media or []], "due_at": story.due_at.isoformat(),
+        "first_due_at": dues[0].isoformat() if dues else None,
+        "last_due_at": dues[-1].isoformat() if dues else None,
         "created_at": story.created_at.isoformat(), "deliveries": len(states),
         "states": {state: states.count(state) for state in sorted(set(states))},
     }
