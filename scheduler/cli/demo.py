@@ -27,7 +27,7 @@ from adapters.standins import Fault, StandIn, standin_class
 from config.settings import get_settings, reset_settings
 from scheduler.core.db import dispose_engines, migrate, prepare_data_dir, session_scope
 from scheduler.core.deliveries import TERMINAL
-from scheduler.core.models import Delivery, utcnow
+from scheduler.core.models import Account, Delivery, utcnow
 from scheduler.core.vault import ensure_key
 from scheduler.matrix import accounts
 from scheduler.stories import drafts, media, queueing
@@ -117,7 +117,7 @@ def run_demo(out: Console, keep: bool = False, timeout: float = 300.0) -> int:
             text=True,
         )
         try:
-            done = _wait(timeout)
+            done = _wait(timeout, out)
         finally:
             worker.send_signal(signal.SIGTERM)
             try:
@@ -196,33 +196,54 @@ def _queue_stories(folder: Path) -> None:
         )
 
 
-def _wait(timeout: float) -> bool:
+def _wait(timeout: float, out: Console) -> bool:
+    """Wait for every delivery to settle, printing progress (published so far, by platform) whenever it
+    changes, so the video platforms' simulated processing is not two silent minutes."""
     deadline = time.monotonic() + timeout
+    shown = ""
     while time.monotonic() < deadline:
         with session_scope() as s:
-            pending = s.scalar(
-                select(func.count())
-                .select_from(Delivery)
-                .where(Delivery.state.not_in((*TERMINAL, "unknown", "blocked_auth")))
-            )
+            rows = s.execute(
+                select(Account.platform, Delivery.state, func.count())
+                .join(Account, Account.id == Delivery.account_id)
+                .group_by(Account.platform, Delivery.state)
+            ).all()
+        total = sum(n for _, _, n in rows)
+        done = {p: n for p, state, n in rows if state == "published"}
+        pending = sum(n for _, state, n in rows if state not in (*TERMINAL, "unknown", "blocked_auth"))
+        line = (f"published {sum(done.values())}/{total}: "
+                + ", ".join(f"{p} {done.get(p, 0)}" for p in sorted({p for p, _, _ in rows})))
+        if line != shown:
+            out.print(line)
+            shown = line
         if not pending:
             return True
         time.sleep(0.5)
     return False
 
 
+def _story_label(story_id: int, text: str) -> str:
+    """The story by its id and first words, so each row says what went out, within 100 columns."""
+    words = " ".join(text.split())
+    return f"{story_id} {words[:17]}…" if len(words) > 18 else f"{story_id} {words}"
+
+
 def _report(
     out: Console, standins: dict[str, StandIn], done: bool, elapsed: float, worker: subprocess.Popen[str]
 ) -> int:
-    table = Table(title="What went where")
-    for column in ("delivery", "story", "account", "state", "attempts", "published at"):
-        table.add_column(column, overflow="fold")
+    table = Table(title="What went where", width=min(out.width, 100))
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("story", no_wrap=True)
+    table.add_column("account", overflow="fold", max_width=24)
+    table.add_column("state", no_wrap=True)
+    table.add_column("tries", justify="right", no_wrap=True)
+    table.add_column("link or reason", overflow="fold", min_width=30)
     with session_scope() as s:
         rows = s.scalars(select(Delivery).order_by(Delivery.story_id, Delivery.id)).all()
         for d in rows:
             table.add_row(
                 str(d.id),
-                str(d.story_id),
+                _story_label(d.story_id, d.story.text),
                 d.account.label,
                 d.state,
                 str(d.attempts),
