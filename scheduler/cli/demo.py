@@ -225,7 +225,7 @@ def _wait(timeout: float, out: Console) -> bool:
 def _story_label(story_id: int, text: str) -> str:
     """The story by its id and first words, so each row says what went out, within 100 columns."""
     words = " ".join(text.split())
-    return f"{story_id} {words[:17]}…" if len(words) > 18 else f"{story_id} {words}"
+    return f"{story_id} {words[:12]}…" if len(words) > 13 else f"{story_id} {words}"
 
 
 def _report(
@@ -234,10 +234,10 @@ def _report(
     table = Table(title="What went where", width=min(out.width, 100))
     table.add_column("id", justify="right", no_wrap=True)
     table.add_column("story", no_wrap=True)
-    table.add_column("account", overflow="fold", max_width=24)
+    table.add_column("account", overflow="fold", max_width=20)
     table.add_column("state", no_wrap=True)
     table.add_column("tries", justify="right", no_wrap=True)
-    table.add_column("link or reason", overflow="fold", min_width=30)
+    table.add_column("link or reason", overflow="fold", min_width=24)
     with session_scope() as s:
         rows = s.scalars(select(Delivery).order_by(Delivery.story_id, Delivery.id)).all()
         for d in rows:
