@@ -9,7 +9,7 @@ import typer
 from sqlalchemy import select
 
 from scheduler.cli.common import JsonOpt, db, emit, group, out, require_database
-from scheduler.core.errors import UserError, shown_path
+from scheduler.core.errors import UserError, read_text_file, shown_path
 from scheduler.core.models import Account, utcnow
 from scheduler.matrix import accounts
 
@@ -20,16 +20,7 @@ def read_credentials(path: str) -> Any:
     if path == "-":
         text, source = sys.stdin.read(), "standard input"
     else:
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as exc:
-            raise UserError(f"credentials-file: cannot read {shown_path(path)}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise UserError(f"credentials-file: {shown_path(path)} is not UTF-8 text") from None
-        except ValueError:  # a NUL in the name
-            raise UserError(f"credentials-file: {shown_path(path)} is not a file name") from None
-        source = shown_path(path)
+        text, source = read_text_file(path, "credentials-file"), shown_path(path)
     return accounts.parse_credentials(text, source)
 
 

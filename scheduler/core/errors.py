@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # An id beyond this cannot exist: ids are INTEGER columns (32-bit on PostgreSQL).
 MAX_ID = 2**31 - 1
 
@@ -30,6 +32,21 @@ def shown_path(path: str) -> str:
     """A file name for an error line: as typed when it is plain, quoted when it holds a line break or
     other unprintable characters."""
     return path if path.isprintable() and len(path) <= 200 else shown(path, 80)
+
+
+def read_text_file(path: str, field: str, limit: int | None = None) -> str:
+    """A UTF-8 text file an operator named with ``field``, or one line saying why it cannot be read."""
+    name = shown_path(path)
+    try:
+        if limit is not None and (size := Path(path).stat().st_size) > limit:
+            raise UserError(f"{field}: {name} is {size} bytes; it may be at most {limit}")
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{field}: cannot read {name}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{field}: {name} is not UTF-8 text") from None
+    except ValueError:  # a NUL in the name
+        raise UserError(f"{field}: {name} is not a file name") from None
 
 
 def parse_id(value: str) -> int | None:

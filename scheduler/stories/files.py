@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from scheduler.core.errors import UserError, shown, shown_path
+from scheduler.core.errors import UserError, read_text_file, shown, shown_path
 from scheduler.stories import media
 from scheduler.stories.drafts import Draft, parse_time
 
@@ -25,17 +24,7 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def load_file(path: str) -> dict[str, Any]:
     """A story file (YAML or JSON): text, link, variants, to, at."""
     name = shown_path(path)
-    try:
-        size = Path(path).stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise UserError(f"file: {name} is {size} bytes; a story file may be at most {MAX_FILE_BYTES}")
-        raw = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"file: cannot read {name}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"file: {name} is not UTF-8 text") from None
-    except ValueError:  # a NUL in the name
-        raise UserError(f"file: {name} is not a file name") from None
+    raw = read_text_file(path, "file", MAX_FILE_BYTES)
     try:
         data = yaml.load(raw, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
