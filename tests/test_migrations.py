@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import Env
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def config(url: str) -> Config:
