@@ -103,7 +103,8 @@ def snapshot() -> dict[int, dict[str, Any]]:
                    Account.status.label("account_status"))
             .join(Account, Account.id == Delivery.account_id)
         ).all()
-        attempts = s.execute(select(Attempt.delivery_id, Attempt.number, Attempt.ended_at)).all()
+        attempts = s.execute(select(Attempt.delivery_id, Attempt.number, Attempt.ended_at)
+                             .order_by(Attempt.delivery_id, Attempt.number)).all()
     out = {r.id: {**r._asdict(), "attempt_rows": []} for r in rows}
     for delivery_id, number, ended_at in attempts:
         out[delivery_id]["attempt_rows"].append((number, ended_at is None))
@@ -393,7 +394,9 @@ class DeliveryMachine(RuleBasedStateMachine):
                 assert state in deliveries.TRANSITIONS[old], f"delivery {d}: {old} -> {state} not allowed"
                 assert old not in ("published", "cancelled"), f"terminal {old} left for {state}"
                 if old == "failed":
-                    assert (rule_name, acted_on) == ("retry", d), f"failed left by {rule_name}, not by retry"
+                    # An operator's retry, or the late success of the attempt that failed: the post exists.
+                    assert (rule_name, acted_on) in (("retry", d), ("published", d)), \
+                        f"failed left by {rule_name}, not by retry or a late success"
             self.seen[d] = state
             # At most one live lease: publishing has exactly one open attempt, the newest one.
             open_numbers = [n for n, is_open in r["attempt_rows"] if is_open]
@@ -776,10 +779,11 @@ def test_parse_id_gives_an_id_in_range_or_none(value: str) -> None:
 
 @PROPS
 @given(st.text(ANY_CHAR, max_size=2_000), st.integers(1, 100))
+@example("000000" + "\U0001005e" * 30, 13)  # found by CI: astral unprintables escape to 10 characters
 def test_shown_values_stay_on_one_short_line(value: str, limit: int) -> None:
     text = shown(value, limit)
     assert "\n" not in text and "\r" not in text and "\u2028" not in text
-    assert len(text) <= 4 * limit + 40  # repr escapes at most 4 characters for 1
+    assert len(text) <= 10 * limit + 40  # repr escapes at most 10 characters (\U0001005e) for 1
     text.encode("utf-8")  # printable anywhere: repr escapes lone surrogates
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import select
 
-from scheduler.cli.common import JsonOpt, db, emit, group, out, require_database
+from scheduler.cli.common import JsonOpt, db, done, emit, group, require_database
 from scheduler.core.errors import UserError, read_text_file, shown_path
 from scheduler.core.models import Account, utcnow
 from scheduler.matrix import accounts
@@ -95,18 +95,20 @@ def accounts_resume(account: str, as_json: JsonOpt = False) -> None:
 
 
 @accounts_app.command("remove")
-def accounts_remove(account: str) -> None:
+def accounts_remove(account: str, as_json: JsonOpt = False) -> None:
     """Remove an account; its pending deliveries are cancelled, its history is kept."""
     with db() as s:
         found = accounts.find(s, account)
         cancelled = accounts.remove(s, found, utcnow())
-    out.print(f"removed {found.label}; {cancelled} pending deliveries cancelled")
+    done(as_json, f"removed {found.label}; {cancelled} pending deliveries cancelled", account=found.label,
+         removed=True, cancelled=cancelled)
 
 
 @accounts_app.command("reauth")
 def accounts_reauth(
     account: str, credentials_file: Annotated[str, typer.Option(help="JSON file, or -.")],
     base_url: Annotated[str | None, typer.Option(help="A new API base URL for the account.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Store new credentials once the platform confirms they are this account's; the account's
     deliveries waiting in blocked_auth are due again."""
@@ -114,7 +116,8 @@ def accounts_reauth(
     require_database()
     found, released, verified = accounts.reauthorise(account, creds.reveal(), utcnow(), base_url=base_url)
     _unverified(found.label, verified)
-    out.print(f"{found.label} re-authorised; {released} blocked deliveries are due again")
+    done(as_json, f"{found.label} re-authorised; {released} blocked deliveries are due again",
+         account=found.label, verified=verified, released=released)
 
 
 @accounts_app.command("edit")

@@ -103,6 +103,14 @@ def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str], title: s
     table(rows, columns, title)
 
 
+def done(as_json: bool, message: str, **result: Any) -> None:
+    """What a change did: a line for a person, or (``--json``) one array holding one object."""
+    if as_json:
+        print(json.dumps([result], ensure_ascii=False, default=str))
+    else:
+        out.print(message)
+
+
 def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
     shown = Table(title=title, title_justify="left")
     for column in columns:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import select
 
-from scheduler.cli.common import JsonOpt, db, emit, group, out
+from scheduler.cli.common import JsonOpt, db, done, emit, group
 from scheduler.cli.exports import ExportFormat, OutOpt, SinceOpt, UntilOpt, time_window, write_rows
 from scheduler.core import deliveries
 from scheduler.core.errors import MAX_ID, UserError, parse_id, shown
@@ -20,16 +20,16 @@ deliveries_app = group("Deliveries: one story bound for one account.")
 
 
 @deliveries_app.command("export")
-def deliverieswrite_rows(state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
+def deliveries_export(state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
                       since: SinceOpt = None, until: UntilOpt = None, fmt: ExportFormat = "csv",
-                      target: OutOpt = None) -> None:
+                      target: OutOpt = None, as_json: JsonOpt = False) -> None:
     """Deliveries (due in the window) as CSV or JSON Lines."""
     if state is not None and state not in deliveries.STATES:
         raise UserError(f"state: {state!r} is not one of {', '.join(deliveries.STATES)}")
     start, end = time_window(since, until)
     with db() as s:
         rows = bulk.delivery_rows(s, state=state, since=start, until=end)
-    write_rows(rows, bulk.DELIVERY_FIELDS, fmt, target)
+    write_rows(rows, bulk.DELIVERY_FIELDS, fmt, target, as_json)
 
 
 # -- deliveries ---------------------------------------------------------------------------------
@@ -100,11 +100,11 @@ def _delivery_id(value: str) -> int:
 
 
 @deliveries_app.command("retry")
-def deliveries_retry(delivery: str) -> None:
+def deliveries_retry(delivery: str, as_json: JsonOpt = False) -> None:
     """Publish a failed delivery again, with a fresh attempt budget."""
     with db() as s:
         deliveries.retry_failed(s, _delivery_id(delivery), utcnow())
-    out.print(f"delivery {delivery} is due again")
+    done(as_json, f"delivery {delivery} is due again", id=_delivery_id(delivery), state="scheduled")
 
 
 @deliveries_app.command("resolve")
@@ -112,6 +112,7 @@ def deliveries_resolve(
     delivery: str,
     published: Annotated[str | None, typer.Option(help="It did go out, at this URL.")] = None,
     republish: Annotated[bool, typer.Option("--republish", help="It did not go out; publish again.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Decide an `unknown` delivery after checking the platform."""
     if (published is None) == (not republish):
@@ -122,4 +123,5 @@ def deliveries_resolve(
                                          accounts.check_url(published, "published"))
         else:
             deliveries.resolve_republish(s, _delivery_id(delivery), utcnow())
-    out.print(f"delivery {delivery} resolved")
+    done(as_json, f"delivery {delivery} resolved", id=_delivery_id(delivery),
+         state="published" if published is not None else "scheduled", published_url=published)

@@ -17,7 +17,7 @@ import typer
 from sqlalchemy import select
 
 from config.settings import get_settings
-from scheduler.cli.common import JsonOpt, db, group, out, table
+from scheduler.cli.common import JsonOpt, db, done, group, out, table
 from scheduler.core.errors import UserError
 from scheduler.core.models import Account, utcnow
 from scheduler.followers import queries, reports, sampling, schedule
@@ -75,12 +75,12 @@ def sample(
 
 
 @followers_app.command("tick")
-def tick() -> None:
+def tick(as_json: JsonOpt = False) -> None:
     """Enqueue the samples due now, once (for a system crontab instead of `crosspost beat`)."""
     from scheduler.tasks import send_sample
 
     sent = schedule.tick(send_sample)
-    out.print(f"sent {len(sent)} follower samples to the workers")
+    done(as_json, f"sent {len(sent)} follower samples to the workers", sent=sent)
 
 
 # -- report ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typer.exceptions import TyperException
 
 from config.settings import get_settings
 from scheduler.cli.accounts import accounts_app
-from scheduler.cli.common import group, out, require_database
+from scheduler.cli.common import JsonOpt, done, group, out, require_database
 from scheduler.cli.deliveries import deliveries_app
 from scheduler.cli.followers import followers_app
 from scheduler.cli.schedule import schedule_app
@@ -63,7 +63,7 @@ def setup_logging() -> None:
 
 # -- set-up and processes -----------------------------------------------------------------------
 @app.command()
-def init() -> None:
+def init(as_json: JsonOpt = False) -> None:
     """Create the data directory (0700), migrate the database and write a credentials key (0600) if
     there is none; never a new key while the database holds credentials sealed under another one."""
     settings = get_settings()
@@ -76,23 +76,26 @@ def init() -> None:
         vault.check_before_new_key(s)
         wrote = ensure_key(settings)
         unreadable = [] if wrote else vault.unreadable_accounts(s)
-    out.print(f"data directory {settings.data_dir}; database migrated"
-              + ("; new credentials key written" if wrote else ""))
+    done(as_json, f"data directory {settings.data_dir}; database migrated"
+         + ("; new credentials key written" if wrote else ""), data_dir=str(settings.data_dir),
+         key_written=wrote, unreadable_accounts=len(unreadable))
     if unreadable:
         print(f"warning: this key cannot decrypt the credentials of {len(unreadable)} account(s) "
               f"({', '.join(unreadable[:3])}); restore the key they were sealed with", file=sys.stderr)
 
 
 @keys_app.command("rotate")
-def keys_rotate() -> None:
+def keys_rotate(as_json: JsonOpt = False) -> None:
     """Re-encrypt every account's credentials under a new key, then replace the key file with it."""
     require_database()
     count = vault.rotate()
-    out.print(f"credentials of {count} account(s) re-encrypted; new key in {get_settings().key_file}")
+    key_file = get_settings().key_file
+    done(as_json, f"credentials of {count} account(s) re-encrypted; new key in {key_file}", accounts=count,
+         key_file=str(key_file))
 
 
 @app.command()
-def tick() -> None:
+def tick(as_json: JsonOpt = False) -> None:
     """Reap and claim once, handing due deliveries to the workers (for a system crontab)."""
     from scheduler.core.ticks import tick as run_tick
     from scheduler.tasks import send_publish
@@ -100,8 +103,10 @@ def tick() -> None:
     require_database()
     result = run_tick(send_publish)
     r = result.reaped
-    out.print(f"claimed {len(result.claimed)}, sent {result.sent}; reaped {r.requeued} lost messages, "
-              f"{r.retried} expired leases retried, {r.unknown} unknown, {r.failed} failed")
+    done(as_json, f"claimed {len(result.claimed)}, sent {result.sent}; reaped {r.requeued} lost messages, "
+         f"{r.retried} expired leases retried, {r.unknown} unknown, {r.failed} failed",
+         claimed=len(result.claimed), sent=result.sent, requeued=r.requeued, retried=r.retried,
+         unknown=r.unknown, failed=r.failed)
 
 
 def _celery(argv: list[str], *, beat_thread: bool = False) -> None:

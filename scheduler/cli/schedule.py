@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import select
 
-from scheduler.cli.common import JsonOpt, db, emit, group, out
+from scheduler.cli.common import JsonOpt, db, done, emit, group
 from scheduler.core.errors import UserError
 from scheduler.core.models import Account, Delivery, utcnow
 from scheduler.matrix import accounts
@@ -24,6 +24,7 @@ def schedule_set(
     cron: Annotated[list[str], typer.Option(help="Cron expression in the account's zone; repeatable.")],
     min_gap: Annotated[int, typer.Option(min=0, help="Least minutes between two posts on the account.")] = 0,
     tz: Annotated[str | None, typer.Option(help="Change the account's IANA time zone too.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Replace the account's posting schedule."""
     exprs = [slots.check_cron(expr) for expr in cron]
@@ -33,16 +34,17 @@ def schedule_set(
             found.tz = accounts.check_tz(tz)
         found.schedule, found.min_gap_minutes = exprs, min_gap
         label, zone = found.label, found.tz
-    out.print(f"{label}: {len(exprs)} cron slot(s) in {zone}, at least {min_gap} min apart")
+    done(as_json, f"{label}: {len(exprs)} cron slot(s) in {zone}, at least {min_gap} min apart",
+         account=label, schedule=exprs, tz=zone, min_gap_minutes=min_gap)
 
 
 @schedule_app.command("clear")
-def schedule_clear(account: str) -> None:
+def schedule_clear(account: str, as_json: JsonOpt = False) -> None:
     """Remove the account's schedule (stories can still go out at a fixed time or now)."""
     with db() as s:
         found = accounts.find(s, account)
         found.schedule, found.min_gap_minutes = [], 0
-    out.print(f"{found.label}: schedule cleared")
+    done(as_json, f"{found.label}: schedule cleared", account=found.label, schedule=[])
 
 
 @schedule_app.command("show")

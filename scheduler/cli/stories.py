@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from sqlalchemy import select
 
-from scheduler.cli.common import JsonOpt, db, emit, group, out, require_database
+from scheduler.cli.common import JsonOpt, db, done, emit, group, out, require_database
 from scheduler.cli.deliveries import DELIVERY_COLUMNS
 from scheduler.cli.exports import ExportFormat, OutOpt, SinceOpt, UntilOpt, time_window, write_rows
 from scheduler.core.errors import MAX_ID, UserError, shown
@@ -121,16 +121,16 @@ STORY_STATUSES = ("draft", "awaiting_approval", "approved", "cancelled")
 
 
 @stories_app.command("export")
-def storieswrite_rows(status: Annotated[str | None, typer.Option(help="approved or cancelled.")] = None,
+def stories_export(status: Annotated[str | None, typer.Option(help="approved or cancelled.")] = None,
                    since: SinceOpt = None, until: UntilOpt = None, fmt: ExportFormat = "csv",
-                   target: OutOpt = None) -> None:
+                   target: OutOpt = None, as_json: JsonOpt = False) -> None:
     """Stories (created in the window) as CSV or JSON Lines; `stories import` reads the file back."""
     if status is not None and status not in STORY_STATUSES:
         raise UserError(f"status: {shown(status)} is not one of {', '.join(STORY_STATUSES)}")
     start, end = time_window(since, until)
     with db() as s:
         rows = bulk.story_rows(s, status=status, since=start, until=end)
-    write_rows(rows, bulk.STORY_FIELDS, fmt, target)
+    write_rows(rows, bulk.STORY_FIELDS, fmt, target, as_json)
 
 
 @stories_app.command("retime")
@@ -138,12 +138,13 @@ def stories_retime(
     story: str,
     at: Annotated[str | None, typer.Option(help="New ISO-8601 time with offset.")] = None,
     next_slot: Annotated[bool, typer.Option("--next-slot", help="Each account's next free slot.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Move the deliveries that have not started; a delivery already publishing is never moved."""
     when = drafts.parse_time(at) if at is not None else None
     with db() as s:
         moved = queueing.retime(s, queueing.find(s, story), utcnow(), at=when, next_slot=next_slot)
-    out.print(f"story {story}: {moved} deliveries moved")
+    done(as_json, f"story {story}: {moved} deliveries moved", story=story, moved=moved)
 
 
 @stories_app.command("list")
@@ -172,8 +173,8 @@ def stories_show(story: str, as_json: JsonOpt = False) -> None:
 
 
 @stories_app.command("cancel")
-def stories_cancel(story: str) -> None:
+def stories_cancel(story: str, as_json: JsonOpt = False) -> None:
     """Cancel every delivery of the story that has not started publishing."""
     with db() as s:
         cancelled = queueing.cancel(s, queueing.find(s, story), utcnow())
-    out.print(f"story {story}: {cancelled} deliveries cancelled")
+    done(as_json, f"story {story}: {cancelled} deliveries cancelled", story=story, cancelled=cancelled)

@@ -373,7 +373,7 @@ def _queue_direct(text: str, account: PeerAccount, link: str | None, images: tup
     """Until `crosspost stories queue` has --image/--alt/--thread: what that command does, through the
     service functions (media ingested into the store, the adapter's checks, one story and one delivery)."""
     from adapters.bluesky import BlueskyAdapter
-    from scheduler import media as media_store
+    from scheduler.stories import media as media_store
 
     found = tuple(media_store.ingest(str(p), alt) for p, alt in
                   zip(images, (*alts, *[""] * (len(images) - len(alts))), strict=True))

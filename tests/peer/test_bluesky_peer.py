@@ -39,9 +39,12 @@ import pytest
 import requests
 from PIL import Image
 
+from adapters.base import Credentials
 from adapters.bluesky import POST, tid
 from adapters.standins.bluesky import BlueskyStandIn, blob_cid
 from adapters.text import graphemes, utf8_bytes
+from scheduler.core.db import session_scope
+from scheduler.matrix import accounts
 from tests.peer.conftest import HoldingProxy, Network, Operator, PeerAccount, expired_copy
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(1500)]
@@ -243,10 +246,13 @@ def test_an_expired_access_token_is_refreshed_not_logged_in_again(peer_network: 
                                     params={"actor": made.did},
                                     headers={"Authorization": f"Bearer {expired}"})
     assert (refused.status_code, refused.json()["error"]) == (400, "ExpiredToken")
-    # A wrong app password: only the refresh token can make this publish succeed.
-    operator.add_account(made, peer_network.pds, {
-        "identifier": made.handle, "password": "wrong-wrong-wrong-wrong", "did": made.did,
-        "accessJwt": expired, "refreshJwt": session["refreshJwt"]})
+    # A wrong app password: only the refresh token can make this publish succeed. Stored through the
+    # service function, as `accounts add` would after its identity check (which this expired session,
+    # on purpose, would not pass).
+    with session_scope() as s:
+        accounts.add(s, "bluesky", made.handle, Credentials({
+            "identifier": made.handle, "password": "zzzz-zzzz-zzzz-zzzz", "did": made.did,
+            "accessJwt": expired, "refreshJwt": session["refreshJwt"]}), base_url=peer_network.pds)
     delivery = operator.wait_published(operator.queue("Published after a token refresh", made))
     assert [r["uri"] for r in peer_network.records(made)] == [delivery["remote_id"]]
     [shown] = operator.cli_json("accounts", "show", f"bluesky:{made.handle}")
