@@ -236,12 +236,11 @@ def _record_answer(s: Session, lease: Lease, now: datetime, outcome: str, remote
 
 
 def _finish(s: Session, lease: Lease, now: datetime, state: str, *, reason: str | None, outcome: str,
-            http_status: int | None = None, extra: dict[str, Any] | None = None,
-            from_states: tuple[str, ...] = ("publishing",)) -> bool:
+            http_status: int | None = None, extra: dict[str, Any] | None = None) -> bool:
     changed = s.execute(
         update(Delivery)
         .where(Delivery.id == lease.delivery_id, Delivery.attempts == lease.attempt,
-               Delivery.state.in_(from_states))
+               Delivery.state == "publishing")
         .values(state=state, lease_until=None, last_error=reason, updated_at=now, **(extra or {}))
         .execution_options(synchronize_session=False)
     ).rowcount
