@@ -173,8 +173,9 @@ def test_a_dead_holder_on_this_machine_is_replaced_at_once(db_env: Env) -> None:
     gone.wait()
     dead = Holder(gone.pid, socket.gethostname(), utcnow())
     locks.acquire("beat", dead)
-    locks.acquire("beat", Holder.me())  # its lease has not expired, but its process is gone
-    assert locks.holder_of("beat")[0] == Holder.me()  # type: ignore[index]
+    me = Holder.me()
+    locks.acquire("beat", me)  # its lease has not expired, but its process is gone
+    assert locks.holder_of("beat")[0] == me  # type: ignore[index]
 
 
 def test_a_lease_that_was_taken_over_stops_its_holder(db_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
