@@ -50,6 +50,6 @@ def test_upgrade_step_by_step_keeps_rows_and_matches_models(empty_db: str) -> No
 
 def test_downgrade_to_base_and_back(empty_db: str) -> None:
     cfg = config(empty_db)
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")
     command.downgrade(cfg, "base")
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")

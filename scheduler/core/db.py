@@ -102,7 +102,7 @@ def migrate(url: str | None = None) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(here))
     cfg.set_main_option("sqlalchemy.url", (url or get_settings().database_url).replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")
 
 
 def sqlite_path(url: str) -> Path | None:

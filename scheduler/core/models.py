@@ -172,6 +172,8 @@ class Delivery(Base):
 
 class Attempt(Base):
     __tablename__ = "attempts"
+    # The worker writes its attempt's row with the outcome; the reaper writes it for a dead worker.
+    __table_args__ = (UniqueConstraint("delivery_id", "number"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)

@@ -1,0 +1,1 @@
+"""The desk: people, roles, approval, audit and notifications."""

@@ -1,0 +1,1 @@
+"""Feed ingest: the centre's websites turned into stories for the matrix."""
