@@ -18,8 +18,13 @@ from scheduler.stories.checks import check_draft, check_horizon, check_targets, 
 from scheduler.stories.drafts import PAST_TOLERANCE, Draft
 
 
-def queue(s: Session, draft: Draft, now: datetime, *, allow_duplicate: bool = False) -> Story:
-    """Check ``draft`` against every target; store it with its deliveries, or raise StoryRejected."""
+def queue(s: Session, draft: Draft, now: datetime, *, allow_duplicate: bool = False,
+          require_approval: bool = False) -> Story:
+    """Check ``draft`` against every target; store it with its deliveries, or raise StoryRejected.
+
+    ``require_approval``: the story and every delivery wait in ``awaiting_approval`` (which the claim
+    never picks) until an approver moves them on. Callers OR it with the desk's stored policy
+    (``scheduler.desk.approval`` does both), so a caller can only add a wait, never remove one."""
     problems = check_draft(draft, now)
     if problems:  # platform checks on a 10 MB text or a bad link would only repeat the problem
         raise StoryRejected(problems)
@@ -34,8 +39,10 @@ def queue(s: Session, draft: Draft, now: datetime, *, allow_duplicate: bool = Fa
         slots.lock_accounts(s, [a.id for a in targets])
     due = draft.at or now
     timing = "next_slot" if draft.next_slot else ("at" if draft.at else "now")
+    waiting = "awaiting_approval" if require_approval else None
     story = Story(text=draft.text, link=draft.link, variants=draft.variants, targets=draft.targets,
-                  status="approved", author=draft.author, due_at=draft.not_before or due, created_at=now,
+                  status=waiting or "approved", author=draft.author, due_at=draft.not_before or due,
+                  created_at=now,
                   timing=timing, thread=draft.thread, media=[media.to_json(m) for m in draft.media],
                   fingerprint=digest)
     s.add(story)
@@ -43,7 +50,8 @@ def queue(s: Session, draft: Draft, now: datetime, *, allow_duplicate: bool = Fa
     after = max(now, draft.not_before or now)
     problems = []
     for account in targets:
-        delivery = Delivery(story_id=story.id, account_id=account.id, state="scheduled", due_at=due,
+        delivery = Delivery(story_id=story.id, account_id=account.id,
+                            state=waiting or "scheduled", due_at=due,
                             created_at=now, updated_at=now)
         s.add(delivery)
         if draft.next_slot:
