@@ -9,24 +9,20 @@ the bytes, never trusted from a file name or a Content-Type header.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import shutil
-import socket
 import struct
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urljoin, urlsplit
 
-import urllib3
 from PIL import Image, UnidentifiedImageError
 
 from adapters.base import Media
-from adapters.http import USER_AGENT
 from config.settings import Settings, get_settings
-from scheduler.core.errors import UserError, shown, shown_path
+from scheduler.core.errors import UserError, shown_path
+from scheduler.stories import fetching
 
 _SIGNATURES: list[tuple[bytes, int, str]] = [
     (b"\xff\xd8\xff", 0, "image/jpeg"),
@@ -39,7 +35,7 @@ _SIGNATURES: list[tuple[bytes, int, str]] = [
 ]
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp",
                "video/mp4": "mp4", "video/quicktime": "mov"}
-MAX_REDIRECTS = 3
+MAX_REDIRECTS = fetching.MAX_REDIRECTS
 
 
 def sniff(head: bytes) -> str | None:
@@ -90,92 +86,16 @@ def _mp4_dimensions(f: BinaryIO) -> tuple[int | None, int | None]:
 
 
 def _vet(url: str, settings: Settings) -> tuple[str, str, int, str]:
-    """(scheme, host, port, address) for ``url``: the host resolved once, every address it resolves
-    to checked, and the address to connect to. The fetch connects to that address and never resolves
-    the name again, so a DNS answer that changes between check and connect (rebinding) cannot reach
-    an address that was not checked."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        raise UserError(f"media: {shown(url)} has an invalid port") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserError(f"media: {shown(url)} is not an http(s) URL")
-    port = port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise UserError(f"media: cannot resolve the host of {shown(url)}") from None
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if not addresses:
-        raise UserError(f"media: cannot resolve the host of {shown(url)}")
-    if not settings.media_allow_private:
-        for text in addresses:
-            address = ipaddress.ip_address(text.split("%", 1)[0])
-            if not address.is_global:
-                raise UserError(f"media: {shown(url)} resolves to a non-public address ({address}); "
-                                "set CROSSPOST_MEDIA_ALLOW_PRIVATE=true to allow it")
-    return parts.scheme, parts.hostname, port, addresses[0]
+    return fetching.vet(url, settings)
 
 
 def _check_host(url: str, settings: Settings) -> None:
     _vet(url, settings)
 
 
-def _pool(scheme: str, host: str, port: int, address: str,
-          settings: Settings) -> urllib3.HTTPConnectionPool:
-    """A connection pool to ``address`` (already vetted) that speaks to ``host``: TLS still checks
-    the certificate against the host name. urllib3 reads no proxy variables, so HTTP(S)_PROXY cannot
-    route the fetch elsewhere either."""
-    timeout = urllib3.Timeout(connect=settings.media_fetch_timeout, read=settings.media_fetch_timeout)
-    if scheme == "https":
-        return urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1,
-                                           server_hostname=host, assert_hostname=host)
-    return urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
-
-
 def _fetch(url: str, target: BinaryIO, settings: Settings) -> None:
-    """Download ``url`` into ``target``, following at most MAX_REDIRECTS redirects by hand: each hop
-    is resolved, vetted and connected to like the first."""
-    for _ in range(MAX_REDIRECTS + 1):
-        scheme, host, port, address = _vet(url, settings)
-        parts = urlsplit(url)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        default = port == (443 if scheme == "https" else 80)
-        name = f"[{host}]" if ":" in host else host
-        headers = {"Host": name if default else f"{name}:{port}", "User-Agent": USER_AGENT,
-                   "Accept-Encoding": "identity"}
-        pool = _pool(scheme, host, port, address, settings)
-        try:
-            response = pool.urlopen("GET", path, headers=headers, redirect=False, retries=False,
-                                    preload_content=False, assert_same_host=False)
-        except urllib3.exceptions.HTTPError as exc:
-            pool.close()
-            raise UserError(f"media: cannot fetch {shown(url)}: {type(exc).__name__}") from None
-        try:
-            if response.status in (301, 302, 303, 307, 308):
-                location = response.headers.get("Location")
-                if not location:
-                    raise UserError(f"media: {shown(url)} redirects without a Location")
-                url = urljoin(url, location)
-                continue
-            if response.status != 200:
-                raise UserError(f"media: {shown(url)} answered {response.status}")
-            size = 0
-            try:
-                for chunk in response.stream(1024 * 256):
-                    size += len(chunk)
-                    if size > settings.media_max_bytes:
-                        raise UserError(f"media: {shown(url)} is larger than "
-                                        f"{settings.media_max_bytes} bytes")
-                    target.write(chunk)
-            except urllib3.exceptions.HTTPError as exc:
-                raise UserError(f"media: cannot fetch {shown(url)}: {type(exc).__name__}") from None
-            return
-        finally:
-            response.release_conn()
-            pool.close()
-    raise UserError(f"media: {shown(url, 80)} redirects more than {MAX_REDIRECTS} times")
+    """Download ``url`` into ``target`` through the shared SSRF-safe fetcher."""
+    fetching.fetch(url, target, settings)
 
 
 def ingest(source: str, alt: str = "", settings: Settings | None = None) -> Media:
