@@ -36,6 +36,8 @@ def create_app(settings: Settings) -> Celery:
             # Claims the accounts whose follower-sampling slot has come (see scheduler/followers.py).
             "followers": {"task": "crosspost.followers_tick", "schedule": tick_period(settings),
                           "options": {"expires": tick_period(settings) * 2}},
+            # Hands the feeds whose polling interval has come to the workers (scheduler/feeds/polling.py).
+            "feeds": {"task": "crosspost.feeds_tick", "schedule": 30.0, "options": {"expires": 60}},
         },
         beat_schedule_filename=str(settings.data_dir / "beat-schedule"),
         timezone="UTC",

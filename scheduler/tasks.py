@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError
 from scheduler.celery_app import app
 from scheduler.core.publishing import publish_delivery
 from scheduler.core.ticks import tick as run_tick
+from scheduler.feeds import polling
 from scheduler.followers.sampling import sample_account
 from scheduler.followers.schedule import tick as run_followers_tick
 from scheduler.matrix.tokens import refresh_expiring
@@ -52,3 +53,17 @@ def sample_followers(account_id: int) -> str:
 @app.task(name="crosspost.refresh_tokens", ignore_result=True)
 def refresh_tokens() -> int:
     return len(refresh_expiring().refreshed)
+
+
+def send_poll_feed(feed_id: int) -> None:
+    poll_feed.apply_async(args=[feed_id])
+
+
+@app.task(name="crosspost.feeds_tick", ignore_result=True)
+def feeds_tick() -> int:
+    return len(polling.tick(send_poll_feed))
+
+
+@app.task(name="crosspost.poll_feed", ignore_result=True)
+def poll_feed(feed_id: int) -> str:
+    return polling.poll_feed(int(feed_id)).outcome

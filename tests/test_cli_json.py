@@ -34,7 +34,8 @@ def test_changes_answer_in_json(sqlite_env: Env) -> None:
     assert json.loads(init.stdout)[0]["data_dir"] == str(env.data_dir)
     tick = env.cli("tick", "--json")
     assert tick.returncode == 0, tick.stderr
-    assert set(json.loads(tick.stdout)[0]) == {"claimed", "sent", "requeued", "retried", "unknown", "failed"}
+    assert set(json.loads(tick.stdout)[0]) == {"claimed", "sent", "requeued", "retried", "unknown", "failed",
+                                                  "feeds"}
     exported = env.cli("deliveries", "export", "--json")
     assert exported.returncode == 0, exported.stderr
     assert json.loads(exported.stdout) == []

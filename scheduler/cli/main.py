@@ -21,6 +21,7 @@ from config.settings import get_settings
 from scheduler.cli.accounts import accounts_app
 from scheduler.cli.common import JsonOpt, done, group, out, require_database
 from scheduler.cli.deliveries import deliveries_app
+from scheduler.cli.feeds import feeds_app
 from scheduler.cli.followers import followers_app
 from scheduler.cli.schedule import schedule_app
 from scheduler.cli.stories import stories_app
@@ -42,6 +43,7 @@ app.add_typer(stories_app, name="stories")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(followers_app, name="followers")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(feeds_app, name="feeds")
 
 
 def _version(value: bool) -> None:
@@ -96,17 +98,19 @@ def keys_rotate(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def tick(as_json: JsonOpt = False) -> None:
-    """Reap and claim once, handing due deliveries to the workers (for a system crontab)."""
+    """Reap and claim once, handing due deliveries and due feeds to the workers (for a system crontab)."""
     from scheduler.core.ticks import tick as run_tick
-    from scheduler.tasks import send_publish
+    from scheduler.feeds.polling import tick as feeds_tick
+    from scheduler.tasks import send_poll_feed, send_publish
 
     require_database()
     result = run_tick(send_publish)
+    feeds = feeds_tick(send_poll_feed)
     r = result.reaped
     done(as_json, f"claimed {len(result.claimed)}, sent {result.sent}; reaped {r.requeued} lost messages, "
-         f"{r.retried} expired leases retried, {r.unknown} unknown, {r.failed} failed",
-         claimed=len(result.claimed), sent=result.sent, requeued=r.requeued, retried=r.retried,
-         unknown=r.unknown, failed=r.failed)
+         f"{r.retried} expired leases retried, {r.unknown} unknown, {r.failed} failed; {len(feeds)} due "
+         "feed(s) handed out", claimed=len(result.claimed), sent=result.sent, requeued=r.requeued,
+         retried=r.retried, unknown=r.unknown, failed=r.failed, feeds=len(feeds))
 
 
 def _celery(argv: list[str], *, beat_thread: bool = False) -> None:
