@@ -1,0 +1,64 @@
+"""A real HTTP server on 127.0.0.1 serving feed documents written for the tests: each route answers
+a fixed (status, headers, body) or a function of the request; every request is recorded."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Answer = tuple[int, dict[str, str], bytes]
+Route = Answer | Callable[[dict[str, str]], Answer]
+
+
+@dataclass
+class FeedServer:
+    base: str
+    routes: dict[str, Route] = field(default_factory=dict)
+    seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def hits(self, path: str) -> int:
+        return sum(1 for p, _ in self.seen if p == path)
+
+
+@contextmanager
+def serving() -> Iterator[FeedServer]:
+    state = FeedServer("")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            state.seen.append((self.path, headers))
+            route = state.routes.get(self.path)
+            if route is None:
+                status, answer, body = 404, {}, b"not found"
+            else:
+                status, answer, body = route(headers) if callable(route) else route
+            self.send_response(status)
+            for key, value in answer.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
