@@ -10,7 +10,7 @@ from typer.main import get_command
 from scheduler.cli.main import app
 from tests.conftest import Env
 
-PROCESSES = {"worker", "beat", "run", "demo"}
+PROCESSES = {"worker", "beat", "run", "serve", "demo"}
 
 
 def _commands(command: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], list[str]]]:

@@ -6,14 +6,15 @@ import json
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import select
 
 from scheduler.cli.common import JsonOpt, db, done, emit, group
 from scheduler.cli.exports import ExportFormat, OutOpt, SinceOpt, UntilOpt, time_window, write_rows
 from scheduler.core import deliveries
 from scheduler.core.errors import MAX_ID, UserError, parse_id, shown
-from scheduler.core.models import Attempt, Delivery, utcnow
-from scheduler.matrix import accounts
+from scheduler.core.models import utcnow
+from scheduler.desk import deliveries as desk
+from scheduler.desk.access import Actor
+from scheduler.desk.pages import MAX_LIMIT
 from scheduler.stories import bulk
 
 deliveries_app = group("Deliveries: one story bound for one account.")
@@ -41,19 +42,13 @@ def deliveries_list(
     state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
     story: Annotated[int | None, typer.Option(min=1, max=MAX_ID, help="Only this story's deliveries.")]
     = None,
-    limit: Annotated[int, typer.Option(min=1, max=MAX_ID)] = 200,
+    account: Annotated[str | None, typer.Option(help="Only this account (id or platform:handle).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_LIMIT)] = 200,
     as_json: JsonOpt = False,
 ) -> None:
     """The newest deliveries, filtered by state or story; possible duplicates are named beside the error."""
-    if state is not None and state not in deliveries.STATES:
-        raise UserError(f"state: {state!r} is not one of {', '.join(deliveries.STATES)}")
-    query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
-    if state:
-        query = query.where(Delivery.state == state)
-    if story is not None:
-        query = query.where(Delivery.story_id == story)
     with db() as s:
-        rows = bulk.describe_deliveries(s, list(s.scalars(query)))
+        rows = desk.listing(s, Actor.cli(), state=state, story=story, account=account, limit=limit).items
     emit([_flag_duplicates(r) for r in rows] if not as_json else rows, as_json, DELIVERY_COLUMNS)
 
 
@@ -72,17 +67,9 @@ ATTEMPT_COLUMNS = ["number", "started_at", "ended_at", "outcome", "http_status",
 @deliveries_app.command("show")
 def deliveries_show(delivery: str, as_json: JsonOpt = False) -> None:
     """One delivery with every attempt: outcome, HTTP status, error, and any post it created."""
-    delivery_id = _delivery_id(delivery)
     with db() as s:
-        found = s.get(Delivery, delivery_id)
-        if found is None:
-            raise UserError(f"delivery: no delivery {delivery_id}")
-        row = bulk.describe_deliveries(s, [found])[0]
-        tries = [{"number": a.number, "started_at": a.started_at.isoformat(),
-                  "ended_at": a.ended_at.isoformat() if a.ended_at else None, "outcome": a.outcome,
-                  "http_status": a.http_status, "remote_id": a.remote_id, "url": a.url, "error": a.error}
-                 for a in s.scalars(select(Attempt).where(Attempt.delivery_id == delivery_id)
-                                    .order_by(Attempt.number))]
+        row = desk.show(s, Actor.cli(), _delivery_id(delivery))
+    tries = row.pop("attempt_list")
     if as_json:
         print(json.dumps([{**row, "attempt_list": tries}], ensure_ascii=False))
         return
@@ -103,7 +90,7 @@ def _delivery_id(value: str) -> int:
 def deliveries_retry(delivery: str, as_json: JsonOpt = False) -> None:
     """Publish a failed delivery again, with a fresh attempt budget."""
     with db() as s:
-        deliveries.retry_failed(s, _delivery_id(delivery), utcnow())
+        desk.retry(s, Actor.cli(), _delivery_id(delivery), utcnow())
     done(as_json, f"delivery {delivery} is due again", id=_delivery_id(delivery), state="scheduled")
 
 
@@ -115,13 +102,8 @@ def deliveries_resolve(
     as_json: JsonOpt = False,
 ) -> None:
     """Decide an `unknown` delivery after checking the platform."""
-    if (published is None) == (not republish):
-        raise UserError("resolve: give exactly one of --published URL and --republish")
     with db() as s:
-        if published is not None:
-            deliveries.resolve_published(s, _delivery_id(delivery), utcnow(),
-                                         accounts.check_url(published, "published"))
-        else:
-            deliveries.resolve_republish(s, _delivery_id(delivery), utcnow())
+        state = desk.resolve(s, Actor.cli(), _delivery_id(delivery), utcnow(), published=published,
+                             republish=republish)
     done(as_json, f"delivery {delivery} resolved", id=_delivery_id(delivery),
-         state="published" if published is not None else "scheduled", published_url=published)
+         state=state, published_url=published)

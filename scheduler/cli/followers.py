@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +20,7 @@ from config.settings import get_settings
 from scheduler.cli.common import JsonOpt, db, done, group, out, table
 from scheduler.core.errors import UserError
 from scheduler.core.models import Account, utcnow
-from scheduler.followers import queries, reports, sampling, schedule
+from scheduler.followers import reports, sampling, schedule, summary
 from scheduler.matrix import accounts
 
 followers_app = group("Follower counts over time.")
@@ -84,18 +84,6 @@ def tick(as_json: JsonOpt = False) -> None:
 
 
 # -- report ---------------------------------------------------------------------------------------
-def _parse_since(value: str | None, today: date) -> date | None:
-    if value is None:
-        return None
-    try:
-        since = date.fromisoformat(value)
-    except ValueError:
-        raise UserError(f"since: {value!r} is not a date (YYYY-MM-DD)") from None
-    if since > today:
-        raise UserError(f"since: {since} is after today ({today}, UTC)")
-    return since
-
-
 def _output_path(value: str | None, field: str, suffixes: tuple[str, ...]) -> Path | None:
     if value is None:
         return None
@@ -126,16 +114,6 @@ def _cell(change: reports.Change) -> str:
     return f"{change.absolute:+,} ({pct})"
 
 
-def _change_json(change: reports.Change) -> dict[str, Any]:
-    return {"since": change.since.isoformat(), "absolute": change.absolute,
-            "percent": None if change.percent is None else round(change.percent, 2)}
-
-
-def _group_json(g: reports.GroupFigures) -> dict[str, Any]:
-    return {"group": g.name, "accounts": g.accounts, "sampled": g.sampled, "followers": g.followers,
-            "changes": {k: _change_json(c) for k, c in g.changes.items()}}
-
-
 @followers_app.command("report")
 def report(
     since: Annotated[str | None, typer.Option(help="Start of the chart and CSV, and an extra growth column "
@@ -150,30 +128,19 @@ def report(
     """Totals, per group, growth over 1/7/30 days, accounts that fell, accounts with no recent sample."""
     now = utcnow()
     today = now.astimezone(UTC).date()
-    if by not in reports.GROUPINGS:
-        raise UserError(f"by: {by!r} is not one of {', '.join(reports.GROUPINGS)}")
-    since_day = _parse_since(since, today)
+    summary.check_by(by)
+    since_day = summary.parse_since(since, today)
     csv_path = _output_path(csv_file, "csv", (".csv",))
     chart_path = _output_path(chart, "chart", (".png", ".svg"))
     series_from = since_day or today - timedelta(days=90)
-    refs = reports.windows(today, since_day)
-    start = min(refs.values())
-    if csv_path or chart_path:
-        start = min(start, series_from)
-    interval = get_settings().follower_interval
     with db() as s:
-        infos = queries.account_infos(s)
-        rows = queries.report_rows(s, [a.id for a in infos], start)
-        result = reports.summarise(infos, rows, now, by, since_day, timedelta(seconds=2 * interval))
-        ids = {a.label: a.id for a in infos}
-        gaps = queries.gaps(s, [(ids[st.account], st.last_sample) for st in result.stale])
-    daily = reports.series(infos, rows, by, series_from, today) if csv_path or chart_path else {}
+        result, body, daily = summary.report(s, now, by, since_day, get_settings().follower_interval,
+                                             series_from if csv_path or chart_path else None)
     if csv_path:
         with _writing("csv", csv_path), open(csv_path, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["day", "group", "followers", "accounts"])
-            for name, points in daily.items():
-                writer.writerows([d.isoformat(), name, v, n] for d, v, n in points)
+            writer.writerow(summary.CSV_HEADER)
+            writer.writerows(summary.daily_rows(daily))
     if chart_path:
         if not daily:
             raise UserError(f"chart: no follower samples since {series_from}; nothing to draw")
@@ -182,16 +149,10 @@ def report(
         with _writing("chart", chart_path):
             render({name: [(d, v) for d, v, _ in points] for name, points in daily.items()}, chart_path,
                    f"Followers by {by}, {series_from} to {today}")
-    stale = [{"account": st.account, "status": st.status, "last_sample": _iso(st.last_sample),
-              "failed_tries": gaps[ids[st.account]].failed_tries,
-              "last_error": gaps[ids[st.account]].last_error} for st in result.stale]
-    fell = [{"account": f.account, "platform": f.platform, "followers": f.followers,
-             "changes": {k: _change_json(c) for k, c in f.changes.items()}} for f in result.fell]
     if as_json:
-        print(json.dumps({"as_of": _iso(now), "by": by, "total": _group_json(result.total),
-                          "groups": [_group_json(g) for g in result.groups], "fell": fell,
-                          "stale": stale}, ensure_ascii=False))
+        print(json.dumps(body, ensure_ascii=False))
         return
+    stale = body["stale"]
     _print_report(result, stale, csv_path, chart_path)
 
 

@@ -23,6 +23,7 @@ from scheduler.cli.common import JsonOpt, done, group, out, require_database
 from scheduler.cli.deliveries import deliveries_app
 from scheduler.cli.feeds import feeds_app
 from scheduler.cli.followers import followers_app
+from scheduler.cli.people import audit_command, policies_app, tokens_app, users_app
 from scheduler.cli.schedule import schedule_app
 from scheduler.cli.stories import stories_app
 from scheduler.core import vault
@@ -43,6 +44,10 @@ app.add_typer(stories_app, name="stories")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(followers_app, name="followers")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(policies_app, name="policies")
+app.command("audit")(audit_command)
 app.add_typer(feeds_app, name="feeds")
 
 
@@ -186,12 +191,30 @@ def beat() -> None:
         _celery(["beat", "--loglevel", get_settings().log_level])
 
 
+HostOpt = Annotated[str, typer.Option(help="Address the API listens on.")]
+PortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Port the API listens on.")]
+
+
 @app.command()
-def run(pool: PoolOpt = None, concurrency: ConcOpt = None) -> None:
+def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
+    """Serve the desk's HTTP API (uvicorn); run as many as needed behind a proxy."""
+    from scheduler.cli.serving import serve as run_api
+
+    require_database()
+    run_api(host, port, get_settings().log_level)
+
+
+@app.command()
+def run(pool: PoolOpt = None, concurrency: ConcOpt = None, host: HostOpt = "127.0.0.1", port: PortOpt = 8000,
+        no_serve: Annotated[bool, typer.Option("--no-serve", help="Do not serve the API.")] = False) -> None:
     """A worker with its beat in one process (a thread, so it dies with the process however the
-    process dies): the embedded, single-machine way to run."""
+    process dies), and the API unless --no-serve: the embedded, single-machine way to run."""
     argv = _worker_argv(pool, concurrency)
     with _beat_role():
+        if not no_serve:
+            from scheduler.cli.serving import serve_in_thread
+
+            serve_in_thread(host, port, get_settings().log_level)
         _celery(argv, beat_thread=True)
 
 

@@ -1,4 +1,5 @@
-"""``crosspost stories``: queue, import, export, list, show, retime, cancel."""
+"""``crosspost stories``: queue, import, export, list, show, edit, retime, cancel, approve, reject; through
+the desk's service functions (as the API), as the operator on this host."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from sqlalchemy import select
 
 from scheduler.cli.common import JsonOpt, db, done, emit, group, out, require_database
 from scheduler.cli.deliveries import DELIVERY_COLUMNS
 from scheduler.cli.exports import ExportFormat, OutOpt, SinceOpt, UntilOpt, time_window, write_rows
 from scheduler.core.errors import MAX_ID, UserError, shown
-from scheduler.core.models import Story, utcnow
-from scheduler.stories import bulk, drafts, files, media, queueing
+from scheduler.core.models import utcnow
+from scheduler.desk import approval
+from scheduler.desk import stories as desk
+from scheduler.desk.access import Actor
+from scheduler.desk.pages import MAX_LIMIT
+from scheduler.stories import bulk, drafts, files, media
 
 # When a story's deliveries are due (next-slot stories spread over the accounts' slots), not its timing.
 STORY_COLUMNS = ["id", "first_due_at", "last_due_at", "deliveries", "text"]
@@ -80,8 +84,8 @@ def stories_queue(
     if not draft.targets:
         raise UserError("to: give at least one account or tag with --to")
     with db() as s:
-        story = queueing.queue(s, draft, utcnow(), allow_duplicate=allow_duplicate)
-        row = queueing.describe(s, story)
+        story = desk.queue(s, Actor.cli(), draft, utcnow(), allow_duplicate=allow_duplicate)
+        row = desk.describe(s, story)
     emit([row], as_json, STORY_COLUMNS)
 
 
@@ -107,7 +111,8 @@ def stories_import(
         task = bar.add_task("reading rows", total=total)
         prepared = bulk.prepare(file, now, advance=lambda: bar.advance(task))
     with db() as s:
-        result = bulk.store(s, prepared, now, skip_invalid=skip_invalid, allow_duplicate=allow_duplicate)
+        result = desk.import_prepared(s, Actor.cli(), prepared, now, skip_invalid=skip_invalid,
+                                      allow_duplicate=allow_duplicate)
     rows = [{"row": n, "problems": p} for n, p in sorted(result.skipped.items())]
     if as_json:
         print(json.dumps([{"imported": result.imported, "skipped": rows}]))
@@ -117,11 +122,12 @@ def stories_import(
     out.print(f"{len(result.imported)} stories queued, {len(rows)} rows skipped")
 
 
-STORY_STATUSES = ("draft", "awaiting_approval", "approved", "cancelled")
+STORY_STATUSES = ("draft", "awaiting_approval", "approved", "rejected", "cancelled")
 
 
 @stories_app.command("export")
-def stories_export(status: Annotated[str | None, typer.Option(help="approved or cancelled.")] = None,
+def stories_export(status: Annotated[str | None, typer.Option(
+                       help="awaiting_approval, approved, rejected or cancelled.")] = None,
                    since: SinceOpt = None, until: UntilOpt = None, fmt: ExportFormat = "csv",
                    target: OutOpt = None, as_json: JsonOpt = False) -> None:
     """Stories (created in the window) as CSV or JSON Lines; `stories import` reads the file back."""
@@ -143,7 +149,7 @@ def stories_retime(
     """Move the deliveries that have not started; a delivery already publishing is never moved."""
     when = drafts.parse_time(at) if at is not None else None
     with db() as s:
-        moved = queueing.retime(s, queueing.find(s, story), utcnow(), at=when, next_slot=next_slot)
+        moved = desk.retime(s, Actor.cli(), story, utcnow(), at=when, next_slot=next_slot)
     done(as_json, f"story {story}: {moved} deliveries moved", story=story, moved=moved)
 
 
@@ -153,8 +159,7 @@ def stories_list(as_json: JsonOpt = False,
         -> None:
     """The newest stories with their deliveries' states."""
     with db() as s:
-        newest = s.scalars(select(Story).order_by(Story.id.desc()).limit(limit))
-        rows = [queueing.describe(s, st) for st in newest]
+        rows = desk.listing(s, Actor.cli(), limit=min(limit, MAX_LIMIT)).items
     emit(rows, as_json, ["id", "status", *STORY_COLUMNS[1:3], "deliveries", "states", "text"])
 
 
@@ -162,9 +167,9 @@ def stories_list(as_json: JsonOpt = False,
 def stories_show(story: str, as_json: JsonOpt = False) -> None:
     """One story and each of its deliveries."""
     with db() as s:
-        found = queueing.find(s, story)
-        row = queueing.describe(s, found)
-        rows = bulk.describe_deliveries(s, list(found.deliveries))
+        actor = Actor.cli()
+        row = desk.show(s, actor, desk.find(s, actor, story))
+    rows = row.pop("delivery_list")
     if as_json:
         print(json.dumps([{**row, "delivery_list": rows}], ensure_ascii=False, default=str))
         return
@@ -176,5 +181,55 @@ def stories_show(story: str, as_json: JsonOpt = False) -> None:
 def stories_cancel(story: str, as_json: JsonOpt = False) -> None:
     """Cancel every delivery of the story that has not started publishing."""
     with db() as s:
-        cancelled = queueing.cancel(s, queueing.find(s, story), utcnow())
+        cancelled = desk.cancel(s, Actor.cli(), story, utcnow())
     done(as_json, f"story {story}: {cancelled} deliveries cancelled", story=story, cancelled=cancelled)
+
+
+@stories_app.command("edit")
+def stories_edit(
+    story: str,
+    text: Annotated[str | None, typer.Option(help="The new text.")] = None,
+    link: Annotated[str | None, typer.Option(help="The new link ('' removes it).")] = None,
+    variant: Annotated[list[str] | None, typer.Option(help="PLATFORM=TEXT; replaces every variant.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a story none of whose deliveries has started; a story needing approval waits again."""
+    variants = dict(drafts.parse_variant(v) for v in variant) if variant is not None else None
+    if text is None and link is None and variants is None:
+        raise UserError("edit: give --text, --link or --variant")
+    with db() as s:
+        found = desk.edit(s, Actor.cli(), story, utcnow(), text=text, link=link, variants=variants)
+        row = desk.describe(s, found)
+    emit([row], as_json, ["id", "status", *STORY_COLUMNS[1:3], "text"])
+
+
+@stories_app.command("approve")
+def stories_approve(
+    story: str,
+    now: Annotated[bool, typer.Option("--now", help="Publish now (needed once its time has passed).")]
+    = False,
+    at: Annotated[str | None, typer.Option(help="Publish at this new ISO-8601 time instead.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Release a story waiting for approval to its accounts (an approver who did not write it)."""
+    when = drafts.parse_time(at) if at is not None else None
+    with db() as s:
+        actor = Actor.cli()
+        moved = approval.approve(s, actor, desk.find(s, actor, story, "approver"), utcnow(), at=when,
+                                 publish_now=now)
+    done(as_json, f"story {story} approved: {moved} deliveries scheduled", story=story, status="approved",
+         scheduled=moved)
+
+
+@stories_app.command("reject")
+def stories_reject(
+    story: str,
+    reason: Annotated[str, typer.Option(help="Why; kept in the audit log.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject a story waiting for approval: its deliveries are cancelled."""
+    with db() as s:
+        actor = Actor.cli()
+        cancelled = approval.reject(s, actor, desk.find(s, actor, story, "approver"), reason, utcnow())
+    done(as_json, f"story {story} rejected: {cancelled} deliveries cancelled", story=story,
+         status="rejected", cancelled=cancelled)

@@ -165,10 +165,12 @@ def prepare(path: str, now: datetime, *, advance: Callable[[], None] = lambda: N
 
 
 def store(s: Session, prepared: Prepared, now: datetime, *, skip_invalid: bool = False,
-          allow_duplicate: bool = False) -> ImportResult:
+          allow_duplicate: bool = False,
+          queue: Callable[[drafts.Draft], Story] | None = None) -> ImportResult:
     """Check every prepared row against its targets and against the stories already queued, then
     store the valid ones together; raise StoryRejected listing every problem by row number when any
-    row is invalid and ``skip_invalid`` is false."""
+    row is invalid and ``skip_invalid`` is false. ``queue`` stores one draft (default: queueing.queue;
+    the desk passes its own, which applies roles, the approval policy and the audit log)."""
     result = ImportResult(skipped=dict(prepared.skipped))
     valid: list[drafts.Draft] = []
     seen: dict[str, int] = {}
@@ -194,7 +196,8 @@ def store(s: Session, prepared: Prepared, now: datetime, *, skip_invalid: bool =
     if not valid and not result.skipped:
         raise UserError(f"file: {prepared.path} holds no stories")
     for draft in valid:
-        result.imported.append(queueing.queue(s, draft, now, allow_duplicate=allow_duplicate).id)
+        story = queue(draft) if queue else queueing.queue(s, draft, now, allow_duplicate=allow_duplicate)
+        result.imported.append(story.id)
     return result
 
 

@@ -1,0 +1,18 @@
+"""The app factory: routes, problem details, and the OpenAPI schema that is the API's contract."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from scheduler.api import problems
+from scheduler.api.routes import deliveries, people, stories, system
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="crosspost", version="1", description="The desk's API: the same service "
+                  "functions as the `crosspost` command, checked against each caller's roles and scopes.")
+    problems.install(app)
+    for module in (system, stories, deliveries, people):
+        app.include_router(module.router)
+    return app
+

@@ -1,0 +1,107 @@
+"""/auth/login, /users, /tokens, /approval-policies and /audit: the desk's people and its record."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+
+from scheduler.api.auth import Admin, AnyUser, address
+from scheduler.api.schemas import Changed, Page, PolicyIn, TokenIn, TokenOut, UserIn
+from scheduler.core.db import session_scope
+from scheduler.core.models import utcnow
+from scheduler.desk import approval, audit, logins, tokens, users
+from scheduler.desk.errors import Unauthenticated
+from scheduler.stories.drafts import parse_time
+
+router = APIRouter(tags=["people"])
+
+
+@router.post("/auth/login", response_model=TokenOut)
+def login(request: Request, username: Annotated[str, Form(max_length=256)],
+          password: Annotated[str, Form(max_length=1024)]) -> dict[str, Any]:
+    """A token valid for 12 hours for a name and password; 429 after repeated failures."""
+    now, where = utcnow(), address(request)
+    try:
+        with session_scope() as s:
+            secret, actor = logins.login(s, username, password, now, where)
+    except Unauthenticated:
+        with session_scope() as s:
+            logins.record_failure(s, username, where, now)
+        raise
+    return {"token": secret, "user": actor.name, "expires_in": logins.LOGIN_HOURS * 3600}
+
+
+@router.get("/users", response_model=list[Changed])
+def list_users(actor: Admin) -> list[dict[str, Any]]:
+    with session_scope() as s:
+        return users.listing(s, actor)
+
+
+@router.post("/users", status_code=201, response_model=Changed)
+def add_user(body: UserIn, actor: Admin) -> dict[str, Any]:
+    with session_scope() as s:
+        roles = [users.parse_role(s, r) for r in body.roles]
+        user = users.add(s, actor, body.name, utcnow(), password=body.password, roles=roles)
+        return users.describe(s, user)
+
+
+@router.post("/users/{name}/disable", response_model=Changed)
+def disable_user(name: str, actor: Admin) -> dict[str, Any]:
+    with session_scope() as s:
+        user = users.find(s, name)
+        users.disable(s, actor, user, utcnow())
+        return users.describe(s, user)
+
+
+@router.get("/tokens", response_model=list[Changed])
+def list_tokens(actor: AnyUser) -> list[dict[str, Any]]:
+    """Every token (admins) or the caller's own; never a secret."""
+    with session_scope() as s:
+        return tokens.listing(s, actor)
+
+
+@router.post("/tokens", status_code=201, response_model=TokenOut)
+def create_token(body: TokenIn, actor: Admin) -> dict[str, Any]:
+    with session_scope() as s:
+        user = users.find(s, body.user)
+        token, secret = tokens.create(s, actor, user, body.name, utcnow(), days=body.days)
+        return {**tokens.describe(token, user.name), "token": secret}
+
+
+@router.post("/tokens/{token_id}/revoke", response_model=Changed)
+def revoke_token(token_id: int, actor: AnyUser) -> dict[str, Any]:
+    with session_scope() as s:
+        token = tokens.revoke(s, actor, token_id, utcnow())
+        return {"id": token.id, "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None}
+
+
+@router.get("/approval-policies", response_model=list[Changed])
+def list_policies(actor: Admin) -> list[dict[str, Any]]:
+    with session_scope() as s:
+        return approval.policies(s)
+
+
+@router.post("/approval-policies", status_code=201, response_model=Changed)
+def add_policy(body: PolicyIn, actor: Admin) -> dict[str, Any]:
+    with session_scope() as s:
+        policy = approval.add_policy(s, actor, approval.parse_scope(s, body.scope), utcnow())
+        return {"id": policy.id, "scope": f"{policy.scope_kind}:{policy.scope_value}"}
+
+
+@router.delete("/approval-policies/{policy_id}", response_model=Changed)
+def remove_policy(policy_id: int, actor: Admin) -> dict[str, Any]:
+    with session_scope() as s:
+        approval.remove_policy(s, actor, policy_id, utcnow())
+    return {"id": policy_id, "removed": True}
+
+
+@router.get("/audit", response_model=Page)
+def audit_log(actor: Admin, since: str | None = None,
+              object: Annotated[str | None, Query(description="story:12, or story")] = None,
+              cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+    kind, ident = audit.parse_object(object) if object else (None, None)
+    with session_scope() as s:
+        page = audit.entries(s, actor, since=parse_time(since, "since") if since else None,
+                             object_type=kind, object_id=ident, cursor=cursor, limit=limit)
+    return {"items": page.items, "next_cursor": page.next_cursor}

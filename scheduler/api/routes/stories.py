@@ -1,0 +1,117 @@
+"""/stories: queue (with Idempotency-Key), list, show, edit, cancel, retime, approve, reject."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from sqlalchemy.exc import IntegrityError
+
+from scheduler.api.auth import Approver, Editor, Viewer
+from scheduler.api.schemas import Approve, Changed, Page, Reject, Retime, StoryEdit, StoryIn
+from scheduler.core.db import session_scope
+from scheduler.core.models import utcnow
+from scheduler.desk import approval, idempotency
+from scheduler.desk import stories as desk
+from scheduler.desk.access import Actor
+from scheduler.stories import drafts
+
+router = APIRouter(prefix="/stories", tags=["stories"])
+
+
+def _draft(body: StoryIn) -> drafts.Draft:
+    draft = drafts.Draft(text=body.text, targets=list(body.to), link=body.link or None,
+                         variants=dict(body.variants), thread=body.thread, next_slot=body.next_slot)
+    for platform, text in body.variants.items():
+        drafts.parse_variant(f"{platform}={text}")  # the same check as --variant
+    if body.at is not None:
+        draft.at = drafts.parse_time(body.at)
+    if body.not_before is not None:
+        draft.not_before = drafts.parse_time(body.not_before, "not_before")
+    return draft
+
+
+def _queue(actor: Actor, body: StoryIn, key: str | None, raw: bytes) -> tuple[dict[str, Any], bool]:
+    with session_scope() as s:
+        def queue() -> Any:
+            return desk.queue(s, actor, _draft(body), utcnow(), allow_duplicate=body.allow_duplicate)
+
+        if key is None:
+            story, created = queue(), True
+        else:
+            story, created = idempotency.queue_once(s, actor, key, idempotency.body_hash(raw), utcnow(),
+                                                    queue)
+        return desk.show(s, actor, story), created
+
+
+@router.post("", status_code=201, response_model=Changed, responses={200: {"description": "A replay"}})
+def queue_story(body: StoryIn, request: Request, response: Response, actor: Editor,
+                idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> dict[str, Any]:
+    """Queue a story; 422 lists every problem, per account. With an Idempotency-Key, a retry returns
+    the story the first request queued (200) instead of queueing it again."""
+    raw = json.dumps(body.model_dump(), sort_keys=True).encode()
+    try:
+        row, created = _queue(actor, body, idempotency_key, raw)
+    except IntegrityError as exc:
+        if idempotency_key is None or not idempotency.is_key_clash(exc):
+            raise
+        row, created = _queue(actor, body, idempotency_key, raw)  # the concurrent twin won: replay it
+    response.status_code = 201 if created else 200
+    return row
+
+
+@router.get("", response_model=Page)
+def list_stories(actor: Viewer, status: str | None = None, cursor: str | None = None,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+    with session_scope() as s:
+        page = desk.listing(s, actor, status=desk.check_status(status), cursor=cursor, limit=limit)
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@router.get("/{story_id}", response_model=Changed)
+def show_story(story_id: int, actor: Viewer) -> dict[str, Any]:
+    with session_scope() as s:
+        return desk.show(s, actor, desk.find(s, actor, story_id))
+
+
+@router.patch("/{story_id}", response_model=Changed)
+def edit_story(story_id: int, body: StoryEdit, actor: Editor) -> dict[str, Any]:
+    """Edit text, link or variants until a delivery starts; a story needing approval waits again."""
+    with session_scope() as s:
+        story = desk.edit(s, actor, story_id, utcnow(), text=body.text, link=body.link,
+                          variants=body.variants)
+        return desk.show(s, actor, story)
+
+
+@router.post("/{story_id}/cancel", response_model=Changed)
+def cancel_story(story_id: int, actor: Editor) -> dict[str, Any]:
+    with session_scope() as s:
+        return {"story": story_id, "cancelled": desk.cancel(s, actor, story_id, utcnow())}
+
+
+@router.post("/{story_id}/retime", response_model=Changed)
+def retime_story(story_id: int, body: Retime, actor: Editor) -> dict[str, Any]:
+    at = drafts.parse_time(body.at) if body.at is not None else None
+    with session_scope() as s:
+        return {"story": story_id, "moved": desk.retime(s, actor, story_id, utcnow(), at=at,
+                                                        next_slot=body.next_slot)}
+
+
+@router.post("/{story_id}/approve", response_model=Changed)
+def approve_story(story_id: int, body: Approve, actor: Approver) -> dict[str, Any]:
+    """409 if the story's time has passed and neither ``now`` nor ``at`` is given."""
+    at = drafts.parse_time(body.at) if body.at is not None else None
+    with session_scope() as s:
+        story = desk.find(s, actor, story_id, "approver")
+        moved = approval.approve(s, actor, story, utcnow(), at=at, publish_now=body.now,
+                                 fingerprint=body.fingerprint)
+        return {"story": story_id, "status": story.status, "scheduled": moved}
+
+
+@router.post("/{story_id}/reject", response_model=Changed)
+def reject_story(story_id: int, body: Reject, actor: Approver) -> dict[str, Any]:
+    with session_scope() as s:
+        story = desk.find(s, actor, story_id, "approver")
+        cancelled = approval.reject(s, actor, story, body.reason, utcnow())
+        return {"story": story_id, "status": story.status, "cancelled": cancelled}

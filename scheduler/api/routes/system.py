@@ -1,0 +1,114 @@
+"""/health, /metrics, /accounts and /followers: the installation's state and the matrix."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from config.settings import get_settings
+from scheduler.api.auth import Viewer
+from scheduler.api.schemas import Changed, Health
+from scheduler.core.db import session_scope
+from scheduler.core.deliveries import DUE
+from scheduler.core.models import Account, Delivery, utcnow
+from scheduler.desk import health
+from scheduler.desk.access import require_everywhere
+from scheduler.desk.errors import Forbidden
+from scheduler.followers import summary
+from scheduler.matrix import accounts as matrix
+
+router = APIRouter()
+
+
+@router.get("/health", response_model=Health, tags=["system"],
+            responses={503: {"model": Health, "description": "Not ready"}})
+def get_health() -> JSONResponse:
+    """Unauthenticated, for load balancers: 200 when ready, 503 with the failing checks otherwise."""
+    found = health.checks(utcnow())
+    ok = health.ready(found)
+    return JSONResponse({"ready": ok, "checks": found}, status_code=200 if ok else 503)
+
+
+class _Figures(Collector):
+    """Read at scrape time, so every API process reports the same figures (the database's)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = utcnow()
+        with session_scope() as s:
+            by_state = s.execute(select(Delivery.state, Account.platform, func.count())
+                                 .join(Account, Account.id == Delivery.account_id)
+                                 .group_by(Delivery.state, Account.platform)).all()
+            oldest = s.scalar(select(func.min(Delivery.due_at)).where(Delivery.state.in_(DUE),
+                                                                      Delivery.due_at <= now))
+            expiring = s.scalar(select(func.count()).select_from(Account).where(
+                Account.status != "removed", Account.token_expires_at < now + timedelta(days=1)))
+        states = GaugeMetricFamily("crosspost_deliveries", "Deliveries by state and platform",
+                                   labels=["state", "platform"])
+        for state, platform, count in by_state:
+            states.add_metric([state, platform], count)
+        yield states
+        yield GaugeMetricFamily("crosspost_oldest_due_unclaimed_seconds",
+                                "Age of the oldest due delivery no worker has claimed",
+                                value=(now - oldest).total_seconds() if oldest else 0)
+        yield GaugeMetricFamily("crosspost_tokens_expiring_within_a_day",
+                                "Accounts whose platform token expires within a day", value=expiring or 0)
+
+
+@router.get("/metrics", tags=["system"], response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}})
+def metrics() -> Response:
+    """Prometheus text format; unauthenticated like /health (figures, no content)."""
+    registry = CollectorRegistry()
+    registry.register(_Figures())
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/accounts", response_model=list[Changed], tags=["accounts"])
+def list_accounts(actor: Viewer) -> list[dict[str, Any]]:
+    """The accounts the caller may see."""
+    with session_scope() as s:
+        live = s.scalars(select(Account).where(Account.status != "removed").order_by(Account.id))
+        return [matrix.describe(a) for a in live if actor.may("viewer", a)]
+
+
+@router.get("/accounts/{account_id}", response_model=Changed, tags=["accounts"])
+def show_account(account_id: int, actor: Viewer) -> dict[str, Any]:
+    with session_scope() as s:
+        account = matrix.find(s, str(account_id)) if account_id > 0 else matrix.find(s, "0")
+        if not actor.may("viewer", account):
+            raise Forbidden(f"account: {actor.name} may not see {account.label}")
+        return matrix.describe(account)
+
+
+@router.get("/followers/report", response_model=Changed, tags=["followers"],
+            responses={200: {"content": {"text/csv": {}}}})
+def followers_report(actor: Viewer, by: str = "platform",
+                     since: Annotated[str | None, Query(description="YYYY-MM-DD (UTC)")] = None,
+                     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Any:
+    """The report as JSON, or its daily series per group as CSV. Figures cover the whole matrix, so
+    the route needs a viewer of every account."""
+    require_everywhere(actor, "viewer", "followers report")
+    now = utcnow()
+    since_day = summary.parse_since(since, now.date())
+    series_from = since_day or now.date() - timedelta(days=90)
+    with session_scope() as s:
+        _, body, daily = summary.report(s, now, summary.check_by(by), since_day,
+                                        get_settings().follower_interval,
+                                        series_from if format == "csv" else None)
+    if format == "json":
+        return body
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(summary.CSV_HEADER)
+    writer.writerows(summary.daily_rows(daily))
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8")
