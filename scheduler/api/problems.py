@@ -43,12 +43,20 @@ def _field_error(message: str) -> dict[str, Any]:
     return {"detail": message}
 
 
+def _story_problem(message: str) -> dict[str, Any]:
+    """A queueing problem: ``ACCOUNT: field: detail`` for one account (platform:handle), else a field."""
+    first = _field_error(message)
+    if ":" in first.get("field", "") and "detail" in first:
+        return {"account": first["field"], **_field_error(first["detail"])}
+    return first
+
+
 def _user_error(request: Request, exc: Exception) -> JSONResponse:
     status = next(code for cls, code in STATUS_OF if isinstance(exc, cls))
     message = " ".join(str(exc).split())
     if isinstance(exc, StoryRejected):
         return problem(422, f"story not queued: {len(exc.problems)} problem(s)",
-                       [_field_error(p) for p in exc.problems])
+                       [_story_problem(p) for p in exc.problems])
     headers = {}
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"

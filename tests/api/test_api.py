@@ -1,0 +1,136 @@
+"""The API's answers: problem details, the per-account 422, Idempotency-Key, cursor pages, approval
+through the routes, login and its limit, secrets never echoed, followers CSV, health and metrics."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+from scheduler.core.models import utcnow
+from tests.api.conftest import Desk
+from tests.factories import SECRET
+
+
+def queue(desk: Desk, role: str = "editor", **body: object) -> dict[str, object]:
+    answer = desk.client.post("/stories", json={"text": "hello", "to": [desk.en], **body},
+                              headers=desk.as_(role))
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def test_errors_are_problem_details_with_field_level_errors(desk: Desk) -> None:
+    anonymous = desk.client.get("/stories")
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    assert {"type", "title", "status", "detail"} <= set(anonymous.json())
+    invalid = desk.client.post("/stories", json={"text": 5}, headers=desk.as_("editor"))
+    assert invalid.status_code == 422 and invalid.headers["content-type"] == "application/problem+json"
+    assert {e["field"] for e in invalid.json()["errors"]} == {"text", "to"}
+    bad_time = desk.client.post("/stories", json={"text": "x", "to": [desk.en], "at": "tomorrow"},
+                                headers=desk.as_("editor"))
+    assert bad_time.status_code == 422 and bad_time.json()["errors"][0]["field"] == "at"
+    missing = desk.client.get("/stories/999999", headers=desk.as_("admin"))
+    assert missing.status_code == 404 and missing.json()["status"] == 404
+
+
+def test_a_refused_story_lists_every_problem_per_account(desk: Desk) -> None:
+    answer = desk.client.post("/stories", json={"text": "x" * 600, "to": [desk.en, desk.fr]},
+                              headers=desk.as_("admin"))
+    assert answer.status_code == 422
+    problems = answer.json()["errors"]
+    assert {p["account"] for p in problems} == {desk.en, desk.fr}
+    assert {p["field"] for p in problems} == {"text"} and all("500" in p["detail"] for p in problems)
+
+
+def test_an_idempotency_key_never_queues_twice(desk: Desk) -> None:
+    headers = {**desk.as_("editor"), "Idempotency-Key": "cms-article-42"}
+    body = {"text": "once only", "to": [desk.en]}
+    first = desk.client.post("/stories", json=body, headers=headers)
+    again = desk.client.post("/stories", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"]
+    other = desk.client.post("/stories", json={**body, "text": "another"}, headers=headers)
+    assert other.status_code == 409
+    listed = desk.client.get("/stories", headers=desk.as_("viewer")).json()["items"]
+    assert [s["text"] for s in listed] == ["once only"]
+
+
+def test_lists_page_with_a_cursor(desk: Desk) -> None:
+    made = [queue(desk, text=f"story {n}")["id"] for n in range(5)]
+    seen, cursor = [], None
+    while True:
+        page = desk.client.get("/stories", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
+                               headers=desk.as_("viewer")).json()
+        seen += [s["id"] for s in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert seen == sorted(made, reverse=True)
+    deliveries = desk.client.get("/deliveries", params={"state": "scheduled", "limit": 500},
+                                 headers=desk.as_("viewer")).json()["items"]
+    assert {d["story"] for d in deliveries} == set(made)
+
+
+def test_approval_through_the_routes(desk: Desk) -> None:
+    policy = desk.client.post("/approval-policies", json={"scope": "tag:en"}, headers=desk.as_("admin"))
+    assert policy.status_code == 201
+    story = queue(desk, at=(utcnow() + timedelta(hours=1)).isoformat())
+    assert story["states"] == {"awaiting_approval": 1}
+    by_author = desk.client.post(f"/stories/{story['id']}/approve", json={}, headers=desk.as_("admin"))
+    assert by_author.status_code == 200  # the admin did not write it
+    again = desk.client.post(f"/stories/{story['id']}/approve", json={}, headers=desk.as_("approver"))
+    assert again.status_code == 409
+    edited = desk.client.patch(f"/stories/{story['id']}", json={"text": "changed"},
+                               headers=desk.as_("editor"))
+    assert edited.status_code == 200 and edited.json()["states"] == {"awaiting_approval": 1}
+    rejected = desk.client.post(f"/stories/{story['id']}/reject", json={"reason": "no"},
+                                headers=desk.as_("approver"))
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+    trail = desk.client.get("/audit", params={"object": f"story:{story['id']}"}, headers=desk.as_("admin"))
+    assert [e["action"] for e in trail.json()["items"]] == ["story.reject", "story.edit", "story.approve",
+                                                             "story.queue"]
+    assert trail.json()["items"][-1]["via"] == "token:tests"
+
+
+def test_login_gives_a_token_and_is_limited(desk: Desk) -> None:
+    good = desk.client.post("/auth/login", data={"username": "viewer", "password": "viewer password 123"})
+    assert good.status_code == 200
+    token = good.json()["token"]
+    assert desk.client.get("/stories", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    answers = [desk.client.post("/auth/login", data={"username": "viewer", "password": "guess"}).status_code
+               for _ in range(6)]
+    assert answers == [401] * 5 + [429]
+    limited = desk.client.post("/auth/login", data={"username": "viewer", "password": "viewer password 123"})
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+
+
+def test_secrets_never_come_back(desk: Desk) -> None:
+    created = desk.client.post("/tokens", json={"user": "editor", "name": "cms"}, headers=desk.as_("admin"))
+    secret = created.json()["token"]
+    listing = desk.client.get("/tokens", headers=desk.as_("admin")).text
+    accounts = desk.client.get("/accounts", headers=desk.as_("admin")).text
+    users = desk.client.get("/users", headers=desk.as_("admin")).text
+    audit = desk.client.get("/audit", headers=desk.as_("admin")).text
+    for text in (listing, accounts, users, audit):
+        assert secret not in text and SECRET not in text
+        assert "password 123" not in text and "argon2" not in text
+    wrong = desk.client.post("/auth/login", data={"username": "viewer", "password": "hunter2-secret"})
+    assert "hunter2-secret" not in wrong.text
+
+
+def test_followers_report_as_json_and_csv(desk: Desk) -> None:
+    report = desk.client.get("/followers/report", headers=desk.as_("admin"))
+    assert report.status_code == 200 and report.json()["total"]["accounts"] == 2
+    table = desk.client.get("/followers/report", params={"format": "csv"}, headers=desk.as_("admin"))
+    assert table.headers["content-type"].startswith("text/csv")
+    assert next(csv.reader(io.StringIO(table.text))) == ["day", "group", "followers", "accounts"]
+
+
+def test_health_and_metrics(desk: Desk) -> None:
+    queue(desk)
+    health = desk.client.get("/health")
+    body = health.json()
+    assert body["checks"]["database"]["ok"] is True and body["checks"]["beat"]["ok"] is False
+    assert health.status_code == (200 if body["ready"] else 503)
+    metrics = desk.client.get("/metrics").text
+    assert 'crosspost_deliveries{platform="mastodon",state="scheduled"} 1.0' in metrics
