@@ -62,3 +62,15 @@ def serving() -> Iterator[FeedServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def rss(items: list[tuple[str, str, str]], language: str | None = None) -> bytes:
+    body = "".join(f"<item><guid>{g}</guid><link>{link}</link><title>{t}</title>"
+                   f"<category>City News</category></item>" for g, link, t in items)
+    lang = f"<language>{language}</language>" if language else ""
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>S</title>{lang}'
+            f"{body}</channel></rss>").encode()
+
+
+XML = {"Content-Type": "application/rss+xml; charset=utf-8"}
+THREE = [(f"g{i}", f"https://news.example.com/{i}", f"Story number {i}") for i in range(1, 4)]

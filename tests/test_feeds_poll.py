@@ -22,7 +22,7 @@ from scheduler.feeds import inbox, making, polling, registry
 from scheduler.feeds.models import Feed, FeedItem
 from tests.conftest import Env
 from tests.factories import make_account
-from tests.feed_server import FeedServer, serving
+from tests.feed_server import THREE, XML, FeedServer, rss, serving
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -39,18 +39,6 @@ def env(db_env: Env, monkeypatch: pytest.MonkeyPatch) -> Env:
     monkeypatch.setenv("CROSSPOST_MEDIA_ALLOW_PRIVATE", "true")
     reset_settings()
     return db_env
-
-
-def rss(items: list[tuple[str, str, str]], language: str | None = None) -> bytes:
-    body = "".join(f"<item><guid>{g}</guid><link>{link}</link><title>{t}</title>"
-                   f"<category>City News</category></item>" for g, link, t in items)
-    lang = f"<language>{language}</language>" if language else ""
-    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>S</title>{lang}'
-            f"{body}</channel></rss>").encode()
-
-
-XML = {"Content-Type": "application/rss+xml; charset=utf-8"}
-THREE = [(f"g{i}", f"https://news.example.com/{i}", f"Story number {i}") for i in range(1, 4)]
 
 
 def accounts(*specs: tuple[str, str | None, bool]) -> list[int]:

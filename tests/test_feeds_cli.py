@@ -1,0 +1,83 @@
+"""`crosspost feeds` end to end, in a child process like an operator runs it: add, list with health,
+poll, the drafts inbox and promote, edit, pause, remove, and bad input named by its field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.settings import reset_settings
+from scheduler.core.db import session_scope
+from tests.conftest import Env
+from tests.factories import make_account
+from tests.feed_server import THREE, XML, rss, serving
+
+
+@pytest.fixture
+def env(sqlite_env: Env, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    monkeypatch.setenv("CROSSPOST_MEDIA_ALLOW_PRIVATE", "true")
+    reset_settings()
+    with session_scope() as s:
+        make_account(s, "mastodon", tags=["news"])
+    yield sqlite_env
+
+
+def run(env: Env, *args: str) -> Any:
+    done = env.cli("feeds", *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_feed_from_add_to_remove(env: Env, tmp_path: Path) -> None:
+    with serving() as srv:
+        srv.routes["/rss"] = (200, XML, rss(THREE))
+        template = tmp_path / "masto.j2"
+        template.write_text("{{ title }} — {{ link }}", encoding="utf-8")
+        (added,) = run(env, "add", srv.url("/rss"), "--to", "news", "--lang", "EN", "--every", "5m",
+                       "--template", f"mastodon={template}", "--utm", "utm_campaign=home")
+        assert (added["mode"], added["language"], added["every_seconds"]) == ("draft", "en", 300)
+        assert added["templates"] == ["mastodon"] and added["utm"] == {"utm_campaign": "home"}
+        (polled,) = run(env, "poll", str(added["id"]))
+        assert (polled["outcome"], polled["new"], polled["drafts"]) == ("fetched", 3, 3)
+        (listed,) = run(env, "list")
+        assert (listed["item_count"], listed["error_count"], listed["silent"]) == (3, 0, False)
+        drafts = run(env, "drafts")
+        assert [d["status"] for d in drafts] == ["draft"] * 3
+        (promoted,) = run(env, "promote", str(drafts[0]["id"]))
+        story = env.cli("stories", "show", str(promoted["story"]), "--json")
+        assert "utm_campaign=home" in json.loads(story.stdout)[0]["variants"]["mastodon"]
+        assert " — http" in json.loads(story.stdout)[0]["variants"]["mastodon"]
+        assert len(run(env, "drafts")) == 2
+        (edited,) = run(env, "edit", str(added["id"]), "--mode", "auto")
+        assert edited["mode"] == "auto"
+        assert run(env, "pause", str(added["id"]))[0]["status"] == "paused"
+        (shown,) = run(env, "show", srv.url("/rss"))
+        assert shown["status"] == "paused" and len(shown["waiting"]) == 2
+        assert run(env, "remove", str(added["id"]))[0]["status"] == "removed"
+        assert run(env, "list") == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["add", "http://x.example/rss", "--to", "news", "--every", "5x"], "every: '5x' is not a duration"),
+    (["add", "http://x.example/rss", "--to", "news", "--every", "10s"], "is outside 60 s to 7 days"),
+    (["add", "http://x.example/rss", "--to", "news", "--mode", "yolo"], "mode: 'yolo' is not one of"),
+    (["add", "ftp://x.example/rss", "--to", "news"], "url: 'ftp://x.example/rss' is not an http(s) URL"),
+    (["add", "http://x.example/rss", "--to", "nobody"], "to: no account has tag 'nobody'"),
+    (["add", "http://x.example/rss", "--to", "news", "--utm", "utm_x=1"], "utm: unknown parameter"),
+    (["promote", "999"], "item: no feed item '999'"),
+])
+def test_bad_input_names_the_field(env: Env, args: list[str], message: str) -> None:
+    done = env.cli("feeds", *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_a_bad_template_file_is_refused_with_its_problem(env: Env, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.j2"
+    bad.write_text("{{ headline }}", encoding="utf-8")
+    done = env.cli("feeds", "add", "http://x.example/rss", "--to", "news", "--template", str(bad))
+    assert done.returncode == 2 and "template: default: unknown field 'headline'" in done.stderr
