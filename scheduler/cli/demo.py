@@ -110,7 +110,7 @@ def run_demo(out: Console, keep: bool = False, timeout: float = 300.0) -> int:
         )
         started = time.monotonic()
         worker = subprocess.Popen(
-            [sys.executable, "-m", "scheduler.cli", "run"],
+            [sys.executable, "-m", "scheduler.cli", "run", "--no-serve"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

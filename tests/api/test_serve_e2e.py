@@ -1,0 +1,94 @@
+"""End to end over HTTP: `crosspost run` serves the API from the worker's process; a story queued
+through it is published once by the real worker (an Idempotency-Key retry adds nothing); a story under
+an approval policy is not claimed until an approver approves it over HTTP, then it is published."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from adapters.base import Credentials
+from adapters.standins import StandIn, standin_class
+from scheduler.core.db import session_scope
+from scheduler.core.models import utcnow
+from scheduler.desk import approval, tokens, users
+from scheduler.desk.access import Actor, Scope
+from scheduler.matrix import accounts
+from tests.conftest import Env, free_port, wait_for
+
+pytestmark = pytest.mark.workers
+
+
+@pytest.fixture
+def mastodon() -> Iterator[StandIn]:
+    standin = standin_class("mastodon")().start()
+    yield standin
+    standin.stop()
+
+
+def _setup(standin: StandIn) -> tuple[str, str, str, str]:
+    """Two accounts (one under an approval policy), an editor's and an approver's token."""
+    cli, now = Actor.cli(), utcnow()
+    with session_scope() as s:
+        free = accounts.add(s, "mastodon", "free", Credentials(standin.add_account("free")),
+                            base_url=standin.url, tags=["free"])
+        held = accounts.add(s, "mastodon", "held", Credentials(standin.add_account("held")),
+                            base_url=standin.url, tags=["held"])
+        approval.add_policy(s, cli, Scope("tag", "held"), now)
+        editor = users.add(s, cli, "ed", now, roles=[users.parse_role(s, "editor")])
+        approver = users.add(s, cli, "ap", now, roles=[users.parse_role(s, "approver")])
+        return (free.label, held.label, tokens.create(s, cli, editor, "cms", now)[1],
+                tokens.create(s, cli, approver, "phone", now)[1])
+
+
+def test_queue_over_http_then_the_worker_publishes_once_and_approval_releases(
+        sqlite_env: Env, mastodon: StandIn, tmp_path: Path) -> None:
+    free, held, editor, approver = _setup(mastodon)
+    port = free_port()
+    proc = sqlite_env.spawn("run", "--concurrency", "2", "--port", str(port), log=tmp_path / "run.log")
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/health", timeout=2).status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, 60, what="the API of `crosspost run`")
+        as_editor = {"Authorization": f"Bearer {editor}", "Idempotency-Key": "article-1"}
+        first = httpx.post(f"{base}/stories", json={"text": "free news", "to": [free]}, headers=as_editor)
+        again = httpx.post(f"{base}/stories", json={"text": "free news", "to": [free]}, headers=as_editor)
+        assert (first.status_code, again.status_code) == (201, 200), first.text
+        waiting = httpx.post(f"{base}/stories", json={"text": "held news", "to": [held]},
+                             headers={"Authorization": f"Bearer {editor}"}).json()
+        assert waiting["states"] == {"awaiting_approval": 1}
+
+        def published(story: int) -> bool:
+            rows = httpx.get(f"{base}/deliveries", params={"story": story},
+                             headers={"Authorization": f"Bearer {approver}"}).json()["items"]
+            return [r["state"] for r in rows] == ["published"]
+
+        wait_for(lambda: published(first.json()["id"]), 60, what="the free story published")
+        # The beat has claimed due work at least once since: the held story is still held.
+        held_now = httpx.get(f"{base}/stories/{waiting['id']}",
+                             headers={"Authorization": f"Bearer {editor}"})
+        assert held_now.json()["states"] == {"awaiting_approval": 1}
+        assert [(p.data["account"], p.data["text"]) for p in mastodon.posts()] == [("free", "free news")]
+        decided = httpx.post(f"{base}/stories/{waiting['id']}/approve", json={"now": True},
+                             headers={"Authorization": f"Bearer {approver}"})
+        assert decided.status_code == 200, decided.text
+        wait_for(lambda: published(waiting["id"]), 60, what="the approved story published")
+        assert [(p.data["account"], p.data["text"]) for p in mastodon.posts()] == [
+            ("free", "free news"), ("held", "held news")]
+        assert mastodon.duplicates() == 0
+    except AssertionError:
+        raise AssertionError((tmp_path / "run.log").read_text(errors="replace")[-3000:]) from None
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
