@@ -5,12 +5,15 @@ language routing, Open Graph images, and two pollers at once."""
 from __future__ import annotations
 
 import io
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+import urllib3
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -298,3 +301,36 @@ def test_the_articles_open_graph_image_is_fetched_once(env: Env, srv: FeedServer
         assert story.media[0]["width"] == 64
         assert story.variants["bluesky"].startswith("Bridge [The bridge at dusk] ")
     assert srv.hits("/article") == 1 and srv.hits("/img.png") == 1
+
+
+def test_a_redirect_to_a_private_address_is_refused(db_env: Env, srv: FeedServer,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the opt-in: a public host (played by the local server: the connect to the vetted public
+    address is carried to it) redirects to loopback; the second hop is vetted and refused."""
+    port = int(srv.base.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+
+    def resolve(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "feeds.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    monkeypatch.setattr(urllib3.util.connection, "create_connection",
+                        lambda address, *a, **k: socket.create_connection(("127.0.0.1", port), timeout=5))
+    accounts(("mastodon", None, False))
+    srv.routes["/rss"] = (302, {"Location": srv.url("/inside")}, b"")
+    srv.routes["/inside"] = (200, XML, rss(THREE))
+    result = polling.poll_feed(add_feed(f"http://feeds.test:{port}/rss"), T0)
+    assert result.outcome == "error" and "non-public address (127.0.0.1)" in (result.error or "")
+    assert srv.hits("/rss") == 1 and srv.hits("/inside") == 0
+
+
+def test_the_tick_hands_out_only_due_active_feeds(env: Env, srv: FeedServer) -> None:
+    accounts(("mastodon", None, False))
+    due, later, paused = (add_feed(srv.url(f"/{n}")) for n in ("a", "b", "c"))
+    with session_scope() as s:
+        s.get(Feed, later).next_poll_at = T0 + timedelta(minutes=1)  # type: ignore[union-attr]
+        registry.set_status(s, s.get(Feed, paused), "paused", T0)  # type: ignore[arg-type]
+    sent: list[int] = []
+    assert polling.tick(sent.append, T0) == [due] and sent == [due]

@@ -189,6 +189,13 @@ def poll_feed(feed_id: int, now: datetime | None = None, settings: Settings | No
         message = " ".join(str(exc).split())
         _failed(feed_id, now, message)
         return PollResult(feed_id, "error", error=message)
+    except Exception as exc:
+        # A parser's bug on one odd document must not leave the feed claimed and silent: it backs off
+        # and shows the error like any other.
+        log.exception("feed %s: reading %s failed", feed_id, url)
+        message = f"feed: cannot read {url}: {type(exc).__name__}"
+        _failed(feed_id, now, message)
+        return PollResult(feed_id, "error", error=message)
     result = PollResult(feed_id, "not_modified" if parsed is None else "fetched")
     with session_scope() as s:
         feed = s.get(Feed, feed_id)
