@@ -1,0 +1,63 @@
+"""The desk's commands, as an operator runs them: users, tokens (the secret printed once, never
+listed), policies, stories approve/reject, audit; each with --json."""
+
+from __future__ import annotations
+
+import json
+
+from scheduler.core.db import session_scope
+from scheduler.core.models import utcnow
+from scheduler.desk import stories
+from scheduler.desk.access import Actor
+from scheduler.stories import drafts
+from tests.conftest import Env
+from tests.factories import make_account
+
+
+def ok(env: Env, *args: str, stdin: str | None = None) -> list[dict[str, object]]:
+    done = env.cli(*args, "--json", stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_users_and_tokens(sqlite_env: Env) -> None:
+    env = sqlite_env
+    added = ok(env, "users", "add", "ana", "--role", "editor@tag:en", "--password", stdin="long enough pw\n")
+    assert added[0]["roles"] == ["editor@tag:en"] and added[0]["has_password"] is True
+    short = env.cli("users", "add", "bob", "--password", stdin="short\n")
+    assert short.returncode == 2 and "at least 12 characters" in short.stderr and "short" not in short.stderr
+    bad_role = env.cli("users", "add", "bob", "--role", "boss")
+    assert bad_role.returncode == 2
+    assert "role: 'boss' is not one of viewer, editor, approver, admin" in bad_role.stderr
+    created = ok(env, "tokens", "create", "ana", "--name", "laptop", "--days", "1")[0]
+    secret = str(created["token"])
+    listed = env.cli("tokens", "list", "--json")
+    assert secret not in listed.stdout and json.loads(listed.stdout)[0]["name"] == "laptop"
+    people = env.cli("users", "list", "--json")
+    assert "argon2" not in people.stdout and "long enough" not in people.stdout
+    assert ok(env, "tokens", "revoke", str(created["id"]))[0]["revoked"] is True
+    assert ok(env, "users", "disable", "ana")[0]["disabled"] is True
+    actions = [e["action"] for e in ok(env, "audit")]
+    assert actions == ["user.disable", "token.revoke", "token.create", "user.add"]
+    assert all(secret not in json.dumps(e) for e in ok(env, "audit"))
+
+
+def test_policies_and_approval_from_the_command(sqlite_env: Env) -> None:
+    env = sqlite_env
+    with session_scope() as s:
+        label = make_account(s, tags=["en"]).label
+    assert ok(env, "policies", "add", "tag:en")[0]["scope"] == "tag:en"
+    own = ok(env, "stories", "queue", "--text", "mine", "--to", label)[0]
+    assert own["states"] == {"awaiting_approval": 1}
+    refused = env.cli("stories", "approve", str(own["id"]))
+    assert refused.returncode == 2 and "another approver must approve it" in refused.stderr
+    writer = Actor(name="writer", via="test", roles=Actor.cli().roles)
+    with session_scope() as s:
+        theirs = stories.queue(s, writer, drafts.Draft(text="theirs", targets=[label]), utcnow()).id
+    approved = ok(env, "stories", "approve", str(theirs), "--now")[0]
+    assert (approved["status"], approved["scheduled"]) == ("approved", 1)
+    rejected = ok(env, "stories", "reject", str(own["id"]), "--reason", "not ours to publish")[0]
+    assert (rejected["status"], rejected["cancelled"]) == ("rejected", 1)
+    trail = ok(env, "audit", "--object", f"story:{own['id']}")
+    assert [e["action"] for e in trail] == ["story.reject", "story.queue"]
+    assert trail[0]["change"]["reason"] == "not ours to publish" and trail[0]["via"] == "cli"
