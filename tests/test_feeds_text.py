@@ -155,6 +155,8 @@ def test_the_sandbox_refuses_unsafe_and_huge_templates() -> None:
         templates.render("{{ title.__class__.__mro__ }}", FIELDS)
     with pytest.raises(UserError, match="too large"):
         templates.render("{{ title * 10000000 }}", FIELDS)
+    endless = "{% for i in range(99999) %}{% for j in range(99999) %}0123456789{% endfor %}{% endfor %}"
+    assert len(templates.render(endless, FIELDS)) == templates.OUTPUT_LIMIT
 
 
 def test_a_template_asks_for_the_image_by_mentioning_it() -> None:

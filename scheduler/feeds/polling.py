@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -100,16 +100,25 @@ def _fetch(url: str, etag: str | None, modified: str | None,
 
 
 def _unseen(s: Session, feed_id: int, entries: list[Entry]) -> list[Entry]:
-    """Entries whose GUID this feed never had and whose canonical link no feed ever had."""
-    fresh = []
-    for entry in entries:
-        guid_key, link_key = links.text_key(entry.guid), links.link_key(entry.link)
-        seen = select(FeedItem.id).where(or_(
-            (FeedItem.feed_id == feed_id) & (FeedItem.guid_key == guid_key),
-            FeedItem.link_key == link_key if link_key else False)).limit(1)
-        if s.scalars(seen).first() is None:
-            fresh.append(entry)
-    return fresh
+    """Entries whose GUID this feed never had and whose canonical link no feed ever had (read in
+    batches; the unique keys still decide when the item is stored)."""
+    guid_keys = {links.text_key(e.guid) for e in entries}
+    link_keys = {k for e in entries if (k := links.link_key(e.link))}
+    seen_guids: set[str] = set()
+    seen_links: set[str] = set()
+    for batch in _batches(sorted(guid_keys)):
+        seen_guids.update(s.scalars(select(FeedItem.guid_key).where(FeedItem.feed_id == feed_id,
+                                                                    FeedItem.guid_key.in_(batch))))
+    for batch in _batches(sorted(link_keys)):
+        seen_links.update(k for k in s.scalars(select(FeedItem.link_key).where(FeedItem.link_key.in_(batch)))
+                          if k)
+    return [e for e in entries if links.text_key(e.guid) not in seen_guids
+            and links.link_key(e.link) not in seen_links]
+
+
+def _batches(keys: list[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(keys), size):
+        yield keys[start:start + size]
 
 
 def _images(entries: list[Entry], settings: Settings) -> dict[str, dict[str, Any]]:

@@ -80,10 +80,18 @@ class Fields:
 
 def render(source: str, fields: Fields) -> str:
     """The template's text for ``fields``: blank lines that empty fields leave collapsed, trimmed."""
+    pieces: list[str] = []
+    size = 0
     try:
-        text = _ENV.from_string(source).render(**fields.__dict__)
+        # Generated piece by piece, so a loop that writes without end stops at the limit.
+        for piece in _ENV.from_string(source).generate(**fields.__dict__):
+            pieces.append(piece)
+            size += len(piece)
+            if size > OUTPUT_LIMIT:
+                break
     except TemplateError as exc:
         raise UserError(f"template: {' '.join(str(exc).split())}") from None
+    text = "".join(pieces)
     text = re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", text).strip()
     return text[:OUTPUT_LIMIT]
 
