@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from scheduler.api import problems
 from scheduler.api.routes import deliveries, people, stories, system
+from scheduler.api.schemas import PROBLEMS
 
 
 def create_app() -> FastAPI:
@@ -13,6 +14,6 @@ def create_app() -> FastAPI:
                   "functions as the `crosspost` command, checked against each caller's roles and scopes.")
     problems.install(app)
     for module in (system, stories, deliveries, people):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=PROBLEMS)
     return app
 

@@ -3,9 +3,15 @@ against it). Responses allow extra fields, so a new field is not a breaking chan
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
+
+from scheduler.core.errors import MAX_ID
+
+# A row id in a path: beyond MAX_ID it cannot exist (and the database driver would overflow).
+ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class Open(BaseModel):
@@ -91,3 +97,35 @@ class TokenOut(Open):
 class Health(BaseModel):
     ready: bool
     checks: dict[str, dict[str, Any]]
+
+
+class FieldError(Open):
+    field: str | None = None
+    account: str | None = None
+    detail: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "model": Problem,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+# Every route may answer these; the app declares them once for all.
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: _problem("A body that is not JSON (or not a form)"), 401: _problem("No valid bearer token"),
+    403: _problem("The caller's roles or scopes do not allow it"),
+    404: _problem("No such object"), 409: _problem("The object's state does not allow it now"),
+    422: _problem("Invalid input, each problem by field (or by account)"),
+    429: _problem("Too many failed logins"),
+}

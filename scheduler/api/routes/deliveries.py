@@ -7,13 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from scheduler.api.auth import Editor, Viewer
-from scheduler.api.schemas import Changed, Page, Resolve
+from scheduler.api.schemas import Changed, ObjectId, Page, Resolve
 from scheduler.core.db import session_scope
+from scheduler.core.errors import MAX_ID
 from scheduler.core.models import utcnow
 from scheduler.desk import deliveries as desk
 
 router = APIRouter(prefix="/deliveries", tags=["deliveries"])
-Id = Annotated[int, Query(ge=1, le=2**31 - 1)]
+Id = Annotated[int, Query(ge=1, le=MAX_ID)]
 
 
 @router.get("", response_model=Page)
@@ -26,20 +27,20 @@ def list_deliveries(actor: Viewer, state: str | None = None, story: Id | None = 
 
 
 @router.get("/{delivery_id}", response_model=Changed)
-def show_delivery(delivery_id: int, actor: Viewer) -> dict[str, Any]:
+def show_delivery(delivery_id: ObjectId, actor: Viewer) -> dict[str, Any]:
     with session_scope() as s:
         return desk.show(s, actor, delivery_id)
 
 
 @router.post("/{delivery_id}/retry", response_model=Changed)
-def retry_delivery(delivery_id: int, actor: Editor) -> dict[str, Any]:
+def retry_delivery(delivery_id: ObjectId, actor: Editor) -> dict[str, Any]:
     with session_scope() as s:
         desk.retry(s, actor, delivery_id, utcnow())
     return {"id": delivery_id, "state": "scheduled"}
 
 
 @router.post("/{delivery_id}/resolve", response_model=Changed)
-def resolve_delivery(delivery_id: int, body: Resolve, actor: Editor) -> dict[str, Any]:
+def resolve_delivery(delivery_id: ObjectId, body: Resolve, actor: Editor) -> dict[str, Any]:
     with session_scope() as s:
         state = desk.resolve(s, actor, delivery_id, utcnow(), published=body.published,
                              republish=body.republish)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request
 
 from scheduler.api.auth import Admin, AnyUser, address
-from scheduler.api.schemas import Changed, Page, PolicyIn, TokenIn, TokenOut, UserIn
+from scheduler.api.schemas import Changed, ObjectId, Page, PolicyIn, TokenIn, TokenOut, UserIn
 from scheduler.core.db import session_scope
 from scheduler.core.models import utcnow
 from scheduler.desk import approval, audit, logins, tokens, users
@@ -70,7 +70,7 @@ def create_token(body: TokenIn, actor: Admin) -> dict[str, Any]:
 
 
 @router.post("/tokens/{token_id}/revoke", response_model=Changed)
-def revoke_token(token_id: int, actor: AnyUser) -> dict[str, Any]:
+def revoke_token(token_id: ObjectId, actor: AnyUser) -> dict[str, Any]:
     with session_scope() as s:
         token = tokens.revoke(s, actor, token_id, utcnow())
         return {"id": token.id, "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None}
@@ -90,7 +90,7 @@ def add_policy(body: PolicyIn, actor: Admin) -> dict[str, Any]:
 
 
 @router.delete("/approval-policies/{policy_id}", response_model=Changed)
-def remove_policy(policy_id: int, actor: Admin) -> dict[str, Any]:
+def remove_policy(policy_id: ObjectId, actor: Admin) -> dict[str, Any]:
     with session_scope() as s:
         approval.remove_policy(s, actor, policy_id, utcnow())
     return {"id": policy_id, "removed": True}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy.exc import IntegrityError
 
 from scheduler.api.auth import Approver, Editor, Viewer
-from scheduler.api.schemas import Approve, Changed, Page, Reject, Retime, StoryEdit, StoryIn
+from scheduler.api.schemas import Approve, Changed, ObjectId, Page, Reject, Retime, StoryEdit, StoryIn
 from scheduler.core.db import session_scope
 from scheduler.core.models import utcnow
 from scheduler.desk import approval, idempotency
@@ -70,13 +70,13 @@ def list_stories(actor: Viewer, status: str | None = None, cursor: str | None = 
 
 
 @router.get("/{story_id}", response_model=Changed)
-def show_story(story_id: int, actor: Viewer) -> dict[str, Any]:
+def show_story(story_id: ObjectId, actor: Viewer) -> dict[str, Any]:
     with session_scope() as s:
         return desk.show(s, actor, desk.find(s, actor, story_id))
 
 
 @router.patch("/{story_id}", response_model=Changed)
-def edit_story(story_id: int, body: StoryEdit, actor: Editor) -> dict[str, Any]:
+def edit_story(story_id: ObjectId, body: StoryEdit, actor: Editor) -> dict[str, Any]:
     """Edit text, link or variants until a delivery starts; a story needing approval waits again."""
     with session_scope() as s:
         story = desk.edit(s, actor, story_id, utcnow(), text=body.text, link=body.link,
@@ -85,13 +85,13 @@ def edit_story(story_id: int, body: StoryEdit, actor: Editor) -> dict[str, Any]:
 
 
 @router.post("/{story_id}/cancel", response_model=Changed)
-def cancel_story(story_id: int, actor: Editor) -> dict[str, Any]:
+def cancel_story(story_id: ObjectId, actor: Editor) -> dict[str, Any]:
     with session_scope() as s:
         return {"story": story_id, "cancelled": desk.cancel(s, actor, story_id, utcnow())}
 
 
 @router.post("/{story_id}/retime", response_model=Changed)
-def retime_story(story_id: int, body: Retime, actor: Editor) -> dict[str, Any]:
+def retime_story(story_id: ObjectId, body: Retime, actor: Editor) -> dict[str, Any]:
     at = drafts.parse_time(body.at) if body.at is not None else None
     with session_scope() as s:
         return {"story": story_id, "moved": desk.retime(s, actor, story_id, utcnow(), at=at,
@@ -99,7 +99,7 @@ def retime_story(story_id: int, body: Retime, actor: Editor) -> dict[str, Any]:
 
 
 @router.post("/{story_id}/approve", response_model=Changed)
-def approve_story(story_id: int, body: Approve, actor: Approver) -> dict[str, Any]:
+def approve_story(story_id: ObjectId, body: Approve, actor: Approver) -> dict[str, Any]:
     """409 if the story's time has passed and neither ``now`` nor ``at`` is given."""
     at = drafts.parse_time(body.at) if body.at is not None else None
     with session_scope() as s:
@@ -110,7 +110,7 @@ def approve_story(story_id: int, body: Approve, actor: Approver) -> dict[str, An
 
 
 @router.post("/{story_id}/reject", response_model=Changed)
-def reject_story(story_id: int, body: Reject, actor: Approver) -> dict[str, Any]:
+def reject_story(story_id: ObjectId, body: Reject, actor: Approver) -> dict[str, Any]:
     with session_scope() as s:
         story = desk.find(s, actor, story_id, "approver")
         cancelled = approval.reject(s, actor, story, body.reason, utcnow())

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from config.settings import get_settings
 from scheduler.api.auth import Viewer
-from scheduler.api.schemas import Changed, Health
+from scheduler.api.schemas import Changed, Health, ObjectId
 from scheduler.core.db import session_scope
 from scheduler.core.deliveries import DUE
 from scheduler.core.models import Account, Delivery, utcnow
@@ -82,9 +82,9 @@ def list_accounts(actor: Viewer) -> list[dict[str, Any]]:
 
 
 @router.get("/accounts/{account_id}", response_model=Changed, tags=["accounts"])
-def show_account(account_id: int, actor: Viewer) -> dict[str, Any]:
+def show_account(account_id: ObjectId, actor: Viewer) -> dict[str, Any]:
     with session_scope() as s:
-        account = matrix.find(s, str(account_id)) if account_id > 0 else matrix.find(s, "0")
+        account = matrix.find(s, str(account_id))
         if not actor.may("viewer", account):
             raise Forbidden(f"account: {actor.name} may not see {account.label}")
         return matrix.describe(account)
