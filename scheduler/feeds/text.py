@@ -75,9 +75,10 @@ def cut_points(text: str) -> list[int]:
 def clip(text: str, point: int) -> str:
     """The part of ``text`` before ``point`` with an ellipsis (trailing spaces and commas dropped)."""
     head = text[:point].rstrip(" \t\n,;:-\u2013\u2014\u3001\uff0c")
-    # An ellipsis glued to a link would become part of it for some linkifiers.
-    return f"{head} {ELLIPSIS}" if _LINK.search(head.rsplit(None, 1)[-1] if head.strip() else "") \
-        else head + ELLIPSIS
+    words = head.split()
+    if words and _LINK.match(words[-1]):
+        return f"{head} {ELLIPSIS}"  # glued to a link, the ellipsis would become part of it
+    return head + ELLIPSIS
 
 
 def shorten(text: str, limit: int, count: Callable[[str], int] = len) -> str:
