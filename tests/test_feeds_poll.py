@@ -334,3 +334,29 @@ def test_the_tick_hands_out_only_due_active_feeds(env: Env, srv: FeedServer) -> 
         registry.set_status(s, s.get(Feed, paused), "paused", T0)  # type: ignore[arg-type]
     sent: list[int] = []
     assert polling.tick(sent.append, T0) == [due] and sent == [due]
+
+
+def test_the_poll_task_polls_one_feed(env: Env, srv: FeedServer) -> None:
+    from scheduler.tasks import poll_feed
+
+    accounts(("mastodon", None, False))
+    srv.routes["/rss"] = (200, XML, rss(THREE))
+    feed_id = add_feed(srv.url("/rss"))
+    assert poll_feed.run(feed_id) == "fetched"
+    assert poll_feed.run(feed_id) == "skipped"  # not due again for its interval
+    assert count(FeedItem) == 3
+
+
+def test_a_feed_quiet_for_three_usual_gaps_is_flagged_silent(env: Env, srv: FeedServer) -> None:
+    accounts(("mastodon", None, False))
+    srv.routes["/rss"] = (200, XML, rss(THREE))
+    feed_id = add_feed(srv.url("/rss"))
+    for hours, entries in enumerate([THREE[:1], THREE[:2], THREE]):
+        srv.routes["/rss"] = (200, XML, rss(entries))
+        polling.poll_feed(feed_id, T0 + timedelta(hours=hours), force=True)
+    last = T0 + timedelta(hours=2)
+    with session_scope() as s:
+        feed = s.get(Feed, feed_id)
+        assert feed is not None and feed.last_new_at == last
+        assert registry.describe(s, feed, last + timedelta(hours=2))["silent"] is False
+        assert registry.describe(s, feed, last + timedelta(hours=3, minutes=1))["silent"] is True
