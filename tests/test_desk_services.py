@@ -4,6 +4,7 @@ no bypass by retry), the audit log, and the login limit."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -225,3 +226,36 @@ def test_pages_follow_the_cursor_without_repeats() -> None:
                 break
             cursor = page.next_cursor
     assert seen == sorted(made, reverse=True)
+
+
+def test_two_approvers_at_once_one_wins() -> None:
+    (en,) = accounts_tagged("en")
+    story_id = queue(person("ed", "editor"), [en])
+    with session_scope() as s:
+        s.execute(update(Story).where(Story.id == story_id).values(status="awaiting_approval"))
+        s.execute(update(Delivery).where(Delivery.story_id == story_id).values(state="awaiting_approval"))
+    approvers = [person("ap1", "approver"), person("ap2", "approver")]
+    barrier = threading.Barrier(2)
+    results: list[str] = []
+
+    def decide(actor: Actor) -> None:
+        with session_scope() as s:
+            read = s.get(Story, story_id)
+        barrier.wait(10)  # both have read it awaiting approval before either decides
+        try:
+            with session_scope() as s:
+                assert read is not None
+                approval.approve(s, actor, s.merge(read, load=False), NOW)  # decides on what it read
+            results.append("approved")
+        except Conflict:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=decide, args=(a,)) for a in approvers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == ["approved", "conflict"]
+    with session_scope() as s:
+        approvals = s.scalars(select(AuditEntry.actor).where(AuditEntry.action == "story.approve")).all()
+    assert len(approvals) == 1 and states(story_id) == {"scheduled"}

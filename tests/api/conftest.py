@@ -53,3 +53,11 @@ def desk(sqlite_env: Env) -> Iterator[Desk]:
     made = make_desk(sqlite_env)
     yield made
     made.client.close()
+
+
+@pytest.fixture
+def any_desk(db_env: Env) -> Iterator[Desk]:
+    """The desk on SQLite and on PostgreSQL."""
+    made = make_desk(db_env)
+    yield made
+    made.client.close()

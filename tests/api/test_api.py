@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from datetime import timedelta
 
 from scheduler.core.models import utcnow
@@ -134,3 +135,25 @@ def test_health_and_metrics(desk: Desk) -> None:
     assert health.status_code == (200 if body["ready"] else 503)
     metrics = desk.client.get("/metrics").text
     assert 'crosspost_deliveries{platform="mastodon",state="scheduled"} 1.0' in metrics
+
+
+def test_concurrent_retries_with_one_key_queue_one_story(any_desk: Desk) -> None:
+    desk = any_desk
+    headers = {**desk.as_("editor"), "Idempotency-Key": "burst"}
+    barrier = threading.Barrier(4)
+    answers: list[tuple[int, int]] = []
+
+    def post() -> None:
+        barrier.wait(10)
+        answer = desk.client.post("/stories", json={"text": "burst", "to": [desk.en]}, headers=headers)
+        answers.append((answer.status_code, answer.json().get("id", -1)))
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(code for code, _ in answers) == [200, 200, 200, 201]
+    assert len({story for _, story in answers}) == 1
+    listed = desk.client.get("/stories", headers=desk.as_("admin")).json()["items"]
+    assert len(listed) == 1
