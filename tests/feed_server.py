@@ -4,12 +4,15 @@ a fixed (status, headers, body) or a function of the request; every request is r
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-Answer = tuple[int, dict[str, str], bytes]
+# A body given as a list of pieces is trickled: one piece every TRICKLE seconds.
+Answer = tuple[int, dict[str, str], bytes | list[bytes]]
+TRICKLE = 0.2
 Route = Answer | Callable[[dict[str, str]], Answer]
 
 
@@ -47,10 +50,17 @@ def serving() -> Iterator[FeedServer]:
             self.send_response(status)
             for key, value in answer.items():
                 self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
+            pieces = body if isinstance(body, list) else [body]
+            self.send_header("Content-Length", str(sum(len(p) for p in pieces)))
             self.end_headers()
-            if body:
-                self.wfile.write(body)
+            for n, piece in enumerate(pieces):
+                if n:
+                    time.sleep(TRICKLE)
+                try:
+                    self.wfile.write(piece)
+                    self.wfile.flush()
+                except OSError:  # the client gave up (a time limit): nothing more to send
+                    return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +18,13 @@ import urllib3
 from PIL import Image
 from sqlalchemy import func, select
 
-from config.settings import reset_settings
+from config.settings import Settings, reset_settings
 from scheduler.core.db import session_scope
 from scheduler.core.errors import UserError
 from scheduler.core.models import Delivery, Story
 from scheduler.feeds import inbox, making, polling, registry
 from scheduler.feeds.models import Feed, FeedItem
+from scheduler.stories import fetching
 from tests.conftest import Env
 from tests.factories import make_account
 from tests.feed_server import THREE, XML, FeedServer, rss, serving
@@ -360,3 +362,10 @@ def test_a_feed_quiet_for_three_usual_gaps_is_flagged_silent(env: Env, srv: Feed
         assert feed is not None and feed.last_new_at == last
         assert registry.describe(s, feed, last + timedelta(hours=2))["silent"] is False
         assert registry.describe(s, feed, last + timedelta(hours=3, minutes=1))["silent"] is True
+
+
+def test_a_feed_that_trickles_past_the_time_limit_is_cut_off(srv: FeedServer, tmp_path: Path) -> None:
+    srv.routes["/slow"] = (200, XML, [b"<rss>" + b" " * 100] * 30)  # six seconds in all
+    settings = Settings(data_dir=tmp_path, media_allow_private=True)
+    with pytest.raises(UserError, match=r"took longer than 1 s"):
+        fetching.fetch(srv.url("/slow"), io.BytesIO(), settings, what="feed", timeout=1)

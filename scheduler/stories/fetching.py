@@ -122,7 +122,9 @@ def fetch(url: str, target: BinaryIO, settings: Settings, *, what: str = "media"
                 raise UserError(f"{what}: {shown(url)} answered {response.status}")
             size = 0
             try:
-                for chunk in response.stream(1024 * 256):
+                # read1 returns whatever has arrived: a body trickled a few bytes at a time meets the
+                # time limit, where filling a fixed-size chunk would wait for all of it.
+                while chunk := response.read1(1024 * 256):
                     size += len(chunk)
                     if size > max_bytes:
                         raise UserError(f"{what}: {shown(url)} is larger than {max_bytes} bytes")
