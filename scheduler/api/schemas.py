@@ -76,6 +76,21 @@ class TokenIn(BaseModel):
     days: float | None = Field(90, gt=0, le=3660)
 
 
+class AccountEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, max_length=255, description="Empty clears it.")
+    tags: list[str] | None = Field(None, max_length=50, description="Replaces the tags.")
+    tz: str | None = Field(None, max_length=64)
+    language: str | None = Field(None, max_length=35, description="Empty clears it.")
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cron: list[str] = Field(max_length=50, description="Cron expressions in the account's zone.")
+    min_gap_minutes: int = Field(0, ge=0, le=10080)
+    tz: str | None = Field(None, max_length=64)
+
+
 class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scope: str = Field(min_length=1, max_length=300, description="tag:TAG or account:ID")

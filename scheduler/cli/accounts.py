@@ -6,11 +6,12 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import select
 
 from scheduler.cli.common import JsonOpt, db, done, emit, group, require_database
 from scheduler.core.errors import UserError, read_text_file, shown_path
-from scheduler.core.models import Account, utcnow
+from scheduler.core.models import utcnow
+from scheduler.desk import accounts as desk
+from scheduler.desk.access import Actor
 from scheduler.matrix import accounts
 
 accounts_app = group("The account matrix.")
@@ -61,8 +62,7 @@ def _unverified(label: str, verified: bool) -> None:
 def accounts_list(as_json: JsonOpt = False) -> None:
     """Every account with its status and token expiry."""
     with db() as s:
-        rows = [accounts.describe(a) for a in s.scalars(
-            select(Account).where(Account.status != "removed").order_by(Account.id))]
+        rows = desk.listing(s, Actor.cli())
     emit(rows, as_json, ["id", "account", "name", "tags", "tz", "status", "token_expires_at"])
 
 
@@ -70,15 +70,13 @@ def accounts_list(as_json: JsonOpt = False) -> None:
 def accounts_show(account: str, as_json: JsonOpt = False) -> None:
     """One account: status, tags, zone, language, token expiry, schedule."""
     with db() as s:
-        row = accounts.describe(accounts.find(s, account))
+        row = accounts.describe(desk.find(s, Actor.cli(), account))
     emit([row], as_json, list(row))
 
 
 def _set_status(account: str, status: str, as_json: bool) -> None:
     with db() as s:
-        found = accounts.find(s, account)
-        accounts.set_status(s, found, status)
-        row = accounts.describe(found)
+        row = desk.set_status(s, Actor.cli(), account, status, utcnow())
     emit([row], as_json, ["id", "account", "status"])
 
 
@@ -98,9 +96,9 @@ def accounts_resume(account: str, as_json: JsonOpt = False) -> None:
 def accounts_remove(account: str, as_json: JsonOpt = False) -> None:
     """Remove an account; its pending deliveries are cancelled, its history is kept."""
     with db() as s:
-        found = accounts.find(s, account)
-        cancelled = accounts.remove(s, found, utcnow())
-    done(as_json, f"removed {found.label}; {cancelled} pending deliveries cancelled", account=found.label,
+        label = desk.find(s, Actor.cli(), account).label
+        cancelled = desk.remove(s, Actor.cli(), account, utcnow())
+    done(as_json, f"removed {label}; {cancelled} pending deliveries cancelled", account=label,
          removed=True, cancelled=cancelled)
 
 
@@ -136,7 +134,6 @@ def accounts_edit(
     if name is None and tag is None and not no_tags and tz is None and language is None:
         raise UserError("edit: nothing to change; give --name, --tag, --no-tags, --tz or --language")
     with db() as s:
-        found = accounts.edit(s, accounts.find(s, account), name=name, tags=[] if no_tags else tag, tz=tz,
-                              language=language)
-        row = accounts.describe(found)
+        row = desk.edit(s, Actor.cli(), account, utcnow(), name=name, tags=[] if no_tags else tag, tz=tz,
+                        language=language)
     emit([row], as_json, ["id", "account", "name", "tags", "tz", "language", "status"])

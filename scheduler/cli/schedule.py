@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated, Any
-from zoneinfo import ZoneInfo
+from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
 from scheduler.cli.common import JsonOpt, db, done, emit, group
-from scheduler.core.errors import UserError
-from scheduler.core.models import Account, Delivery, utcnow
-from scheduler.matrix import accounts
-from scheduler.stories import slots
+from scheduler.core.models import utcnow
+from scheduler.desk import accounts as desk
+from scheduler.desk.access import Actor
 
 schedule_app = group("Posting schedules (cron slots in each account's time zone).")
 
@@ -27,24 +23,18 @@ def schedule_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Replace the account's posting schedule."""
-    exprs = [slots.check_cron(expr) for expr in cron]
     with db() as s:
-        found = accounts.find(s, account)
-        if tz is not None:
-            found.tz = accounts.check_tz(tz)
-        found.schedule, found.min_gap_minutes = exprs, min_gap
-        label, zone = found.label, found.tz
-    done(as_json, f"{label}: {len(exprs)} cron slot(s) in {zone}, at least {min_gap} min apart",
-         account=label, schedule=exprs, tz=zone, min_gap_minutes=min_gap)
+        row = desk.set_schedule(s, Actor.cli(), account, utcnow(), cron, min_gap, tz)
+    done(as_json, f"{row['account']}: {len(row['schedule'])} cron slot(s) in {row['tz']}, at least "
+         f"{min_gap} min apart", **row)
 
 
 @schedule_app.command("clear")
 def schedule_clear(account: str, as_json: JsonOpt = False) -> None:
     """Remove the account's schedule (stories can still go out at a fixed time or now)."""
     with db() as s:
-        found = accounts.find(s, account)
-        found.schedule, found.min_gap_minutes = [], 0
-    done(as_json, f"{found.label}: schedule cleared", account=found.label, schedule=[])
+        row = desk.set_schedule(s, Actor.cli(), account, utcnow(), [])
+    done(as_json, f"{row['account']}: schedule cleared", account=row["account"], schedule=[])
 
 
 @schedule_app.command("show")
@@ -55,31 +45,6 @@ def schedule_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Upcoming slots and what fills them, in the account's zone and in the operator's."""
-    operator_zone = ZoneInfo(accounts.check_tz(tz))
-    now = utcnow()
-    end = now + timedelta(days=days)
-    rows: list[dict[str, Any]] = []
     with db() as s:
-        chosen = [accounts.find(s, account)] if account else list(s.scalars(
-            select(Account).where(Account.status != "removed").order_by(Account.id)))
-        for acct in chosen:
-            if not acct.schedule:
-                if account:
-                    raise UserError(f"{acct.label}: has no posting schedule")
-                continue
-            filled = {d.slot_at: d for d in s.scalars(select(Delivery).where(
-                Delivery.account_id == acct.id, Delivery.slot_at.is_not(None), Delivery.slot_at <= end,
-                Delivery.slot_at > now, Delivery.state.in_(slots.LIVE)))}
-            zone = ZoneInfo(acct.tz)
-            for slot in slots.slots(acct.schedule, acct.tz, now):
-                if slot > end:
-                    break
-                d = filled.get(slot)
-                rows.append({
-                    "account": acct.label, "slot_at": slot.isoformat(),
-                    "account_time": slot.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),
-                    "operator_time": slot.astimezone(operator_zone).strftime("%a %Y-%m-%d %H:%M %Z"),
-                    "delivery": d.id if d else None, "story": d.story_id if d else None,
-                    "state": d.state if d else "free",
-                })
+        rows = desk.upcoming_slots(s, Actor.cli(), utcnow(), ref=account, days=days, tz=tz)
     emit(rows, as_json, ["account", "account_time", "operator_time", "state", "story", "delivery"])

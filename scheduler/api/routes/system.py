@@ -1,4 +1,4 @@
-"""/health, /metrics, /accounts and /followers: the installation's state and the matrix."""
+"""/health, /metrics and /followers: the installation's state and the matrix's audience."""
 
 from __future__ import annotations
 
@@ -17,15 +17,13 @@ from sqlalchemy import func, select
 
 from config.settings import get_settings
 from scheduler.api.auth import Viewer
-from scheduler.api.schemas import Changed, Health, ObjectId
+from scheduler.api.schemas import Changed, Health
 from scheduler.core.db import session_scope
 from scheduler.core.deliveries import DUE
 from scheduler.core.models import Account, Delivery, utcnow
 from scheduler.desk import health
 from scheduler.desk.access import require_everywhere
-from scheduler.desk.errors import Forbidden
 from scheduler.followers import summary
-from scheduler.matrix import accounts as matrix
 
 router = APIRouter()
 
@@ -71,23 +69,6 @@ def metrics() -> Response:
     registry = CollectorRegistry()
     registry.register(_Figures())
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-
-@router.get("/accounts", response_model=list[Changed], tags=["accounts"])
-def list_accounts(actor: Viewer) -> list[dict[str, Any]]:
-    """The accounts the caller may see."""
-    with session_scope() as s:
-        live = s.scalars(select(Account).where(Account.status != "removed").order_by(Account.id))
-        return [matrix.describe(a) for a in live if actor.may("viewer", a)]
-
-
-@router.get("/accounts/{account_id}", response_model=Changed, tags=["accounts"])
-def show_account(account_id: ObjectId, actor: Viewer) -> dict[str, Any]:
-    with session_scope() as s:
-        account = matrix.find(s, str(account_id))
-        if not actor.may("viewer", account):
-            raise Forbidden(f"account: {actor.name} may not see {account.label}")
-        return matrix.describe(account)
 
 
 @router.get("/followers/report", response_model=Changed, tags=["followers"],
