@@ -369,3 +369,15 @@ def test_a_feed_that_trickles_past_the_time_limit_is_cut_off(srv: FeedServer, tm
     settings = Settings(data_dir=tmp_path, media_allow_private=True)
     with pytest.raises(UserError, match=r"took longer than 1 s"):
         fetching.fetch(srv.url("/slow"), io.BytesIO(), settings, what="feed", timeout=1)
+
+
+def test_the_desks_approval_policy_holds_an_auto_story_too(env: Env, srv: FeedServer) -> None:
+    from scheduler.desk.models import ApprovalPolicy
+
+    accounts(("mastodon", None, False))
+    with session_scope() as s:
+        s.add(ApprovalPolicy(scope_kind="tag", scope_value="news", created_at=T0))
+    srv.routes["/rss"] = (200, XML, rss(THREE[:1]))
+    polling.poll_feed(add_feed(srv.url("/rss"), mode="auto"), T0)
+    with session_scope() as s:
+        assert [d.state for d in s.scalars(select(Delivery))] == ["awaiting_approval"]

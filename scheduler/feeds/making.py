@@ -13,6 +13,7 @@ from adapters import adapter_class
 from adapters.base import Media
 from scheduler.core.errors import UserError
 from scheduler.core.models import Account, Story
+from scheduler.desk import approval as desk_approval
 from scheduler.feeds import links, templates
 from scheduler.feeds.models import Feed, FeedItem
 from scheduler.feeds.text import hashtags
@@ -77,7 +78,8 @@ def make_story(s: Session, feed: Feed, item: FeedItem, now: datetime, *, approva
     draft = Draft(text=text, targets=[str(a.id) for a in targets], variants=variants,
                   author=f"feed {feed.id}", media=[Media(**image)] if image else [],
                   next_slot=all(a.schedule for a in targets))
-    story = queue(s, draft, now, require_approval=approval)
+    # The desk's stored policies hold an `auto` story too: a feed can add a wait, never remove one.
+    story = queue(s, draft, now, require_approval=approval or desk_approval.needed(s, targets))
     story.language = language
     return story
 
