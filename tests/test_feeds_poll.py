@@ -381,3 +381,16 @@ def test_the_desks_approval_policy_holds_an_auto_story_too(env: Env, srv: FeedSe
     polling.poll_feed(add_feed(srv.url("/rss"), mode="auto"), T0)
     with session_scope() as s:
         assert [d.state for d in s.scalars(select(Delivery))] == ["awaiting_approval"]
+
+
+def test_a_first_poll_takes_the_newest_items_and_remembers_the_rest(env: Env, srv: FeedServer) -> None:
+    accounts(("mastodon", None, False))
+    many = [(f"m{i}", f"https://news.example.com/m/{i}", f"Item {i}") for i in range(25, 0, -1)]
+    srv.routes["/rss"] = (200, XML, rss(many))  # newest (25) first
+    feed_id = add_feed(srv.url("/rss"))
+    first = polling.poll_feed(feed_id, T0)
+    assert (first.new, first.drafts, first.skipped) == (25, polling.MAX_NEW_PER_POLL, 5)
+    with session_scope() as s:
+        skipped = inbox.items(s, statuses=("skipped",))
+        assert sorted(i.title for i in skipped) == [f"Item {i}" for i in range(1, 6)]
+    assert polling.poll_feed(feed_id, T0, force=True).new == 0

@@ -18,7 +18,7 @@ feeds_app = group("Feeds (RSS, Atom, JSON Feed, news sitemaps) whose new article
 FEED_COLUMNS = ["id", "url", "mode", "targets", "language", "status", "last_fetch_at", "last_new_at",
                 "item_count", "error_count", "silent"]
 ITEM_COLUMNS = ["id", "feed", "status", "title", "link", "story", "error"]
-POLL_COLUMNS = ["feed_id", "outcome", "new", "stories", "drafts", "rejected", "error"]
+POLL_COLUMNS = ["feed_id", "outcome", "new", "stories", "drafts", "rejected", "skipped", "error"]
 
 ToOpt = Annotated[list[str] | None, typer.Option("--to", help="Account (id or platform:handle) or tag; "
                                                  "repeatable.")]

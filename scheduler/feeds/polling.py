@@ -39,7 +39,8 @@ CLAIM = timedelta(seconds=FEED_TIMEOUT * 4)
 class PollResult:
     feed_id: int
     outcome: str  # fetched | not_modified | error | skipped
-    new: int = 0
+    new: int = 0  # items stored this poll (skipped ones included)
+    skipped: int = 0
     stories: int = 0
     drafts: int = 0
     rejected: int = 0
@@ -156,16 +157,15 @@ def _store(s: Session, feed: Feed, entry: Entry, status: str, now: datetime,
 
 def _take_in(s: Session, feed: Feed, entries: list[Entry], images: dict[str, dict[str, Any]],
              now: datetime, result: PollResult) -> None:
-    newest_first = entries
-    for n, entry in enumerate(reversed(newest_first)):  # oldest first: stories in article order
-        skip = n < len(newest_first) - MAX_NEW_PER_POLL
+    for n, entry in enumerate(reversed(entries)):  # feeds list the newest first; store the oldest first
+        skip = n < len(entries) - MAX_NEW_PER_POLL
         status = "skipped" if skip else ("draft" if feed.mode == "draft" else "queued")
         item = _store(s, feed, entry, status, now, images.get(entry.guid))
         if item is None:
             continue
         result.new += 1
-        if status == "draft":
-            result.drafts += 1
+        result.drafts += status == "draft"
+        result.skipped += status == "skipped"
         if status != "queued":
             continue
         try:
