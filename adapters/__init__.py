@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from importlib import import_module
 
+import requests
+
 from adapters.base import Adapter, Credentials
+from adapters.http import new_session
 
 # platform name -> "module:Class"
 _ADAPTERS = {
@@ -35,8 +40,23 @@ def adapter_class(platform: str) -> type[Adapter]:
     return getattr(import_module(module), name)
 
 
+_local = threading.local()
+
+
+def _session(platform: str) -> requests.Session:
+    """This thread's keep-alive session for ``platform``: a publish reuses the connection (and its TLS
+    handshake) of the previous one. Per thread, since a Session is not thread-safe; per process, since a
+    forked pool child must not share its parent's sockets."""
+    if getattr(_local, "pid", None) != os.getpid():
+        _local.pid, _local.sessions = os.getpid(), {}
+    sessions: dict[str, requests.Session] = _local.sessions
+    if platform not in sessions:
+        sessions[platform] = new_session()
+    return sessions[platform]
+
+
 def get_adapter(platform: str, timeout: float | None = None) -> Adapter:
-    return adapter_class(platform)(timeout=timeout)
+    return adapter_class(platform)(session=_session(platform), timeout=timeout)
 
 
 def validate_credentials(platform: str, data: object) -> Credentials:

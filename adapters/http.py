@@ -9,6 +9,7 @@ like); :func:`send` does the rest. The rule "was it maybe sent?" lives in :func:
 from __future__ import annotations
 
 import email.utils
+import http.cookiejar
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +32,9 @@ logging.getLogger("urllib3").setLevel(logging.WARNING)
 def new_session() -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
+    # A session is kept alive and shared by every account of a platform on one thread
+    # (``adapters.get_adapter``): a cookie one account's answer set must never ride on another's request.
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     # No automatic retries: whether a retry is safe is the scheduler's decision.
     # Redirects are never followed either (send() passes allow_redirects=False): a followed 30x can
     # turn a POST into a GET or carry a token to another host.

@@ -154,9 +154,14 @@ class MastodonAdapter(Adapter):
             # Each part its own key: a retried part returns itself, never the part before it.
             status = self._create(account, body, key if len(parts) == 1 else f"{key}:{i}", progress)
             posted.append(str(status["id"]))
+            first = {"url": status.get("url") or status.get("uri"), "published_at": status.get("created_at")}
+            if len(parts) == 1:
+                # One request: its answer is the result, and a retry gets the same status back for
+                # the same Idempotency-Key, so saving it first would only cost a statement.
+                return Published(remote_id=posted[0], url=first["url"],
+                                 published_at=parse_time(first["published_at"]))
             if i == 0:
-                progress.save(parts=posted, first={"url": status.get("url") or status.get("uri"),
-                                                   "published_at": status.get("created_at")})
+                progress.save(parts=posted, first=first)
             else:
                 progress.save(parts=posted)
         first = progress.get("first") or {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery, signals
 
 from config.settings import Settings, get_settings
@@ -68,5 +70,22 @@ def embed_beat(celery: Celery) -> None:
     signals.worker_ready.connect(_start, weak=False)
     signals.worker_shutdown.connect(_stop, weak=False)
 
+
+# Beat's housekeeping runs every second or so; its "sending", "received" and "succeeded" lines would be
+# most of an idle installation's log. They go to DEBUG; what the tasks did (a claim, a sample, an error)
+# is logged by the tasks themselves, and every publish still logs its outcome.
+ROUTINE = ("crosspost.tick", "crosspost.followers_tick", "crosspost.feeds_tick")
+
+
+class RoutineToDebug(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not any(name in record.getMessage() for name in ROUTINE):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+for _name in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
+    logging.getLogger(_name).addFilter(RoutineToDebug())
 
 app = create_app(get_settings())

@@ -91,14 +91,20 @@ def test_claim_respects_limit_and_due_order() -> None:
 
 def test_start_sets_lease_attempt_and_first_attempt_time() -> None:
     d, lease = publishing()
-    assert lease == Lease(d, 1)
+    assert (lease.delivery_id, lease.attempt) == (d, 1)
     with session_scope() as s:
         row = s.get(Delivery, d)
         assert row.state == "publishing"
         assert row.lease_until == NOW + timedelta(seconds=60)
         assert row.first_attempt_at == NOW
+        # The attempt's row comes with its outcome (one statement fewer on the hot path).
+        assert s.scalar(select(Attempt).where(Attempt.delivery_id == d)) is None
+    with session_scope() as s:
+        assert deliveries.published(s, lease, NOW + timedelta(seconds=2), remote_id="r1", url=None)
+    with session_scope() as s:
         attempt = s.scalar(select(Attempt).where(Attempt.delivery_id == d))
-        assert (attempt.number, attempt.celery_id, attempt.ended_at) == (1, "celery-1", None)
+        assert (attempt.number, attempt.celery_id, attempt.started_at, attempt.ended_at, attempt.outcome) == (
+            1, "celery-1", NOW, NOW + timedelta(seconds=2), "published")
 
 
 @pytest.mark.parametrize("state", [s for s in deliveries.STATES if s != "queued"])

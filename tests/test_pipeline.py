@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -128,7 +129,17 @@ def test_redis_postgres_workers_publish_each_delivery_once(
 
 def test_embedded_default_publishes_each_delivery_once(
         sqlite_env: Env, standins: dict[str, StandIn], procs: Processes) -> None:
-    run_pipeline(sqlite_env, procs, standins, [["run"]])
+    run_pipeline(sqlite_env, procs, standins, [["run", "--no-serve"]])
+    log = procs.logs / "run.log"
+    # Every publish says what became of it; beat's housekeeping (a tick a second) says nothing at INFO,
+    # then or while idle.
+    assert log.read_text().count(": published") >= 30
+    before = log.stat().st_size
+    time.sleep(3)  # three ticks
+    idle = [line for line in log.read_text().splitlines() if " INFO " in line]
+    routine = ("Sending due task", "crosspost.tick[", "crosspost.followers_tick[")
+    assert not [line for line in idle if any(r in line for r in routine)], idle[-5:]
+    assert log.stat().st_size == before, log.read_text()[before:]
 
 
 def test_worker_killed_mid_publish(pg_env: Env, redis_url: str, standins: dict[str, StandIn],

@@ -120,6 +120,8 @@ class StandIn:
         self.faults: list[Fault] = []
         self.latency = 0.0
         self.early_requests = 0
+        # TCP connections accepted: a client that keeps its connection alive opens one for many requests.
+        self.connections = 0
         self.retry_blocks: dict[str, float] = {}
         self.routes: list[Route] = []
         self.register()
@@ -280,6 +282,11 @@ class StandIn:
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with standin.lock:
+                    standin.connections += 1
 
             def _serve(self) -> None:
                 parts = urlsplit(self.path)

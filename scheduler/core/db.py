@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings, get_settings
 
+READ_ONLY = "crosspost_read_only"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
@@ -37,9 +38,11 @@ def engine_for(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Take the write lock up front: a deferred transaction that later writes can fail with
-            # "database is locked" instead of waiting for busy_timeout.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A writer takes the write lock up front: a deferred transaction that later writes can fail
+            # with "database is locked" instead of waiting for busy_timeout. A reader (``read_scope``)
+            # must not: under WAL it reads its snapshot alongside the writer instead of queueing.
+            read_only = conn.get_execution_options().get(READ_ONLY)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     # A publish holds a connection only for its short transactions, never across the platform call,
@@ -70,10 +73,13 @@ def _engines() -> list[Engine]:
 _made: list[sessionmaker[Session]] = []
 
 
-@lru_cache(maxsize=8)
-def _sessionmaker(url: str) -> sessionmaker[Session]:
-    sm = sessionmaker(bind=engine_for(url), expire_on_commit=False)
-    _made.append(sm)
+@lru_cache(maxsize=16)
+def _sessionmaker(url: str, read_only: bool = False) -> sessionmaker[Session]:
+    bind = engine_for(url)
+    sm = sessionmaker(bind=bind.execution_options(**{READ_ONLY: True}) if read_only else bind,
+                      expire_on_commit=False)
+    if not read_only:  # a read-only one shares this engine and its pool
+        _made.append(sm)
     return sm
 
 
@@ -81,6 +87,15 @@ def _sessionmaker(url: str) -> sessionmaker[Session]:
 def session_scope() -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back if it raises."""
     with _sessionmaker(get_settings().database_url)() as session, session.begin():
+        yield session
+
+
+@contextmanager
+def read_scope() -> Iterator[Session]:
+    """One transaction that only reads (listings, reports, the follower tick's look): on SQLite it does
+    not take the write lock, so it never waits behind a publish. Writing in it is a mistake that SQLite
+    may answer with "database is locked"."""
+    with _sessionmaker(get_settings().database_url, read_only=True)() as session, session.begin():
         yield session
 
 

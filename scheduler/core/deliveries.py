@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import String, case, cast, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
 
+from scheduler.core import ratelimit
 from scheduler.core.db import is_postgres
-from scheduler.core.models import Account, Attempt, Delivery
+from scheduler.core.models import Account, Attempt, Delivery, RateGate
 from scheduler.core.retry_policy import Decision, Next
 
 # (platform, saved progress, first attempt time, now) -> what may happen next; see retry_policy.
@@ -61,10 +63,13 @@ class IllegalTransition(Exception):
 
 @dataclass(frozen=True)
 class Lease:
-    """What a worker holds while it publishes: the delivery and the attempt number that is its token."""
+    """What a worker holds while it publishes: the delivery and the attempt number that is its token
+    (and, for the attempt's row, when it began and which task ran it)."""
 
     delivery_id: int
     attempt: int
+    started_at: datetime | None = field(default=None, compare=False)
+    celery_id: str | None = field(default=None, compare=False)
 
 
 def backoff(failures: int, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
@@ -80,30 +85,69 @@ def claim_due(s: Session, now: datetime, limit: int) -> list[int]:
     return [delivery_id for delivery_id, _ in claim_due_by(s, now, limit)]
 
 
-def claim_due_by(s: Session, now: datetime, limit: int,
-                 ahead: timedelta = timedelta(0)) -> list[tuple[int, datetime]]:
+# Claims are serialised on PostgreSQL (SQLite's writes are already): two ticks reserving send times from
+# the same gates at once would give two deliveries of one account the same time.
+CLAIM_LOCK = 0x63726F7373  # "cross"
+
+
+def claim_due_by(s: Session, now: datetime, limit: int, ahead: timedelta = timedelta(0),
+                 spacing: float = 0.0) -> list[tuple[int, datetime]]:
     """Mark up to ``limit`` deliveries of active accounts due by ``now + ahead`` ``queued``; return
-    each id with its due time. The tick claims one interval ahead and hands each to the broker with its
-    due time as ``eta``, so a publish starts on time instead of up to a tick late; a cancel or retime
-    meanwhile still wins, since the worker's start is a compare-and-set on ``queued``."""
+    each id with the time it may be sent.
+
+    The tick claims one interval ahead and hands each delivery to the broker with that time as
+    ``eta``, so a publish starts on time instead of up to a tick late; a cancel or retime meanwhile
+    still wins, since the worker's start is a compare-and-set on ``queued``. With ``spacing`` (the
+    least seconds between two posts of one account) the claim also takes the accounts' rate gates:
+    each delivery gets a send time no earlier than its gate and ``spacing`` after the account's previous
+    one (:func:`ratelimit.reserve`), only those that can go within the interval are claimed, and the
+    gates move past them, so a waiting delivery is never handed out only to be deferred.
+    """
     until = now + ahead
-    due = (
-        select(Delivery.id)
-        .join(Account, Account.id == Delivery.account_id)
-        .where(Delivery.state.in_(DUE), Delivery.due_at <= until, Account.status == "active")
-        .order_by(Delivery.due_at)
-        .limit(limit)
-    )
     if is_postgres(s):
-        due = due.with_for_update(skip_locked=True, of=Delivery)
+        s.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+    gate, app = aliased(RateGate), aliased(RateGate)
+    open_gates = (
+        select(Delivery.id, Delivery.account_id, Delivery.due_at, gate.next_at)
+        .join(Account, Account.id == Delivery.account_id)
+        .outerjoin(gate, gate.scope == literal("account:") + cast(Account.id, String))
+        .outerjoin(app, app.scope == literal("app:") + Account.platform)
+        .where(Delivery.state.in_(DUE), Delivery.due_at <= until, Account.status == "active",
+               or_(gate.next_at.is_(None), gate.next_at <= until),
+               or_(app.next_at.is_(None), app.next_at <= until))
+    )
+    if spacing > 0:
+        # At most as many per account as its gate lets through within the interval; the window
+        # function keeps one account's backlog from filling the batch while others wait.
+        per_account = int(ahead.total_seconds() // spacing) + 1
+        rank = func.row_number().over(partition_by=Delivery.account_id,
+                                      order_by=(Delivery.due_at, Delivery.id))
+        ranked = open_gates.add_columns(rank.label("rank")).subquery()
+        candidates = s.execute(select(ranked.c.id, ranked.c.account_id, ranked.c.due_at, ranked.c.next_at)
+                               .where(ranked.c.rank <= per_account)
+                               .order_by(ranked.c.account_id, ranked.c.due_at, ranked.c.id)).all()
+    else:
+        candidates = s.execute(open_gates.order_by(Delivery.due_at).limit(limit)).all()
+    gates = {account_id: next_at for _, account_id, _, next_at in candidates if next_at is not None}
+    times, _ = ratelimit.reserve([(d, a, due) for d, a, due, _ in candidates], gates, spacing, until)
+    chosen = sorted(times, key=lambda d: times[d])[:limit]
+    if not chosen:
+        return []
     stmt = (
         update(Delivery)
-        .where(Delivery.id.in_(due.scalar_subquery()), Delivery.state.in_(DUE))
+        .where(Delivery.id.in_(chosen), Delivery.state.in_(DUE))
         .values(state="queued", queued_at=now, updated_at=now)
-        .returning(Delivery.id, Delivery.due_at)
+        .returning(Delivery.id, Delivery.account_id)
         .execution_options(synchronize_session=False)
     )
-    return [(row[0], row[1]) for row in s.execute(stmt)]
+    claimed = s.execute(stmt).all()
+    if spacing > 0:
+        step = timedelta(seconds=spacing)
+        last: dict[int, datetime] = {}
+        for delivery_id, account_id in claimed:
+            last[account_id] = max(last.get(account_id, times[delivery_id]), times[delivery_id])
+        ratelimit.advance(s, {account_id: at + step for account_id, at in last.items()})
+    return sorted(((delivery_id, times[delivery_id]) for delivery_id, _ in claimed), key=lambda r: r[1])
 
 
 @dataclass
@@ -131,13 +175,14 @@ def reap(s: Session, now: datetime, *, queued_timeout: float, max_attempts: int,
     result.requeued = lost.rowcount or 0
     expired = s.execute(
         select(Delivery.id, Delivery.attempts, Delivery.failures, Delivery.first_attempt_at, Account.platform,
-               Delivery.remote_state)
+               Delivery.remote_state, Delivery.updated_at)
         .join(Account, Account.id == Delivery.account_id)
         .where(Delivery.state == "publishing", Delivery.lease_until < now)
         .limit(1000)
     ).all()
-    for delivery_id, attempt, failures, first_at, platform, state in expired:
-        lease = Lease(delivery_id, attempt)
+    for delivery_id, attempt, failures, first_at, platform, state, started_at in expired:
+        # ``start`` set updated_at and nothing but an outcome changes it while publishing.
+        lease = Lease(delivery_id, attempt, started_at=started_at)
         reason = "lease expired: the worker stopped while publishing"
         decision = policy(platform, state, first_at, now)
         spent = {"failures": Delivery.failures + 1}
@@ -158,15 +203,35 @@ def reap(s: Session, now: datetime, *, queued_timeout: float, max_attempts: int,
 
 
 # -- a worker's attempt -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Started(Lease):
+    """The lease of a started attempt, with all the worker needs of the delivery: what the statement
+    that starts it returns."""
+
+    story_id: int = field(default=0, compare=False)
+    account_id: int = field(default=0, compare=False)
+    key: str = field(default="", compare=False)
+    first_attempt_at: datetime | None = field(default=None, compare=False)
+    remote_state: dict[str, Any] | None = field(default=None, compare=False)
+
+
 def start(s: Session, delivery_id: int, now: datetime, lease_seconds: float,
-          celery_id: str | None = None) -> Lease | None:
-    """``queued -> publishing``; None if the delivery is not queued (a duplicate message, or cancelled)
-    or its account stopped being active since the claim (see ``hold_for_account``)."""
+          celery_id: str | None = None) -> Started | None:
+    """``queued -> publishing`` in one statement; None if the delivery is not queued (a duplicate
+    message, or cancelled), not yet due, its account stopped being active since the claim (see
+    ``hold_for_account``), or a Retry-After came for the account or its platform since the claim
+    (see ``why_not_started``). The attempt's row is written with its outcome, not here."""
+    blocked = (
+        select(RateGate.scope)
+        .where(RateGate.scope.in_((literal(ratelimit.BLOCKED + "account:") + cast(Account.id, String),
+                                   literal("app:") + Account.platform)),
+               RateGate.next_at > now)
+    )
     row = s.execute(
         update(Delivery)
-        # The account is checked in the same statement: one paused or broken after the claim is not used.
-        .where(Delivery.id == delivery_id, Delivery.state == "queued",
-               Delivery.account_id.in_(select(Account.id).where(Account.status == "active")))
+        .where(Delivery.id == delivery_id, Delivery.state == "queued", Delivery.due_at <= now,
+               Delivery.account_id.in_(select(Account.id).where(Account.status == "active",
+                                                                 ~blocked.exists())))
         .values(
             state="publishing",
             attempts=Delivery.attempts + 1,
@@ -174,13 +239,38 @@ def start(s: Session, delivery_id: int, now: datetime, lease_seconds: float,
             first_attempt_at=func.coalesce(Delivery.first_attempt_at, now),
             updated_at=now,
         )
-        .returning(Delivery.attempts)
+        .returning(Delivery.attempts, Delivery.story_id, Delivery.account_id, Delivery.key,
+                   Delivery.first_attempt_at, Delivery.remote_state)
         .execution_options(synchronize_session=False)
     ).first()
     if row is None:
         return None
-    s.add(Attempt(delivery_id=delivery_id, number=row[0], started_at=now, celery_id=celery_id))
-    return Lease(delivery_id, row[0])
+    attempt, story_id, account_id, key, first_at, state = row
+    return Started(delivery_id, attempt, now, celery_id, story_id, account_id, key, first_at, state)
+
+
+def why_not_started(s: Session, delivery_id: int, now: datetime) -> str:
+    """After ``start`` refused a delivery: put it where it belongs and say what happened. Paid only
+    off the fast path, so ``start`` can stay one statement."""
+    row = s.execute(select(Delivery.state, Delivery.due_at, Account.id, Account.platform, Account.status)
+                    .join(Account, Account.id == Delivery.account_id)
+                    .where(Delivery.id == delivery_id)).first()
+    if row is None or row[0] != "queued":
+        return "skipped"  # a duplicate message, or the delivery was cancelled or retimed
+    _, due_at, account_id, platform, status = row
+    if status != "active":
+        return hold_for_account(s, delivery_id, now) or "skipped"
+    if due_at > now:
+        # Handed out ahead with an eta, and this worker's clock is behind the beat's: never early.
+        defer(s, delivery_id, now, due_at, "handed out before its time")
+        return "deferred"
+    until = s.scalar(select(func.max(RateGate.next_at)).where(
+        RateGate.scope.in_((ratelimit.blocked_scope(account_id), ratelimit.app_scope(platform))),
+        RateGate.next_at > now))
+    if until is not None:
+        defer(s, delivery_id, now, until, "the platform asked to wait (Retry-After)")
+        return "deferred"
+    return "skipped"  # the row changed between the two statements; whoever changed it owns it
 
 
 def hold_for_account(s: Session, delivery_id: int, now: datetime) -> str | None:
@@ -211,28 +301,35 @@ def defer(s: Session, delivery_id: int, now: datetime, due_at: datetime, reason:
     ).rowcount)
 
 
+def _attempt_row(s: Session, lease: Lease, now: datetime, values: dict[str, Any],
+                 answer: bool = False) -> None:
+    """Write the attempt's row, once it has an outcome. The first outcome written stays (the reaper's
+    ``lease_expired`` is not overwritten by the dead worker's late failure), except that an answer
+    from the platform (``answer``: a post it created) is always kept on it."""
+    insert = postgresql.insert if is_postgres(s) else sqlite.insert
+    stmt = insert(Attempt).values(delivery_id=lease.delivery_id, number=lease.attempt,
+                                  started_at=lease.started_at or now, celery_id=lease.celery_id,
+                                  ended_at=now, **values)
+    keys = [Attempt.delivery_id, Attempt.number]
+    if answer:
+        s.execute(stmt.on_conflict_do_update(index_elements=keys, set_={
+            **{k: stmt.excluded[k] for k in values}, "celery_id": func.coalesce(
+                Attempt.celery_id, stmt.excluded.celery_id)}))
+    else:
+        s.execute(stmt.on_conflict_do_nothing(index_elements=keys))
+
+
 def _close_attempt(s: Session, lease: Lease, now: datetime, outcome: str, http_status: int | None,
                    error: str | None) -> None:
-    s.execute(
-        update(Attempt)
-        .where(Attempt.delivery_id == lease.delivery_id, Attempt.number == lease.attempt,
-               Attempt.ended_at.is_(None))
-        .values(ended_at=now, outcome=outcome, http_status=http_status, error=error)
-        .execution_options(synchronize_session=False)
-    )
+    _attempt_row(s, lease, now, {"outcome": outcome, "http_status": http_status, "error": error})
 
 
 def _record_answer(s: Session, lease: Lease, now: datetime, outcome: str, remote_id: str, url: str | None,
                    http_status: int | None) -> None:
     # Whatever became of the delivery, and even if the reaper closed this attempt already: a post the
     # platform created must stay findable on the attempt that created it.
-    s.execute(
-        update(Attempt)
-        .where(Attempt.delivery_id == lease.delivery_id, Attempt.number == lease.attempt)
-        .values(ended_at=func.coalesce(Attempt.ended_at, now), outcome=outcome, remote_id=remote_id,
-                url=url, http_status=http_status)
-        .execution_options(synchronize_session=False)
-    )
+    _attempt_row(s, lease, now, {"outcome": outcome, "remote_id": remote_id, "url": url,
+                                 "http_status": http_status}, answer=True)
 
 
 def _finish(s: Session, lease: Lease, now: datetime, state: str, *, reason: str | None, outcome: str,

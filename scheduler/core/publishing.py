@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from adapters import adapter_class, get_adapter
 from adapters.base import AccountRef, Adapter, Media, Post, Progress, Published
@@ -90,34 +90,16 @@ def policy(platform: str, state: dict[str, Any] | None, first_attempt_at: dateti
 
 
 def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: datetime) -> Job | str:
+    """Start the attempt: two statements in one transaction on the fast path (the compare-and-set
+    that starts it, then the account and the story). The rate gate was taken at the claim."""
     with session_scope() as s:
-        row = s.execute(select(Account, Delivery.due_at).join(Delivery, Delivery.account_id == Account.id)
-                        .where(Delivery.id == delivery_id, Delivery.state == "queued")).first()
-        if row is None:
-            return "skipped"  # a duplicate message, or the delivery was cancelled
-        account, due_at = row
-        if account.status != "active":
-            return deliveries.hold_for_account(s, delivery_id, now) or "skipped"
-        if due_at > now:
-            # Handed out ahead with an eta, and this worker's clock is behind the beat's: never early.
-            deliveries.defer(s, delivery_id, now, due_at, "handed out before its time")
-            return "deferred"
-        # The gate comes before the attempt: waiting for it is not a try.
-        wait = ratelimit.take(s, [ratelimit.account_scope(account.id), ratelimit.app_scope(account.platform)],
-                              now, settings.account_min_interval)
-        if wait is not None:
-            deliveries.defer(s, delivery_id, now, wait, "waiting for the account's rate gate")
-            return "deferred"
         lease = deliveries.start(s, delivery_id, now, settings.lease_seconds, celery_id)
         if lease is None:
-            # The account was paused or lost its authorisation after the read above.
-            return deliveries.hold_for_account(s, delivery_id, now) or "skipped"
-        # Read after start(), in the same transaction, so first_attempt_at is the one start() kept; the
-        # story comes in the same query (bench/burst.py: every statement here is paid per publish).
-        delivery = s.scalars(select(Delivery).options(joinedload(Delivery.story))
-                             .where(Delivery.id == delivery_id)).one()
+            return deliveries.why_not_started(s, delivery_id, now)
+        account, story = s.execute(select(Account, Story).join(Story, Story.id == lease.story_id)
+                                   .where(Account.id == lease.account_id)).one()
         caps = adapter_class(account.platform).caps
-        first_at = delivery.first_attempt_at or now
+        first_at = lease.first_attempt_at or now
 
         def earlier_in_doubt() -> bool:
             # A first attempt has no earlier attempt that could have been lost.
@@ -126,17 +108,17 @@ def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: dat
                 Attempt.outcome.in_(("lease_expired", "maybe_sent"))).limit(1)) is not None
 
         lookup = retry_policy.lookup_first(
-            caps, delivery.remote_state, earlier_in_doubt=caps.idempotent and caps.can_find
+            caps, lease.remote_state, earlier_in_doubt=caps.idempotent and caps.can_find
             and earlier_in_doubt(), first_attempt_at=first_at, now=now)
         return Job(
             lease=lease,
             account=to_ref(account),
             version=account.credentials_version,
-            post=post_of(delivery.story, account.platform, first_at, account.language),
-            key=f"cp{delivery.id}-{delivery.key}",
+            post=post_of(story, account.platform, first_at, account.language),
+            key=f"cp{delivery_id}-{lease.key}",
             first_attempt_at=first_at,
             lookup_first=lookup,
-            progress=Progress(delivery.remote_state, _saver(lease)),
+            progress=Progress(lease.remote_state, _saver(lease)),
         )
 
 

@@ -25,8 +25,8 @@ class TickResult:
 
 
 def tick(send: Callable[[int, datetime | None], None], now: datetime | None = None) -> TickResult:
-    """Reap, then claim everything due within the next tick interval and ``send`` each delivery with
-    the time it is due (None when it is due already)."""
+    """Reap, then claim everything that may go within the next tick interval and ``send`` each delivery
+    with the time it may be sent (None when that time has come already)."""
     settings = get_settings()
     now = now or utcnow()
     result = TickResult()
@@ -37,7 +37,8 @@ def tick(send: Callable[[int, datetime | None], None], now: datetime | None = No
     # Claim in batches until nothing is due, so a burst is queued in one tick.
     while True:
         with session_scope() as s:
-            batch = deliveries.claim_due_by(s, now, settings.claim_batch, ahead)
+            batch = deliveries.claim_due_by(s, now, settings.claim_batch, ahead,
+                                            spacing=settings.account_min_interval)
         result.claimed.extend(delivery_id for delivery_id, _ in batch)
         for delivery_id, due_at in batch:
             try:

@@ -16,7 +16,7 @@ from sqlalchemy.sql.selectable import ScalarSelect
 
 from config.settings import Settings, get_settings
 from scheduler.core import ratelimit
-from scheduler.core.db import session_scope
+from scheduler.core.db import read_scope, session_scope
 from scheduler.core.models import Account, FollowerDaily, FollowerSample, RateGate, utcnow
 
 log = logging.getLogger("crosspost.followers")
@@ -112,7 +112,7 @@ def tick(send: Callable[[int], None], now: datetime | None = None) -> list[int]:
     """Claim the accounts due now and hand each to ``send``; return the ids sent."""
     now = now or utcnow()
     sched = current()
-    with session_scope() as s:
+    with read_scope() as s:
         due = due_for_sampling(s, now, sched)
     if not due:
         return []

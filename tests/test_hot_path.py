@@ -1,0 +1,211 @@
+"""The publish hot path (issue 11): the claim takes the rate gates, so a waiting delivery is never
+handed out only to be deferred; a publish pays no gate statement, yet respects a Retry-After that came
+after its claim; a single-request publish costs four statements in two transactions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from adapters.base import Credentials
+from adapters.standins import StandIn, standin_class
+from scheduler.core import deliveries, publishing, ratelimit
+from scheduler.core.db import engine, session_scope
+from scheduler.core.models import Attempt, Delivery, RateGate, utcnow
+from scheduler.matrix import accounts
+from tests.factories import make_account, make_delivery
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+# -- the rule, pure -------------------------------------------------------------------------------
+def test_reserve_spaces_one_accounts_deliveries_from_its_gate() -> None:
+    due = [(1, 7, at(0)), (2, 7, at(0)), (3, 7, at(0)), (4, 8, at(0))]
+    times, gates = ratelimit.reserve(due, {7: at(0.5)}, 1.0, until=at(2))
+    assert times == {1: at(0.5), 2: at(1.5), 4: at(0)}  # 3 would go at 2.5: a later tick's
+    assert gates == {7: at(2.5), 8: at(1)}
+
+
+def test_reserve_keeps_a_late_due_time_and_spaces_after_it() -> None:
+    # The second is due later than the gate lets the first go: it keeps its own time, and the third,
+    # due with it, goes one interval after it (never two posts at once because both were late).
+    due = [(1, 7, at(0)), (2, 7, at(5)), (3, 7, at(5))]
+    times, _ = ratelimit.reserve(due, {}, 1.0, until=at(10))
+    assert times == {1: at(0), 2: at(5), 3: at(6)}
+
+
+def test_reserve_without_spacing_sends_everything_due_at_its_time() -> None:
+    due = [(n, 7, at(0)) for n in range(1, 6)]
+    times, _ = ratelimit.reserve(due, {7: at(-3)}, 0.0, until=at(0))
+    assert times == {n: at(0) for n in range(1, 6)}
+
+
+# -- the claim takes the gates ---------------------------------------------------------------------
+@pytest.mark.usefixtures("db_env")
+def test_claim_hands_out_only_what_the_gate_lets_through_then_the_rest_in_turn() -> None:
+    with session_scope() as s:
+        account = make_account(s)
+        ids = [make_delivery(s, account, at(-1)).id for _ in range(5)]
+    handed: list[tuple[int, datetime]] = []
+    for tick in range(4):
+        with session_scope() as s:
+            handed += deliveries.claim_due_by(s, at(tick), 100, timedelta(seconds=1), spacing=1.0)
+    # The first at its due time, then each one second after the previous, in due order; at most two
+    # per one-second tick (now and now + 1 s).
+    assert [d for d, _ in handed] == ids
+    times = [t for _, t in handed]
+    assert times == [at(-1), at(0), at(1), at(2), at(3)]
+    with session_scope() as s:
+        gate = s.get(RateGate, ratelimit.account_scope(account.id))
+        assert gate is not None and gate.next_at == times[-1] + timedelta(seconds=1)
+
+
+@pytest.mark.usefixtures("db_env")
+def test_one_accounts_backlog_does_not_hold_up_the_others() -> None:
+    with session_scope() as s:
+        busy, quiet = make_account(s), make_account(s)
+        for _ in range(50):
+            make_delivery(s, busy, at(-10))
+        waiting = make_delivery(s, quiet, at(-1)).id
+    with session_scope() as s:
+        handed = dict(deliveries.claim_due_by(s, at(0), 100, timedelta(seconds=1), spacing=1.0))
+    assert waiting in handed and len(handed) == 3  # two of the backlog, and the other account's one
+
+
+@pytest.mark.usefixtures("db_env")
+def test_claim_skips_an_account_or_platform_blocked_past_the_interval() -> None:
+    with session_scope() as s:
+        blocked, other_app, free = make_account(s), make_account(s, "bluesky"), make_account(s, "telegram")
+        ids = {a.id: make_delivery(s, a, at(-1)).id for a in (blocked, other_app, free)}
+        ratelimit.block(s, ratelimit.account_scope(blocked.id), at(60))
+        ratelimit.block(s, ratelimit.app_scope("bluesky"), at(60))
+    with session_scope() as s:
+        handed = deliveries.claim_due_by(s, at(0), 100, timedelta(seconds=1), spacing=0.0)
+    assert [d for d, _ in handed] == [ids[free.id]]
+
+
+# -- the publish respects a Retry-After that came after its claim ---------------------------------
+@pytest.mark.usefixtures("db_env")
+def test_a_retry_after_since_the_claim_defers_the_publish_without_an_attempt() -> None:
+    now = utcnow()
+    with session_scope() as s:
+        account = make_account(s)
+        delivery_id = make_delivery(s, account, now - timedelta(seconds=1)).id
+        assert deliveries.claim_due(s, now, 10) == [delivery_id]
+        ratelimit.block(s, ratelimit.account_scope(account.id), now + timedelta(minutes=5))
+    assert publishing.publish_delivery(delivery_id) == "deferred"
+    with session_scope() as s:
+        row = s.get(Delivery, delivery_id)
+        assert (row.state, row.attempts, row.due_at) == ("retry_wait", 0, now + timedelta(minutes=5))
+        assert "Retry-After" in (row.last_error or "")
+        assert s.scalar(select(Attempt.id).where(Attempt.delivery_id == delivery_id)) is None
+
+
+# -- what one publish costs ------------------------------------------------------------------------
+@pytest.fixture
+def mastodon() -> Iterator[StandIn]:
+    standin = standin_class("mastodon")().start()
+    yield standin
+    standin.stop()
+
+
+class Statements:
+    """Counts what one block sends to the database: statements (transaction control aside) and
+    transactions, with a cursor listener on the engine."""
+
+    def __init__(self) -> None:
+        self.sql: list[str] = []
+        self.transactions = 0
+
+    def __enter__(self) -> Statements:
+        event.listen(engine(), "before_cursor_execute", self._statement)
+        event.listen(engine(), "begin", self._begin)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(engine(), "before_cursor_execute", self._statement)
+        event.remove(engine(), "begin", self._begin)
+
+    def _statement(self, _conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"):
+            self.sql.append(statement)
+
+    def _begin(self, _conn: Any) -> None:
+        self.transactions += 1
+
+
+@pytest.mark.usefixtures("db_env")
+def test_a_single_request_publish_costs_four_statements_in_two_transactions(mastodon: StandIn) -> None:
+    now = utcnow()
+    with session_scope() as s:
+        creds = Credentials(mastodon.add_account("desk"))
+        account = accounts.add(s, "mastodon", "desk@example.social", creds, base_url=mastodon.url)
+        delivery_id = make_delivery(s, account, now - timedelta(seconds=1), text="Budget passes").id
+        assert deliveries.claim_due(s, now, 10) == [delivery_id]
+    with Statements() as seen:
+        assert publishing.publish_delivery(delivery_id, "celery-1") == "published"
+    assert len(seen.sql) <= 4, "\n".join(seen.sql)
+    assert seen.transactions <= 2
+    with session_scope() as s:
+        attempt = s.scalars(select(Attempt).where(Attempt.delivery_id == delivery_id)).one()
+        row = s.get(Delivery, delivery_id)
+    assert (attempt.number, attempt.outcome, attempt.celery_id) == (1, "published", "celery-1")
+    assert attempt.remote_id == row.remote_id and row.state == "published" and len(mastodon.posts()) == 1
+
+
+@pytest.mark.usefixtures("db_env")
+def test_publishes_on_one_thread_reuse_one_kept_alive_connection(mastodon: StandIn) -> None:
+    now = utcnow()
+    with session_scope() as s:
+        creds = Credentials(mastodon.add_account("desk"))
+        account = accounts.add(s, "mastodon", "desk@example.social", creds, base_url=mastodon.url)
+        ids = [make_delivery(s, account, now - timedelta(seconds=1), text=f"Story {n}").id for n in range(3)]
+        assert sorted(deliveries.claim_due(s, now, 10)) == sorted(ids)
+    before = mastodon.connections
+    for delivery_id in ids:
+        assert publishing.publish_delivery(delivery_id) == "published"
+    assert len(mastodon.posts()) == 3
+    assert mastodon.connections - before <= 1  # one (or none, if the identity check's was kept)
+
+
+def test_a_kept_session_stores_no_cookie_from_one_account_for_another() -> None:
+    """The session is shared by every account of a platform on a thread: a cookie set in one account's
+    answer must not go out with the next account's request."""
+    from adapters import get_adapter
+
+    sent: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            sent.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            self.send_header("Set-Cookie", "sid=account-a; Path=/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        session = get_adapter("mastodon").session
+        assert get_adapter("mastodon").session is session  # kept for the next publish on this thread
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        session.get(url, timeout=5)
+        session.get(url, timeout=5)
+    finally:
+        server.shutdown()
+    assert sent == [None, None]
