@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from scheduler.api import problems
-from scheduler.api.routes import accounts, deliveries, people, stories, system
+from scheduler.api.routes import accounts, deliveries, exports, people, stories, system
 from scheduler.api.schemas import PROBLEMS
 
 
@@ -13,7 +13,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="crosspost", version="1", description="The desk's API: the same service "
                   "functions as the `crosspost` command, checked against each caller's roles and scopes.")
     problems.install(app)
-    for module in (system, accounts, stories, deliveries, people):
+    for module in (system, accounts, stories, deliveries, exports, people):
         app.include_router(module.router, responses=PROBLEMS)
     return app
 

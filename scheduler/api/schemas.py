@@ -18,6 +18,15 @@ class Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+URL = r"^https?://"
+
+
+class ImageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=2048, pattern=URL, description="Fetched into the media store at queue time.")
+    alt: str = Field("", max_length=2000)
+
+
 class StoryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(max_length=100_000)
@@ -29,6 +38,9 @@ class StoryIn(BaseModel):
     not_before: str | None = None
     thread: bool = False
     allow_duplicate: bool = False
+    # URLs only: the server never reads its own files for a client.
+    images: list[ImageIn] = Field(default_factory=list, max_length=20)
+    video: str | None = Field(None, max_length=2048, pattern=URL)
 
 
 class StoryEdit(BaseModel):

@@ -4,12 +4,19 @@ through the routes, login and its limit, secrets never echoed, followers CSV, he
 from __future__ import annotations
 
 import csv
+import functools
+import http.server
 import io
+import json
 import threading
 from datetime import timedelta
+from pathlib import Path
+
+from PIL import Image
 
 from scheduler.core.models import utcnow
 from tests.api.conftest import Desk
+from tests.conftest import Env
 from tests.factories import SECRET
 
 
@@ -157,3 +164,36 @@ def test_concurrent_retries_with_one_key_queue_one_story(any_desk: Desk) -> None
     assert len({story for _, story in answers}) == 1
     listed = desk.client.get("/stories", headers=desk.as_("admin")).json()["items"]
     assert len(listed) == 1
+
+
+def test_images_come_by_url_never_from_the_servers_files(desk: Desk, sqlite_env: Env, tmp_path: Path) -> None:
+    Image.new("RGB", (64, 48), "navy").save(tmp_path / "photo.png")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sqlite_env.set(media_allow_private="true")  # the picture is served from this machine
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/photo.png"
+        story = queue(desk, images=[{"url": url, "alt": "the harbour"}])
+        shown = desk.client.get(f"/stories/{story['id']}", headers=desk.as_("viewer")).json()
+        assert len(shown["media"]) == 1
+        local = desk.client.post("/stories", json={"text": "x", "to": [desk.en],
+                                                   "images": [{"url": str(tmp_path / "photo.png")}]},
+                                 headers=desk.as_("editor"))
+        assert local.status_code == 422 and local.json()["errors"][0]["field"] == "images.0.url"
+    finally:
+        server.shutdown()
+
+
+def test_exports_are_the_cli_files(desk: Desk, sqlite_env: Env, tmp_path: Path) -> None:
+    queue(desk, text="exported")
+    lines = desk.client.get("/exports/stories", params={"format": "jsonl"}, headers=desk.as_("admin"))
+    assert lines.headers["content-type"].startswith("application/jsonl")
+    rows = [json.loads(line) for line in lines.text.splitlines()]
+    assert [r["text"] for r in rows] == ["exported"]
+    cli = sqlite_env.cli("stories", "export", "--format", "jsonl")
+    assert cli.returncode == 0 and cli.stdout == lines.text
+    table = desk.client.get("/exports/deliveries", params={"state": "scheduled"}, headers=desk.as_("admin"))
+    assert next(csv.DictReader(io.StringIO(table.text)))["state"] == "scheduled"
+    scoped = desk.client.get("/exports/stories", headers=desk.as_("viewer"))
+    assert scoped.status_code == 403

@@ -15,7 +15,7 @@ from scheduler.core.models import utcnow
 from scheduler.desk import approval, idempotency
 from scheduler.desk import stories as desk
 from scheduler.desk.access import Actor
-from scheduler.stories import drafts
+from scheduler.stories import drafts, media
 
 router = APIRouter(prefix="/stories", tags=["stories"])
 
@@ -29,19 +29,29 @@ def _draft(body: StoryIn) -> drafts.Draft:
         draft.at = drafts.parse_time(body.at)
     if body.not_before is not None:
         draft.not_before = drafts.parse_time(body.not_before, "not_before")
+    draft.media += [media.ingest(image.url, image.alt) for image in body.images]
+    if body.video is not None:
+        draft.media.append(media.ingest(body.video))
     return draft
 
 
 def _queue(actor: Actor, body: StoryIn, key: str | None, raw: bytes) -> tuple[dict[str, Any], bool]:
+    digest = idempotency.body_hash(raw)
+    if key is not None:  # a retry is answered before any media is fetched again
+        with session_scope() as s:
+            earlier = idempotency.replay(s, actor, key, digest)
+            if earlier is not None:
+                return desk.show(s, actor, earlier), False
+    # Media are fetched before the transaction begins: on SQLite it holds the write lock.
+    draft = _draft(body)
     with session_scope() as s:
         def queue() -> Any:
-            return desk.queue(s, actor, _draft(body), utcnow(), allow_duplicate=body.allow_duplicate)
+            return desk.queue(s, actor, draft, utcnow(), allow_duplicate=body.allow_duplicate)
 
         if key is None:
             story, created = queue(), True
         else:
-            story, created = idempotency.queue_once(s, actor, key, idempotency.body_hash(raw), utcnow(),
-                                                    queue)
+            story, created = idempotency.queue_once(s, actor, key, digest, utcnow(), queue)
         return desk.show(s, actor, story), created
 
 
