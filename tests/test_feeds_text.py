@@ -3,6 +3,7 @@ to a platform's limit, the rhythm of polling, and documents of every format pars
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -242,7 +243,7 @@ def test_every_format_gives_entries(body: bytes, kind: str, title: str, link: st
 
 def test_sitemap_keywords_and_language() -> None:
     entry = parse(SITEMAP, "https://s.example/sitemap.xml").entries[0]
-    assert entry.categories == ["经济", "科技"] and entry.language == "zh-cn"
+    assert entry.categories == ["经济", "科技"] and entry.language == "zh-CN"
     assert entry.published == datetime(2026, 11, 30, 0, tzinfo=UTC)
 
 
@@ -284,3 +285,15 @@ def test_page_image_from_open_graph_then_twitter_card() -> None:
                '<meta name="twitter:image:alt" content="T">')
     assert pages.image_of(twitter, "https://n.example/") == pages.PageImage("https://c.example/t.jpg", "T")
     assert pages.image_of("<p>nothing</p>", "https://n.example/") is None
+
+
+def test_hostile_values_are_cleaned_before_they_reach_a_column() -> None:
+    body = json.dumps({"version": "https://jsonfeed.org/version/1", "language": "x" * 100, "items": [
+        {"id": "a\u0000b", "url": "/a", "title": "T\u0000i\u0007tle", "tags": "not a list",
+         "language": "zh-cn"},
+        {"id": "c", "url": "/c\u0000d", "title": "C", "tags": [1, {"x": 2}, "ok", " "]}]}).encode()
+    parsed = parse(body, "https://j.example/f")
+    first, second = parsed.entries
+    assert parsed.language is None  # 100 x's are no language tag
+    assert (first.guid, first.title, first.categories, first.language) == ("ab", "Title", [], "zh-CN")
+    assert second.categories == ["ok"] and second.link is None

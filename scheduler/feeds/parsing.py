@@ -18,6 +18,7 @@ from charset_normalizer import from_bytes
 
 from scheduler.core.errors import UserError
 from scheduler.feeds.text import plain
+from scheduler.matrix import accounts
 
 SUMMARY_LIMIT = 5_000
 _NEWS = "{http://www.google.com/schemas/sitemap-news/0.9}"
@@ -42,6 +43,28 @@ class Parsed:
     title: str
     language: str | None
     entries: list[Entry]
+
+
+def _language(value: object) -> str | None:
+    """A declared language as a BCP-47 tag (``zh-cn`` -> ``zh-CN``), or None when it is not one: a
+    feed's typo must not reach a column or a platform."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return accounts.check_language(value)
+    except UserError:
+        return None
+
+
+def _strings(values: object) -> list[str]:
+    """Categories as plain, non-empty strings (a JSON Feed may hold anything in ``tags``)."""
+    if not isinstance(values, list):
+        return []
+    return [text for v in values if isinstance(v, str) and (text := plain(v))][:50]
+
+
+def _guid(value: str) -> str:
+    return value.replace("\x00", "").strip()[:4000]
 
 
 def parse(body: bytes, url: str, content_type: str | None = None) -> Parsed:
@@ -79,8 +102,10 @@ def _when(parsed: Any) -> datetime | None:
         return None
 
 
-def _resolved(link: str | None, base: str) -> str | None:
-    if not link or not link.strip():
+def _resolved(link: object, base: str) -> str | None:
+    """``link`` made absolute against ``base``; None for no link, or one with white space or control
+    characters inside (no real URL has them)."""
+    if not isinstance(link, str) or not link.strip() or not link.strip().isprintable() or " " in link.strip():
         return None
     return urljoin(base, link.strip())
 
@@ -94,18 +119,18 @@ def _xml_feed(body: bytes, url: str, content_type: str | None) -> Parsed:
         problem = doc.get("bozo_exception")
         detail = f" ({' '.join(str(problem).split())[:120]})" if problem else ""
         raise UserError(f"feed: {url} is not an RSS, Atom, JSON Feed or news sitemap document{detail}")
-    language = doc.feed.get("language") or None
+    language = _language(doc.feed.get("language"))
     entries = []
     for item in doc.entries:
         link = _resolved(item.get("link"), url)
-        guid = (item.get("id") or link or item.get("title") or "").strip()
+        guid = _guid(item.get("id") or link or item.get("title") or "")
         if not guid:
             continue  # nothing identifies it; it could never be recognised again
         summary = plain(item.get("summary") or "")[:SUMMARY_LIMIT]
         entries.append(Entry(
             guid=guid, link=link, title=plain(item.get("title") or ""), summary=summary,
-            categories=[t["term"] for t in item.get("tags") or [] if t.get("term")],
-            language=(item.get("title_detail") or {}).get("language") or None,
+            categories=_strings([t.get("term") for t in item.get("tags") or []]),
+            language=_language((item.get("title_detail") or {}).get("language")),
             published=_when(item.get("published_parsed") or item.get("updated_parsed"))))
     return Parsed(doc.get("version") or "unknown", plain(doc.feed.get("title") or ""), language, entries)
 
@@ -124,7 +149,7 @@ def _json_feed(body: bytes, url: str) -> Parsed:
         if not isinstance(item, dict):
             continue
         link = _resolved(item.get("url") or item.get("external_url"), base)
-        guid = str(item.get("id") or link or "").strip()
+        guid = _guid(str(item.get("id") or link or ""))
         if not guid:
             continue
         summary = item.get("summary") or item.get("content_text") or plain(item.get("content_html") or "")
@@ -137,9 +162,9 @@ def _json_feed(body: bytes, url: str) -> Parsed:
                 published = None
         entries.append(Entry(guid=guid, link=link, title=plain(str(item.get("title") or "")),
                              summary=plain(str(summary))[:SUMMARY_LIMIT],
-                             categories=[str(t) for t in item.get("tags") or [] if str(t).strip()],
-                             language=item.get("language") or None, published=published))
-    return Parsed("json", plain(str(doc.get("title") or "")), doc.get("language") or None, entries)
+                             categories=_strings(item.get("tags")),
+                             language=_language(item.get("language")), published=published))
+    return Parsed("json", plain(str(doc.get("title") or "")), _language(doc.get("language")), entries)
 
 
 def _sitemap(body: bytes, url: str) -> Parsed:
@@ -166,7 +191,7 @@ def _sitemap(body: bytes, url: str) -> Parsed:
         keywords = news.findtext(f"{_NEWS}keywords") or ""
         entries.append(Entry(
             guid=loc, link=loc, title=plain(news.findtext(f"{_NEWS}title") or ""),
-            categories=[k.strip() for k in keywords.split(",") if k.strip()],
-            language=(news.findtext(f"{_NEWS}publication/{_NEWS}language") or "").strip() or None,
+            categories=_strings(keywords.split(",")),
+            language=_language(news.findtext(f"{_NEWS}publication/{_NEWS}language")),
             published=published))
     return Parsed("sitemap-news", "", None, entries)

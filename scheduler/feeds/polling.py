@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
@@ -151,6 +151,10 @@ def _store(s: Session, feed: Feed, entry: Entry, status: str, now: datetime,
             s.add(item)
             s.flush()
     except IntegrityError:
+        return None
+    except DataError:
+        # One item the database cannot hold (a value too long for its column) must not fail the feed.
+        log.warning("feed %s: item %r cannot be stored", feed.id, entry.guid[:200], exc_info=True)
         return None
     return item
 

@@ -43,7 +43,9 @@ def plain(html: str) -> str:
     parser = _Text()
     parser.feed(html)
     parser.close()
-    return " ".join("".join(parser.parts).split())
+    # Control characters (a NUL, which PostgreSQL refuses, among them) are paste accidents, not text.
+    text = "".join(c for c in "".join(parser.parts) if c.isprintable() or c.isspace())
+    return " ".join(text.split())
 
 
 def hashtags(categories: list[str]) -> str:
