@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
@@ -217,15 +217,28 @@ def poll_feed(feed_id: int, now: datetime | None = None, settings: Settings | No
         fresh = _unseen(s, feed_id, parsed.entries) if parsed else []
         wants = bool(fresh) and making.wants_image(feed)
     images = _images(fresh[:MAX_NEW_PER_POLL], settings) if wants else {}
+    try:
+        return _record(feed_id, now, got, parsed, fresh, images, result)
+    except OperationalError as exc:
+        # A deadlock or a lock timeout with a poller of another feed carrying the same articles: this
+        # poll stored nothing; it is tried again after the short backoff, and what the other stored
+        # is then seen.
+        message = f"database: {type(exc.orig).__name__ if exc.orig else 'error'} while storing items"
+        _failed(feed_id, now, message)
+        return PollResult(feed_id, "error", error=message)
+
+
+def _record(feed_id: int, now: datetime, got: fetching.Fetched, parsed: Parsed | None, fresh: list[Entry],
+            images: dict[str, dict[str, Any]], result: PollResult) -> PollResult:
+    """Store the new items with their stories and the feed's health, in one transaction."""
     with session_scope() as s:
         feed = s.get(Feed, feed_id)
         if feed is None:
             return PollResult(feed_id, "skipped")
         if parsed is not None:
             if parsed.language and not feed.language:
-                parsed_language = parsed.language
                 for entry in fresh:
-                    entry.language = entry.language or parsed_language
+                    entry.language = entry.language or parsed.language
             _take_in(s, feed, fresh, images, now, result)
             feed.etag = got.headers.get("etag") or None
             feed.last_modified = got.headers.get("last-modified") or None
