@@ -4,15 +4,23 @@ poll, the drafts inbox and promote, edit, pause, remove, and bad input named by 
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
+from adapters.base import Credentials
+from adapters.standins import standin_class
 from config.settings import reset_settings
 from scheduler.core.db import session_scope
-from tests.conftest import Env
+from scheduler.core.models import Story, utcnow
+from scheduler.feeds import registry
+from scheduler.matrix import accounts
+from tests.conftest import Env, wait_for
 from tests.factories import make_account
 from tests.feed_server import THREE, XML, rss, serving
 
@@ -81,3 +89,40 @@ def test_a_bad_template_file_is_refused_with_its_problem(env: Env, tmp_path: Pat
     bad.write_text("{{ headline }}", encoding="utf-8")
     done = env.cli("feeds", "add", "http://x.example/rss", "--to", "news", "--template", str(bad))
     assert done.returncode == 2 and "template: default: unknown field 'headline'" in done.stderr
+
+
+@pytest.mark.workers
+def test_tick_hands_a_due_feed_to_a_worker_and_its_story_is_published(sqlite_env: Env, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real processes: `crosspost tick` (as a system crontab runs it) hands the due feed to a
+    `crosspost worker`, which polls it; the next tick hands the story's delivery out, and the worker
+    publishes it to the Mastodon stand-in, link tagged for Mastodon."""
+    monkeypatch.setenv("CROSSPOST_MEDIA_ALLOW_PRIVATE", "true")
+    reset_settings()
+    standin = standin_class("mastodon")().start()
+    worker = None
+    try:
+        with serving() as srv:
+            srv.routes["/rss"] = (200, XML, rss(THREE[:1]))
+            with session_scope() as s:
+                creds = Credentials(standin.add_account("desk"))
+                accounts.add(s, "mastodon", "desk", creds, base_url=standin.url, tags=["news"])
+                registry.add(s, srv.url("/rss"), ["news"], utcnow(), mode="auto")
+            worker = sqlite_env.spawn("worker", "--concurrency", "2", log=tmp_path / "worker.log")
+            ticked = sqlite_env.cli("tick", "--json")
+            assert ticked.returncode == 0 and json.loads(ticked.stdout)[0]["feeds"] == 1, ticked.stderr
+
+            def stored() -> int:
+                with session_scope() as s:
+                    return s.scalar(select(func.count()).select_from(Story)) or 0
+
+            wait_for(lambda: stored() == 1, 60, what="the worker to poll the feed")
+            assert sqlite_env.cli("tick").returncode == 0
+            wait_for(lambda: len(standin.posts()) == 1, 60, what="the story to be published")
+        text = str(standin.posts()[0].data.get("text"))
+        assert text.startswith("Story number 1") and "utm_source=mastodon&utm_medium=social" in text
+    finally:
+        if worker is not None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+        standin.stop()
