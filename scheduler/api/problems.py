@@ -65,10 +65,17 @@ def _user_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(status, message, [_field_error(message)] if status == 422 else None, headers or None)
 
 
+def _where(loc: tuple[object, ...] | list[object]) -> str:
+    """``('query', 'limit')`` -> ``limit``; ``('body', 'images', 0, 'url')`` -> ``images.0.url``."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(str(p) for p in parts) or "body"
+
+
 def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     # The message and where, never the input: it may be a password.
-    errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
-               "detail": e.get("msg", "invalid")} for e in exc.errors()]
+    errors = [{"field": _where(e.get("loc", ())), "detail": e.get("msg", "invalid")} for e in exc.errors()]
     return problem(422, f"{len(errors)} field(s) invalid", errors)
 
 

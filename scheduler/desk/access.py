@@ -57,7 +57,8 @@ class Actor:
     def cli(cls) -> Actor:
         """The operator at the machine holding the data: they can read the database anyway, so the
         CLI is an admin everywhere, recorded as the host's user."""
-        return cls(name=f"{getpass.getuser()}@{socket.gethostname()}", via="cli",
+        # "cli:" keeps the namespace apart from users' names, which cannot hold a colon.
+        return cls(name=f"cli:{getpass.getuser()}@{socket.gethostname()}", via="cli",
                    roles=(Role("admin", Scope("all")),))
 
     def at_least(self, role: str) -> bool:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import get_settings
 from scheduler.core.db import session_scope
-from scheduler.core.models import Attempt, Delivery, ProcessLock
+from scheduler.core.models import Account, Attempt, Delivery, ProcessLock
 
 # A delivery due this long without any attempt starting anywhere means no worker is working.
 DEAD_MAN_SECONDS = 300
@@ -46,8 +46,11 @@ def _beat(s: Session, now: datetime) -> dict[str, Any]:
 
 def _worker(s: Session, now: datetime) -> dict[str, Any]:
     late = now - timedelta(seconds=DEAD_MAN_SECONDS)
-    oldest = s.scalar(select(func.min(Delivery.due_at)).where(Delivery.state.in_(("scheduled", "queued",
-                                                                                  "retry_wait"))))
+    # Only what a worker would take: a paused account's deliveries wait on purpose.
+    oldest = s.scalar(select(func.min(Delivery.due_at))
+                      .join(Account, Account.id == Delivery.account_id)
+                      .where(Delivery.state.in_(("scheduled", "queued", "retry_wait")),
+                             Account.status == "active"))
     last_start = s.scalar(select(func.max(Attempt.started_at)))
     silent = oldest is not None and oldest < late and (last_start is None or last_start < late)
     result: dict[str, Any] = {"ok": not silent, "oldest_due": oldest.isoformat() if oldest else None,

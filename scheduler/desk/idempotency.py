@@ -7,9 +7,11 @@ import hashlib
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from scheduler.core.db import is_postgres
 from scheduler.core.models import Story
 from scheduler.desk.access import Actor
 from scheduler.desk.errors import Conflict, UserError
@@ -37,10 +39,16 @@ def replay(s: Session, actor: Actor, key: str, request_hash: str) -> Story | Non
 def queue_once(s: Session, actor: Actor, key: str, request_hash: str, now: datetime,
                queue: Callable[[], Story]) -> tuple[Story, bool]:
     """``(story, created)``: the story ``queue`` stores, or the one an earlier request with ``key``
-    stored. Two concurrent requests with one key: the second waits on the key's primary key and then
-    fails to insert it, which rolls back its story too (the caller retries and gets the replay)."""
+    stored. Concurrent requests with one key take turns: on PostgreSQL a transaction lock on the key
+    (otherwise the second would find neither the key nor, a statement later, miss the first's story
+    and call it a duplicate); SQLite's write lock already serialises them. The key's primary key is the
+    last guard: a clash rolls the second story back (``is_key_clash``)."""
     if actor.user_id is None:
         raise UserError("Idempotency-Key: only a user's requests carry one")
+    if is_postgres(s):
+        lock = int.from_bytes(hashlib.sha256(f"{actor.user_id}:{key}".encode()).digest()[:8], "big",
+                              signed=True)
+        s.execute(select(func.pg_advisory_xact_lock(lock)))
     earlier = replay(s, actor, key, request_hash)
     if earlier is not None:
         return earlier, False

@@ -13,8 +13,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from PIL import Image
+from sqlalchemy import select, update
 
-from scheduler.core.models import utcnow
+from scheduler.core.db import session_scope
+from scheduler.core.models import Attempt, Delivery, utcnow
+from scheduler.desk import health as health_checks
 from tests.api.conftest import Desk
 from tests.conftest import Env
 from tests.factories import SECRET
@@ -135,13 +138,24 @@ def test_followers_report_as_json_and_csv(desk: Desk) -> None:
 
 
 def test_health_and_metrics(desk: Desk) -> None:
-    queue(desk)
+    story = queue(desk)
     health = desk.client.get("/health")
     body = health.json()
     assert body["checks"]["database"]["ok"] is True and body["checks"]["beat"]["ok"] is False
-    assert health.status_code == (200 if body["ready"] else 503)
+    assert (health.status_code, body["ready"], body["checks"]["worker"]["ok"]) == (200, True, True)
     metrics = desk.client.get("/metrics").text
     assert 'crosspost_deliveries{platform="mastodon",state="scheduled"} 1.0' in metrics
+    # Due for longer than the dead-man time and no attempt started since: the worker is silent.
+    late = utcnow() - timedelta(seconds=health_checks.DEAD_MAN_SECONDS + 60)
+    with session_scope() as s:
+        s.execute(update(Delivery).where(Delivery.story_id == story["id"]).values(due_at=late))
+    silent = desk.client.get("/health")
+    assert (silent.status_code, silent.json()["checks"]["worker"]["ok"]) == (503, False)
+    assert "crosspost_oldest_due_unclaimed_seconds 3" in desk.client.get("/metrics").text  # 360 s and more
+    with session_scope() as s:
+        delivery = s.scalars(select(Delivery).where(Delivery.story_id == story["id"])).one()
+        s.add(Attempt(delivery_id=delivery.id, number=1, started_at=utcnow()))
+    assert desk.client.get("/health").status_code == 200
 
 
 def test_concurrent_retries_with_one_key_queue_one_story(any_desk: Desk) -> None:
