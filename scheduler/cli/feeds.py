@@ -15,8 +15,8 @@ from scheduler.feeds.models import Feed
 
 feeds_app = group("Feeds (RSS, Atom, JSON Feed, news sitemaps) whose new articles become stories.")
 
-FEED_COLUMNS = ["id", "url", "mode", "targets", "language", "status", "last_fetch_at", "last_new_at",
-                "item_count", "error_count", "silent"]
+# The table fits 100 columns; `show` and --json have every field.
+FEED_COLUMNS = ["id", "url", "mode", "status", "last_new_at", "item_count", "error_count", "silent"]
 ITEM_COLUMNS = ["id", "feed", "status", "title", "link", "story", "error"]
 POLL_COLUMNS = ["feed_id", "outcome", "new", "stories", "drafts", "rejected", "skipped", "error"]
 
