@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
@@ -17,7 +18,7 @@ from scheduler.desk import stories
 from scheduler.desk.access import Actor
 from scheduler.stories import drafts
 from tests.conftest import Env
-from tests.factories import make_account
+from tests.factories import make_account, make_delivery
 
 
 @dataclass
@@ -91,3 +92,15 @@ def test_policies_and_approval_from_the_command(cli: Callable[..., Ran]) -> None
     trail = ok(cli, "audit", "--object", f"story:{own['id']}")
     assert [e["action"] for e in trail] == ["story.reject", "story.queue"]
     assert trail[0]["change"]["reason"] == "not ours to publish" and trail[0]["via"] == "cli"
+
+
+def test_doctor_says_what_is_missing(cli: Callable[..., Ran]) -> None:
+    answer = cli("doctor", "--json")
+    found = json.loads(answer.stdout)[0]
+    assert (answer.returncode, found["ready"]) == (0, True)
+    assert found["checks"]["database"]["ok"] is True and found["checks"]["beat"]["ok"] is False
+    with session_scope() as s:  # due an hour ago, and no worker started anything
+        make_delivery(s, make_account(s), utcnow() - timedelta(hours=1))
+    silent = cli("doctor")
+    assert silent.returncode == 1 and "NOT READY" in silent.stdout
+    assert "no beat holds the lock" in silent.stdout and "no attempt started since" in silent.stdout

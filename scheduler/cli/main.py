@@ -21,6 +21,7 @@ from config.settings import get_settings
 from scheduler.cli.accounts import accounts_app
 from scheduler.cli.common import JsonOpt, done, group, out, require_database
 from scheduler.cli.deliveries import deliveries_app
+from scheduler.cli.doctor import doctor_command
 from scheduler.cli.feeds import feeds_app
 from scheduler.cli.followers import followers_app
 from scheduler.cli.people import audit_command, policies_app, tokens_app, users_app
@@ -48,6 +49,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(policies_app, name="policies")
 app.command("audit")(audit_command)
+app.command("doctor")(doctor_command)
 app.add_typer(feeds_app, name="feeds")
 
 
