@@ -1,6 +1,6 @@
 """Polling a feed: claim it, fetch it (conditional GET, through the SSRF-safe fetcher, within a size
-and time limit) outside any transaction, then store each new item and make its story in one
-transaction. The items' unique keys decide what is new, so two pollers at once create each story once."""
+and time limit) outside any transaction, then store each new item and make its story in a transaction
+of its own. The items' unique keys decide what is new, so two pollers at once create each story once."""
 
 from __future__ import annotations
 
@@ -159,32 +159,37 @@ def _store(s: Session, feed: Feed, entry: Entry, status: str, now: datetime,
     return item
 
 
-def _take_in(s: Session, feed: Feed, entries: list[Entry], images: dict[str, dict[str, Any]],
-             now: datetime, result: PollResult) -> None:
-    for n, entry in enumerate(reversed(entries)):  # feeds list the newest first; store the oldest first
-        skip = n < len(entries) - MAX_NEW_PER_POLL
-        status = "skipped" if skip else ("draft" if feed.mode == "draft" else "queued")
-        item = _store(s, feed, entry, status, now, images.get(entry.guid))
-        if item is None:
-            continue
-        result.new += 1
-        result.drafts += status == "draft"
-        result.skipped += status == "skipped"
-        if status != "queued":
-            continue
-        try:
-            with s.begin_nested():
-                story = making.make_story(s, feed, item, now, approval=feed.mode == "approve")
-                item.story_id = story.id
-                s.flush()
-            result.stories += 1
-            result.story_ids.append(story.id)
-        except UserError as exc:  # StoryRejected too: the item waits for an editor, with the reason
-            item.status, item.error = "rejected", " ".join(str(exc).split())[:2000]
-            result.rejected += 1
-    feed.item_count += result.new
-    if result.new:
-        feed.last_new_at = now
+def _take_in(feed_id: int, entries: list[Entry], images: dict[str, dict[str, Any]], now: datetime,
+             result: PollResult) -> None:
+    """Store each new item, and make its story, in a short transaction of its own, oldest first
+    (feeds list the newest first). A poller thus holds one article's keys at a time: two pollers of
+    feeds that carry the same articles never wait on each other in a cycle, and the embedded
+    database's write lock is never held for a whole feed."""
+    for n, entry in enumerate(reversed(entries)):
+        with session_scope() as s:
+            feed = s.get(Feed, feed_id)
+            if feed is None:
+                return
+            skip = n < len(entries) - MAX_NEW_PER_POLL
+            status = "skipped" if skip else ("draft" if feed.mode == "draft" else "queued")
+            item = _store(s, feed, entry, status, now, images.get(entry.guid))
+            if item is None:
+                continue
+            result.new += 1
+            result.drafts += status == "draft"
+            result.skipped += status == "skipped"
+            if status != "queued":
+                continue
+            try:
+                with s.begin_nested():
+                    story = making.make_story(s, feed, item, now, approval=feed.mode == "approve")
+                    item.story_id = story.id
+                    s.flush()
+                result.stories += 1
+                result.story_ids.append(story.id)
+            except UserError as exc:  # StoryRejected too: the item waits for an editor, with the reason
+                item.status, item.error = "rejected", " ".join(str(exc).split())[:2000]
+                result.rejected += 1
 
 
 def poll_feed(feed_id: int, now: datetime | None = None, settings: Settings | None = None, *,
@@ -220,9 +225,8 @@ def poll_feed(feed_id: int, now: datetime | None = None, settings: Settings | No
     try:
         return _record(feed_id, now, got, parsed, fresh, images, result)
     except OperationalError as exc:
-        # A deadlock or a lock timeout with a poller of another feed carrying the same articles: this
-        # poll stored nothing; it is tried again after the short backoff, and what the other stored
-        # is then seen.
+        # A lock timeout (or a deadlock) while storing: the items stored so far stay, with their
+        # stories; the rest are tried again after the short backoff.
         message = f"database: {type(exc.orig).__name__ if exc.orig else 'error'} while storing items"
         _failed(feed_id, now, message)
         return PollResult(feed_id, "error", error=message)
@@ -230,18 +234,27 @@ def poll_feed(feed_id: int, now: datetime | None = None, settings: Settings | No
 
 def _record(feed_id: int, now: datetime, got: fetching.Fetched, parsed: Parsed | None, fresh: list[Entry],
             images: dict[str, dict[str, Any]], result: PollResult) -> PollResult:
-    """Store the new items with their stories and the feed's health, in one transaction."""
+    """Store the new items with their stories, then the feed's health."""
+    with session_scope() as s:
+        feed = s.get(Feed, feed_id)
+        if feed is None:
+            return PollResult(feed_id, "skipped")
+        declared = feed.language
+    if parsed is not None:
+        if parsed.language and not declared:
+            for entry in fresh:
+                entry.language = entry.language or parsed.language
+        _take_in(feed_id, fresh, images, now, result)
     with session_scope() as s:
         feed = s.get(Feed, feed_id)
         if feed is None:
             return PollResult(feed_id, "skipped")
         if parsed is not None:
-            if parsed.language and not feed.language:
-                for entry in fresh:
-                    entry.language = entry.language or parsed.language
-            _take_in(s, feed, fresh, images, now, result)
             feed.etag = got.headers.get("etag") or None
             feed.last_modified = got.headers.get("last-modified") or None
+        feed.item_count += result.new
+        if result.new:
+            feed.last_new_at = now
         if got.moved_to and got.moved_to != feed.url:
             log.info("feed %s moved permanently to %s", feed.id, got.moved_to)
             feed.url = got.moved_to[:1024]
