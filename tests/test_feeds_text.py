@@ -119,6 +119,15 @@ def test_fit_keeps_the_link_whole_and_stays_within_the_limit(limit: int) -> None
     assert FIELDS.link in out  # the summary and the title give way first
 
 
+@given(st.lists(_PIECES, max_size=120).map("".join), st.lists(_PIECES, max_size=300).map("".join),
+       st.integers(min_value=40, max_value=300))
+def test_fit_holds_for_any_title_and_summary(title: str, summary: str, limit: int) -> None:
+    fields = templates.Fields(title=title, summary=summary, link="https://news.example.com/a?id=1")
+    out = templates.fit(SOURCE, fields, limit)
+    assert len(out) <= limit
+    assert fields.link in out  # 30 characters: room is always left for it once the fields give way
+
+
 def test_fit_shortens_the_summary_before_the_title() -> None:
     full = templates.render(SOURCE, FIELDS)
     out = templates.fit(SOURCE, FIELDS, len(full) - 20)
