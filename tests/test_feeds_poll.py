@@ -368,7 +368,7 @@ def test_a_feed_that_trickles_past_the_time_limit_is_cut_off(srv: FeedServer, tm
     srv.routes["/slow"] = (200, XML, [b"<rss>" + b" " * 100] * 30)  # six seconds in all
     settings = Settings(data_dir=tmp_path, media_allow_private=True)
     with pytest.raises(UserError, match=r"took longer than 1 s"):
-        fetching.fetch(srv.url("/slow"), io.BytesIO(), settings, what="feed", timeout=1)
+        fetching.fetch(srv.url("/slow"), io.BytesIO(), settings, what="feed", total=1)
 
 
 def test_the_desks_approval_policy_holds_an_auto_story_too(env: Env, srv: FeedServer) -> None:

@@ -57,7 +57,8 @@ def image_of(html: str, page_url: str) -> PageImage | None:
 def fetch_image_ref(page_url: str, settings: Settings) -> PageImage | None:
     """Fetch the article page (through the SSRF-safe fetcher, small and quick) and read its image."""
     sink = io.BytesIO()
-    got = fetching.fetch(page_url, sink, settings, what="page", max_bytes=PAGE_LIMIT, timeout=PAGE_TIMEOUT)
+    got = fetching.fetch(page_url, sink, settings, what="page", max_bytes=PAGE_LIMIT, timeout=PAGE_TIMEOUT,
+                          total=PAGE_TIMEOUT)
     charset = "utf-8"
     content_type = got.headers.get("content-type", "")
     if "charset=" in content_type.lower():

@@ -94,6 +94,7 @@ def _fetch(url: str, etag: str | None, modified: str | None,
         conditional["If-Modified-Since"] = modified
     sink = io.BytesIO()
     got = fetching.fetch(url, sink, settings, what="feed", max_bytes=FEED_MAX_BYTES, timeout=FEED_TIMEOUT,
+                         total=FEED_TIMEOUT,
                          headers=conditional or None)
     if got.status == 304:
         return got, None

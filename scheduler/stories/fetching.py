@@ -79,15 +79,16 @@ def _pool(scheme: str, host: str, port: int, address: str, timeout: float) -> ur
 
 
 def fetch(url: str, target: BinaryIO, settings: Settings, *, what: str = "media",
-          max_bytes: int | None = None, timeout: float | None = None,
+          max_bytes: int | None = None, timeout: float | None = None, total: float | None = None,
           headers: dict[str, str] | None = None) -> Fetched:
     """GET ``url`` into ``target``, following at most MAX_REDIRECTS redirects, each hop resolved,
     vetted and connected to like the first. ``max_bytes`` caps the body (default: the media cap);
-    ``timeout`` bounds the whole fetch, every hop included (default: the media fetch timeout).
-    ``headers`` are sent on every hop (a conditional GET's If-None-Match, for one)."""
+    ``timeout`` bounds each connect and read (default: the media fetch timeout); ``total``, when
+    given, bounds the whole fetch, every hop included (a large video may take minutes; a feed may
+    not). ``headers`` are sent on every hop (a conditional GET's If-None-Match, for one)."""
     max_bytes = max_bytes or settings.media_max_bytes
     timeout = timeout or settings.media_fetch_timeout
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + total if total else None
     moved_to: str | None = None
     permanent_so_far = True
     for _ in range(MAX_REDIRECTS + 1):
@@ -98,7 +99,8 @@ def fetch(url: str, target: BinaryIO, settings: Settings, *, what: str = "media"
         name = f"[{host}]" if ":" in host else host
         sent = {"Host": name if default else f"{name}:{port}", "User-Agent": USER_AGENT,
                 "Accept-Encoding": "identity", **(headers or {})}
-        pool = _pool(scheme, host, port, address, max(0.1, deadline - time.monotonic()))
+        left = deadline - time.monotonic() if deadline is not None else timeout
+        pool = _pool(scheme, host, port, address, max(0.1, min(timeout, left)))
         try:
             response = pool.urlopen("GET", path, headers=sent, redirect=False, retries=False,
                                     preload_content=False, assert_same_host=False)
@@ -128,8 +130,8 @@ def fetch(url: str, target: BinaryIO, settings: Settings, *, what: str = "media"
                     size += len(chunk)
                     if size > max_bytes:
                         raise UserError(f"{what}: {shown(url)} is larger than {max_bytes} bytes")
-                    if time.monotonic() > deadline:
-                        raise UserError(f"{what}: {shown(url)} took longer than {timeout:g} s")
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise UserError(f"{what}: {shown(url)} took longer than {total:g} s")
                     target.write(chunk)
             except urllib3.exceptions.HTTPError as exc:
                 raise UserError(f"{what}: cannot fetch {shown(url)}: {type(exc).__name__}") from None
