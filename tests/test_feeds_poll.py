@@ -394,3 +394,19 @@ def test_a_first_poll_takes_the_newest_items_and_remembers_the_rest(env: Env, sr
         skipped = inbox.items(s, statuses=("skipped",))
         assert sorted(i.title for i in skipped) == [f"Item {i}" for i in range(1, 6)]
     assert polling.poll_feed(feed_id, T0, force=True).new == 0
+
+
+def test_future_and_missing_dates_do_not_hold_an_item_back(env: Env, srv: FeedServer) -> None:
+    accounts(("mastodon", None, False))
+    srv.routes["/rss"] = (200, XML, (
+        b'<rss version="2.0"><channel><item><guid>f1</guid><link>https://news.example.com/f</link>'
+        b"<title>From the future</title><pubDate>Wed, 01 Jan 2031 08:00:00 GMT</pubDate></item>"
+        b"<item><guid>n1</guid><link>https://news.example.com/n</link><title>Undated</title></item>"
+        b"</channel></rss>"))
+    result = polling.poll_feed(add_feed(srv.url("/rss"), mode="auto"), T0)
+    assert (result.new, result.stories) == (2, 2)
+    with session_scope() as s:
+        dates = {i.title: i.published_at for i in s.scalars(select(FeedItem))}
+        assert dates == {"From the future": datetime(2031, 1, 1, 8, tzinfo=UTC), "Undated": None}
+        # Queued now (the account has no schedule), not at the article's date.
+        assert {d.due_at for d in s.scalars(select(Delivery))} == {T0}
