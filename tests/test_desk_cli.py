@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 
+from adapters.standins import standin_class
 from scheduler.cli.main import main
 from scheduler.core.db import session_scope
 from scheduler.core.models import utcnow
@@ -104,3 +105,17 @@ def test_doctor_says_what_is_missing(cli: Callable[..., Ran]) -> None:
     silent = cli("doctor")
     assert silent.returncode == 1 and "NOT READY" in silent.stdout
     assert "no beat holds the lock" in silent.stdout and "no attempt started since" in silent.stdout
+
+
+def test_adding_an_account_is_audited_without_its_credentials(cli: Callable[..., Ran]) -> None:
+    standin = standin_class("mastodon")().start()
+    try:
+        creds = standin.add_account("newsdesk")
+        added = ok(cli, "accounts", "add", "mastodon", "newsdesk", "--base-url", standin.url, "--tag", "en",
+                   "--credentials-file", "-", stdin=json.dumps(creds))
+    finally:
+        standin.stop()
+    (entry,) = ok(cli, "audit", "--object", "account")
+    assert (entry["action"], entry["object_id"]) == ("account.add", str(added[0]["id"]))
+    assert entry["change"]["verified"] is True
+    assert all(secret not in json.dumps(entry) for secret in creds.values())

@@ -46,8 +46,8 @@ def accounts_add(
         raise UserError("credentials-file: required (a JSON file, or - to read standard input)")
     creds = read_credentials(credentials_file)
     require_database()
-    account, verified = accounts.connect(platform, handle, creds.reveal(), name=name, tags=tag or [], tz=tz,
-                                         base_url=base_url, language=language)
+    account, verified = desk.connect(Actor.cli(), platform, handle, creds.reveal(), utcnow(), name=name,
+                                     tags=tag or [], tz=tz, base_url=base_url, language=language)
     _unverified(account.label, verified)
     emit([accounts.describe(account)], as_json, ["id", "account", "name", "tags", "tz", "language", "status"])
 
@@ -112,7 +112,8 @@ def accounts_reauth(
     deliveries waiting in blocked_auth are due again."""
     creds = read_credentials(credentials_file)
     require_database()
-    found, released, verified = accounts.reauthorise(account, creds.reveal(), utcnow(), base_url=base_url)
+    found, released, verified = desk.reauthorise(Actor.cli(), account, creds.reveal(), utcnow(),
+                                                 base_url=base_url)
     _unverified(found.label, verified)
     done(as_json, f"{found.label} re-authorised; {released} blocked deliveries are due again",
          account=found.label, verified=verified, released=released)

@@ -31,7 +31,10 @@ from scheduler.core import vault
 from scheduler.core.db import check_writable, migrate, prepare_data_dir, session_scope
 from scheduler.core.deliveries import IllegalTransition
 from scheduler.core.errors import StoryRejected, UserError, shown, shown_path
+from scheduler.core.models import utcnow
 from scheduler.core.vault import VaultError, ensure_key
+from scheduler.desk import audit
+from scheduler.desk.access import Actor
 
 app = typer.Typer(help="Publish stories to a matrix of social-media accounts.", no_args_is_help=True,
                   rich_markup_mode="markdown",
@@ -98,6 +101,7 @@ def keys_rotate(as_json: JsonOpt = False) -> None:
     """Re-encrypt every account's credentials under a new key, then replace the key file with it."""
     require_database()
     count = vault.rotate()
+    audit.note(Actor.cli(), "keys.rotate", "key", "credentials", utcnow(), accounts=count)
     key_file = get_settings().key_file
     done(as_json, f"credentials of {count} account(s) re-encrypted; new key in {key_file}", accounts=count,
          key_file=str(key_file))

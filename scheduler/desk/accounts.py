@@ -4,6 +4,7 @@ remove by an admin; the upcoming slots and what fills them. Changes go to the au
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -109,3 +110,23 @@ def upcoming_slots(s: Session, actor: Actor, now: datetime, *, ref: str | None =
                 "state": d.state if d else "free",
             })
     return rows
+
+
+def connect(actor: Actor, platform: str, handle: str, data: Mapping[str, Any], now: datetime,
+            **options: Any) -> tuple[Account, bool]:
+    """Add an account once the platform says whose the credentials are (``matrix.connect``, which
+    asks it outside any transaction); an admin's act, recorded without the credentials."""
+    require_everywhere(actor, "admin", "accounts add")
+    account, verified = matrix.connect(platform, handle, data, **options)
+    audit.note(actor, "account.add", "account", account.id, now, account=account.label, verified=verified,
+               tags=account.tags or [])
+    return account, verified
+
+
+def reauthorise(actor: Actor, ref: str, data: Mapping[str, Any], now: datetime,
+                **options: Any) -> tuple[Account, int, bool]:
+    require_everywhere(actor, "admin", "accounts reauth")
+    account, released, verified = matrix.reauthorise(ref, data, now, **options)
+    audit.note(actor, "account.reauth", "account", account.id, now, account=account.label,
+               verified=verified, released=released)
+    return account, released, verified

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scheduler.core.db import session_scope
 from scheduler.desk.access import Actor, require_everywhere
 from scheduler.desk.models import AuditEntry
 from scheduler.desk.pages import Page, page_of
@@ -45,3 +46,11 @@ def parse_object(value: str) -> tuple[str, str | None]:
     """``story:12`` or ``story`` (every story)."""
     kind, _, ident = value.partition(":")
     return kind.strip(), (ident.strip() or None)
+
+
+def note(actor: Actor, action: str, object_type: str, object_id: object, now: datetime,
+         **change: Any) -> None:
+    """Record in a transaction of its own: for actions that manage theirs (an account connected after
+    asking the platform, a key rotation), recorded once they succeeded."""
+    with session_scope() as s:
+        record(s, actor, action, object_type, object_id, now, **change)
