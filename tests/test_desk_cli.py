@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -119,3 +120,11 @@ def test_adding_an_account_is_audited_without_its_credentials(cli: Callable[...,
     assert (entry["action"], entry["object_id"]) == ("account.add", str(added[0]["id"]))
     assert entry["change"]["verified"] is True
     assert all(secret not in json.dumps(entry) for secret in creds.values())
+
+
+def test_serve_on_a_port_in_use_says_so(cli: Callable[..., Ran]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        answer = cli("serve", "--port", str(busy.getsockname()[1]))
+    assert answer.returncode == 2 and "port: cannot serve the API on 127.0.0.1:" in answer.stderr

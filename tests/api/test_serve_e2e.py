@@ -87,8 +87,31 @@ def test_queue_over_http_then_the_worker_publishes_once_and_approval_releases(
         assert [(p.data["account"], p.data["text"]) for p in mastodon.posts()] == [
             ("free", "free news"), ("held", "held news")]
         assert mastodon.duplicates() == 0
+        log = (tmp_path / "run.log").read_text(errors="replace")
+        assert "Uvicorn running" in log or "Application startup complete" in log
+        assert editor not in log and approver not in log  # tokens never reach the log
     except AssertionError:
         raise AssertionError((tmp_path / "run.log").read_text(errors="replace")[-3000:]) from None
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+def test_serve_answers_over_http_until_stopped(sqlite_env: Env, tmp_path: Path) -> None:
+    port = free_port()
+    proc = sqlite_env.spawn("serve", "--port", str(port), log=tmp_path / "serve.log")
+    try:
+        wait_for(lambda: proc.poll() is not None or _answers(f"http://127.0.0.1:{port}/openapi.json"), 60,
+                 what="crosspost serve")
+        schema = httpx.get(f"http://127.0.0.1:{port}/openapi.json").json()
+        assert "/stories" in schema["paths"] and schema["info"]["title"] == "crosspost"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) is not None
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
