@@ -16,6 +16,7 @@ from scheduler.core.errors import UserError
 from scheduler.core.models import Account, Delivery
 from scheduler.desk import audit
 from scheduler.desk.access import Actor, require_accounts, require_everywhere
+from scheduler.desk.errors import NotFound
 from scheduler.matrix import accounts as matrix
 from scheduler.stories import slots
 
@@ -26,7 +27,14 @@ def listing(s: Session, actor: Actor) -> list[dict[str, Any]]:
 
 
 def find(s: Session, actor: Actor, ref: str | int, role: str = "viewer") -> Account:
-    account = matrix.find(s, str(ref))
+    """By id (the API's paths: a missing one is NotFound) or as the CLI names it (id or platform:handle)."""
+    if isinstance(ref, int):
+        found = s.get(Account, ref)
+        if found is None or found.status == "removed":
+            raise NotFound(f"account: no account {ref}")
+        account = found
+    else:
+        account = matrix.find(s, ref)
     require_accounts(actor, role, [account], "account")
     return account
 

@@ -41,8 +41,9 @@ def test_errors_are_problem_details_with_field_level_errors(desk: Desk) -> None:
     bad_time = desk.client.post("/stories", json={"text": "x", "to": [desk.en], "at": "tomorrow"},
                                 headers=desk.as_("editor"))
     assert bad_time.status_code == 422 and bad_time.json()["errors"][0]["field"] == "at"
-    missing = desk.client.get("/stories/999999", headers=desk.as_("admin"))
-    assert missing.status_code == 404 and missing.json()["status"] == 404
+    for path in ("/stories/999999", "/deliveries/999999", "/accounts/999999"):
+        missing = desk.client.get(path, headers=desk.as_("admin"))
+        assert (missing.status_code, missing.json()["status"]) == (404, 404), path
 
 
 def test_a_refused_story_lists_every_problem_per_account(desk: Desk) -> None:
