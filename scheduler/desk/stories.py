@@ -18,7 +18,7 @@ from scheduler.desk.errors import Conflict, Forbidden, NotFound, UserError
 from scheduler.desk.models import AuditEntry
 from scheduler.desk.pages import Page, page_of
 from scheduler.matrix import accounts as matrix
-from scheduler.stories import bulk, queueing
+from scheduler.stories import bulk, files, queueing
 from scheduler.stories.checks import check_draft, check_targets, fingerprint
 from scheduler.stories.drafts import Draft
 
@@ -156,3 +156,20 @@ def import_prepared(s: Session, actor: Actor, prepared: bulk.Prepared, now: date
     audit), all in the caller's transaction, so a row outside the actor's scopes stores nothing."""
     return bulk.store(s, prepared, now, skip_invalid=skip_invalid, allow_duplicate=allow_duplicate,
                       queue=lambda draft: queue(s, actor, draft, now, allow_duplicate=allow_duplicate))
+
+
+def check_remote_media(path: str) -> None:
+    """A file uploaded through the API names its media by URL only: a path would make the server read
+    its own files (its key, its database) into a story."""
+    local = []
+    for number, row in bulk.read_rows(path):
+        if isinstance(row, dict):
+            try:
+                sources = files.media_sources(row)
+            except UserError:
+                continue  # the row's own problem; prepare() reports it
+            local += [f"row {number}: {shown(src)}" for src, _ in sources
+                      if not src.startswith(("http://", "https://"))]
+    if local:
+        raise UserError(f"media: files uploaded through the API name images and video by URL only "
+                        f"({'; '.join(local[:5])})")

@@ -212,3 +212,22 @@ def test_exports_are_the_cli_files(desk: Desk, sqlite_env: Env, tmp_path: Path) 
     assert next(csv.DictReader(io.StringIO(table.text)))["state"] == "scheduled"
     scoped = desk.client.get("/exports/stories", headers=desk.as_("viewer"))
     assert scoped.status_code == 403
+
+
+def test_import_over_the_api_goes_through_roles_policies_and_remote_media(desk: Desk) -> None:
+    desk.client.post("/approval-policies", json={"scope": "tag:en"}, headers=desk.as_("admin"))
+    rows = "".join(json.dumps({"text": text, "to": desk.en}) + "\n" for text in ("one", "two"))
+    done = desk.client.post("/stories/import", files={"file": ("rows.jsonl", rows, "application/jsonl")},
+                            headers=desk.as_("editor"))
+    assert done.status_code == 200, done.text
+    imported = done.json()["imported"]
+    states = [desk.client.get(f"/stories/{i}", headers=desk.as_("editor")).json()["states"] for i in imported]
+    assert states == [{"awaiting_approval": 1}] * 2
+    french = json.dumps({"text": "x", "to": desk.fr})
+    other_desk = desk.client.post("/stories/import", headers=desk.as_("editor"),
+                                  files={"file": ("rows.jsonl", french, "")})
+    assert other_desk.status_code == 403
+    local = json.dumps({"text": "x", "to": desk.en, "images": ["/etc/hostname"]})
+    refused = desk.client.post("/stories/import", files={"file": ("rows.jsonl", local, "")},
+                               headers=desk.as_("editor"))
+    assert refused.status_code == 422 and "by URL only" in refused.json()["detail"]

@@ -9,6 +9,7 @@ persona is forbidden the French one whatever its role."""
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -47,6 +48,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/schedule/slots"): Rule("viewer"),
     ("GET", "/followers/report"): Rule("viewer", everywhere=True),
     ("POST", "/stories"): Rule("editor", scoped=True),
+    ("POST", "/stories/import"): Rule("editor", scoped=True),
     ("GET", "/stories"): Rule("viewer"),
     ("GET", "/stories/{story_id}"): Rule("viewer", scoped=True),
     ("PATCH", "/stories/{story_id}"): Rule("editor", scoped=True),
@@ -123,6 +125,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/accounts/{account_id}/schedule"): lambda o: {"json": {"cron": ["0 9 * * *"]}},
     ("POST", "/auth/login"): lambda o: {"data": {"username": "viewer", "password": "viewer password 123"}},
     ("POST", "/stories"): lambda o: {"json": {"text": "matrix", "to": [o["label"]], "allow_duplicate": True}},
+    ("POST", "/stories/import"): lambda o: {"params": {"allow_duplicate": True}, "files": {
+        "file": ("rows.jsonl", json.dumps({"text": "imported", "to": o["label"]}), "application/jsonl")}},
     ("PATCH", "/stories/{story_id}"): lambda o: {"json": {"text": "edited"}},
     ("POST", "/stories/{story_id}/retime"): lambda o: {"json": {
         "at": (utcnow() + timedelta(days=1)).isoformat()}},

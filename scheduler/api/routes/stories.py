@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile
 from sqlalchemy.exc import IntegrityError
 
 from scheduler.api.auth import Approver, Editor, Viewer
 from scheduler.api.schemas import Approve, Changed, ObjectId, Page, Reject, Retime, StoryEdit, StoryIn
 from scheduler.core.db import session_scope
+from scheduler.core.errors import UserError, shown
 from scheduler.core.models import utcnow
 from scheduler.desk import approval, idempotency
 from scheduler.desk import stories as desk
 from scheduler.desk.access import Actor
-from scheduler.stories import drafts, media
+from scheduler.stories import bulk, drafts, media
 
 router = APIRouter(prefix="/stories", tags=["stories"])
+MAX_IMPORT = 20 * 1024 * 1024
+IMPORT_CHUNK = 1024 * 1024
 
 
 def _draft(body: StoryIn) -> drafts.Draft:
@@ -69,6 +74,33 @@ def queue_story(body: StoryIn, request: Request, response: Response, actor: Edit
         row, created = _queue(actor, body, idempotency_key, raw)  # the concurrent twin won: replay it
     response.status_code = 201 if created else 200
     return row
+
+
+@router.post("/import", response_model=Changed)
+def import_stories(file: Annotated[UploadFile, File(description="A .csv or .jsonl file, as `stories "
+                                                   "import` reads (media by URL only).")],
+                   actor: Editor, skip_invalid: bool = False,
+                   allow_duplicate: bool = False) -> dict[str, Any]:
+    """Queue one story per row; every row is checked first and nothing is stored if any row is invalid,
+    unless ``skip_invalid``. Rows go through the same roles and approval policy as ``POST /stories``."""
+    suffix = Path(file.filename or "").suffix.lower()
+    if suffix not in (".csv", ".jsonl"):
+        raise UserError(f"file: {shown(file.filename or '')} must end in .csv or .jsonl")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"upload{suffix}"
+        with path.open("wb") as out:
+            while chunk := file.file.read(IMPORT_CHUNK):
+                out.write(chunk)
+                if out.tell() > MAX_IMPORT:  # stop writing, not after the disk filled
+                    raise UserError(f"file: larger than {MAX_IMPORT} bytes")
+        desk.check_remote_media(str(path))
+        now = utcnow()
+        prepared = bulk.prepare(str(path), now)  # media fetched before the transaction
+    with session_scope() as s:
+        result = desk.import_prepared(s, actor, prepared, now, skip_invalid=skip_invalid,
+                                      allow_duplicate=allow_duplicate)
+    return {"imported": result.imported,
+            "skipped": [{"row": n, "problems": p} for n, p in sorted(result.skipped.items())]}
 
 
 @router.get("", response_model=Page)
