@@ -410,3 +410,16 @@ def test_future_and_missing_dates_do_not_hold_an_item_back(env: Env, srv: FeedSe
         assert dates == {"From the future": datetime(2031, 1, 1, 8, tzinfo=UTC), "Undated": None}
         # Queued now (the account has no schedule), not at the article's date.
         assert {d.due_at for d in s.scalars(select(Delivery))} == {T0}
+
+
+def test_auto_with_an_account_without_a_schedule_names_it(env: Env, srv: FeedServer) -> None:
+    """Some accounts keep schedules: the story goes to next slots, so the one without is a problem
+    the editor sees, rather than every account posting now."""
+    accounts(("mastodon", None, True), ("mastodon", None, False))
+    srv.routes["/rss"] = (200, XML, rss(THREE[:1]))
+    result = polling.poll_feed(add_feed(srv.url("/rss"), mode="auto"), T0)
+    assert (result.stories, result.rejected) == (0, 1)
+    with session_scope() as s:
+        (item,) = inbox.items(s)
+        assert "has no posting schedule" in (item.error or "")
+    assert count(Delivery) == 0

@@ -168,8 +168,8 @@ def feeds_drafts(feed: Annotated[str | None, typer.Option(help="Only this feed (
 
 @feeds_app.command("promote")
 def feeds_promote(item: str, as_json: JsonOpt = False) -> None:
-    """Queue a draft (or a rejected item) as a story: each account's next slot when every one has a
-    schedule, else now."""
+    """Queue a draft (or a rejected item) as a story: each account's next slot (now when none of the
+    accounts keeps a posting schedule)."""
     with db() as s:
         found = inbox.find_item(s, item)
         story = making.promote(s, found, utcnow())

@@ -65,8 +65,9 @@ def texts(feed: Feed, item: FeedItem, platforms: list[str],
 
 
 def make_story(s: Session, feed: Feed, item: FeedItem, now: datetime, *, approval: bool) -> Story:
-    """Queue ``item`` as one story to its routed accounts: each account's next slot when every one has
-    a posting schedule, else now; waiting for approval when ``approval``. StoryRejected or UserError
+    """Queue ``item`` as one story to its routed accounts: each account's next slot when any of them
+    has a posting schedule (one without is then a problem, named), else now (a matrix that keeps no
+    schedules); waiting for approval when ``approval``. StoryRejected or UserError
     when queueing refuses it (the caller keeps the item, rejected, for an editor)."""
     language = item.language or feed.language
     targets = route(s, feed, language)
@@ -77,7 +78,7 @@ def make_story(s: Session, feed: Feed, item: FeedItem, now: datetime, *, approva
     text, variants = texts(feed, item, platforms, image)
     draft = Draft(text=text, targets=[str(a.id) for a in targets], variants=variants,
                   author=f"feed {feed.id}", media=[Media(**image)] if image else [],
-                  next_slot=all(a.schedule for a in targets))
+                  next_slot=any(a.schedule for a in targets))
     # The desk's stored policies hold an `auto` story too: a feed can add a wait, never remove one.
     story = queue(s, draft, now, require_approval=approval or desk_approval.needed(s, targets))
     story.language = language
