@@ -58,15 +58,18 @@ def due_feeds(s: Session, now: datetime, limit: int = 100) -> list[int]:
 
 def _claim(feed_id: int, now: datetime, force: bool) -> tuple[str, str | None, str | None] | None:
     """(url, etag, last_modified) of the feed if this poller takes it, else None. The conditional
-    UPDATE on next_poll_at lets one of two pollers through."""
+    UPDATE on next_poll_at lets one of two pollers through. ``force`` (an operator's `feeds poll FEED`)
+    takes it even from a running poll: the items' unique keys still store each article once."""
     with session_scope() as s:
         feed = s.get(Feed, feed_id)
         if feed is None or feed.status == "removed" or (not force and feed.status != "active"):
             return None
         if not force and feed.next_poll_at > now:
             return None
-        taken = s.execute(update(Feed).where(Feed.id == feed_id, Feed.next_poll_at == feed.next_poll_at)
-                          .values(next_poll_at=now + CLAIM).execution_options(synchronize_session=False))
+        claim = update(Feed).where(Feed.id == feed_id)
+        if not force:
+            claim = claim.where(Feed.next_poll_at == feed.next_poll_at)
+        taken = s.execute(claim.values(next_poll_at=now + CLAIM).execution_options(synchronize_session=False))
         if not taken.rowcount:
             return None
         return feed.url, feed.etag, feed.last_modified
