@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import select, update
 
 from scheduler.core.db import session_scope
-from scheduler.core.models import Attempt, Delivery, utcnow
+from scheduler.core.models import Attempt, Delivery, FollowerSample, utcnow
 from scheduler.desk import health as health_checks
 from tests.api.conftest import Desk
 from tests.conftest import Env
@@ -231,3 +231,19 @@ def test_import_over_the_api_goes_through_roles_policies_and_remote_media(desk: 
     refused = desk.client.post("/stories/import", files={"file": ("rows.jsonl", local, "")},
                                headers=desk.as_("editor"))
     assert refused.status_code == 422 and "by URL only" in refused.json()["detail"]
+
+
+def test_metrics_of_the_last_hour(desk: Desk) -> None:
+    story = queue(desk)
+    now = utcnow()
+    with session_scope() as s:
+        delivery = s.scalars(select(Delivery).where(Delivery.story_id == story["id"])).one()
+        delivery.state, delivery.due_at, delivery.published_at = "published", now - timedelta(seconds=30), now
+        s.add(Attempt(delivery_id=delivery.id, number=1, started_at=now - timedelta(seconds=4),
+                      ended_at=now - timedelta(seconds=1), outcome="published"))
+        s.add(FollowerSample(account_id=delivery.account_id, taken_at=now, followers=None, error="timeout"))
+    text = desk.client.get("/metrics").text
+    assert 'crosspost_attempts_last_hour{outcome="published",platform="mastodon"} 1.0' in text
+    assert 'crosspost_publish_seconds_largest_last_hour{platform="mastodon"} 3.0' in text
+    assert 'crosspost_lateness_seconds_mean_last_hour{platform="mastodon"} 30.0' in text
+    assert 'crosspost_follower_samples_last_hour{outcome="failed"} 1.0' in text

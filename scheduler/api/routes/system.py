@@ -13,15 +13,13 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from config.settings import get_settings
 from scheduler.api.auth import Viewer
 from scheduler.api.schemas import Changed, Health
 from scheduler.core.db import session_scope
-from scheduler.core.deliveries import DUE
-from scheduler.core.models import Account, Delivery, utcnow
-from scheduler.desk import health
+from scheduler.core.models import utcnow
+from scheduler.desk import figures, health
 from scheduler.desk.access import require_everywhere
 from scheduler.followers import summary
 
@@ -38,28 +36,43 @@ def get_health() -> JSONResponse:
 
 
 class _Figures(Collector):
-    """Read at scrape time, so every API process reports the same figures (the database's)."""
+    """The desk's figures as Prometheus families (gauges: each scrape reads the database afresh)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        now = utcnow()
         with session_scope() as s:
-            by_state = s.execute(select(Delivery.state, Account.platform, func.count())
-                                 .join(Account, Account.id == Delivery.account_id)
-                                 .group_by(Delivery.state, Account.platform)).all()
-            oldest = s.scalar(select(func.min(Delivery.due_at)).where(Delivery.state.in_(DUE),
-                                                                      Delivery.due_at <= now))
-            expiring = s.scalar(select(func.count()).select_from(Account).where(
-                Account.status != "removed", Account.token_expires_at < now + timedelta(days=1)))
+            found = figures.read(s, utcnow())
         states = GaugeMetricFamily("crosspost_deliveries", "Deliveries by state and platform",
                                    labels=["state", "platform"])
-        for state, platform, count in by_state:
+        for (state, platform), count in sorted(found.deliveries.items()):
             states.add_metric([state, platform], count)
         yield states
         yield GaugeMetricFamily("crosspost_oldest_due_unclaimed_seconds",
                                 "Age of the oldest due delivery no worker has claimed",
-                                value=(now - oldest).total_seconds() if oldest else 0)
+                                value=found.oldest_due_unclaimed)
         yield GaugeMetricFamily("crosspost_tokens_expiring_within_a_day",
-                                "Accounts whose platform token expires within a day", value=expiring or 0)
+                                "Accounts whose platform token expires within a day",
+                                value=found.tokens_expiring)
+        yield GaugeMetricFamily("crosspost_rate_gates_closed", "Rate gates (accounts, apps) closed now",
+                                value=found.rate_gates_closed)
+        attempts = GaugeMetricFamily("crosspost_attempts_last_hour", "Publish attempts started in the last "
+                                     "hour, by platform and outcome", labels=["platform", "outcome"])
+        for (platform, outcome), count in sorted(found.attempts.items()):
+            attempts.add_metric([platform, outcome], count)
+        yield attempts
+        for name, what, spreads in (
+                ("publish", "How long a publish attempt took", found.publish_seconds),
+                ("lateness", "How long after its time a delivery was published", found.lateness_seconds)):
+            for stat in ("mean", "largest"):
+                family = GaugeMetricFamily(f"crosspost_{name}_seconds_{stat}_last_hour",
+                                           f"{what}: the {stat} over the last hour", labels=["platform"])
+                for platform, spread in sorted(spreads.items()):
+                    family.add_metric([platform], getattr(spread, stat))
+                yield family
+        samples = GaugeMetricFamily("crosspost_follower_samples_last_hour",
+                                    "Follower samples taken in the last hour", labels=["outcome"])
+        for outcome, count in sorted(found.follower_samples.items()):
+            samples.add_metric([outcome], count)
+        yield samples
 
 
 @router.get("/metrics", tags=["system"], response_class=Response,
