@@ -108,9 +108,11 @@ def test_tick_hands_a_due_feed_to_a_worker_and_its_story_is_published(sqlite_env
                 creds = Credentials(standin.add_account("desk"))
                 accounts.add(s, "mastodon", "desk", creds, base_url=standin.url, tags=["news"])
                 registry.add(s, srv.url("/rss"), ["news"], utcnow(), mode="auto")
-            worker = sqlite_env.spawn("worker", "--concurrency", "2", log=tmp_path / "worker.log")
+            # The tick first: kombu's SQLAlchemy transport lets a first tick and a starting worker race to
+            # create the queue's row (UNIQUE constraint failed: kombu_queue.name).
             ticked = sqlite_env.cli("tick", "--json")
             assert ticked.returncode == 0 and json.loads(ticked.stdout)[0]["feeds"] == 1, ticked.stderr
+            worker = sqlite_env.spawn("worker", "--concurrency", "2", log=tmp_path / "worker.log")
 
             def stored() -> int:
                 with session_scope() as s:
