@@ -40,6 +40,8 @@ def create_app(settings: Settings) -> Celery:
                           "options": {"expires": tick_period(settings) * 2}},
             # Hands the feeds whose polling interval has come to the workers (scheduler/feeds/polling.py).
             "feeds": {"task": "crosspost.feeds_tick", "schedule": 30.0, "options": {"expires": 60}},
+            # Turns what happened into webhook events, hands the due sends out (scheduler/desk/webhooks.py).
+            "notify": {"task": "crosspost.notify_tick", "schedule": 5.0, "options": {"expires": 10}},
         },
         beat_schedule_filename=str(settings.data_dir / "beat-schedule"),
         timezone="UTC",

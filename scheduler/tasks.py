@@ -8,8 +8,10 @@ from celery import Task
 from sqlalchemy.exc import DBAPIError
 
 from scheduler.celery_app import app
+from scheduler.core.models import utcnow
 from scheduler.core.publishing import publish_delivery
 from scheduler.core.ticks import tick as run_tick
+from scheduler.desk import webhooks
 from scheduler.feeds import polling
 from scheduler.followers.sampling import sample_account
 from scheduler.followers.schedule import tick as run_followers_tick
@@ -67,3 +69,17 @@ def feeds_tick() -> int:
 @app.task(name="crosspost.poll_feed", ignore_result=True)
 def poll_feed(feed_id: int) -> str:
     return polling.poll_feed(int(feed_id)).outcome
+
+
+def send_webhook_later(send_id: int) -> None:
+    send_webhook.apply_async(args=[send_id])
+
+
+@app.task(name="crosspost.notify_tick", ignore_result=True)
+def notify_tick() -> int:
+    return len(webhooks.tick(send_webhook_later, utcnow()))
+
+
+@app.task(name="crosspost.send_webhook", ignore_result=True)
+def send_webhook(send_id: int) -> str:
+    return webhooks.send(int(send_id), utcnow())

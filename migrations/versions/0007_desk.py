@@ -1,7 +1,8 @@
 """the desk: users, their grants and API tokens, the audit log, approval policies, idempotency keys,
-failed logins
+failed logins, webhooks with their events and log
 
-Secrets are stored only as hashes. Parallel to 0008 (feeds); a merge revision joins the heads.
+Passwords and tokens are stored only as hashes, webhook secrets sealed with the credentials key.
+Parallel to 0008 (feeds); a merge revision joins the heads.
 
 Revision ID: 0007
 Revises: 0006
@@ -110,9 +111,61 @@ def upgrade() -> None:
     with op.batch_alter_table("desk_tokens", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_desk_tokens_user_id"), ["user_id"], unique=False)
 
+    op.create_table("desk_events",
+    sa.Column("id", sa.Integer(), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("kind", sa.String(length=64), nullable=False),
+    sa.Column("dedupe", sa.String(length=255), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_desk_events")),
+    sa.UniqueConstraint("dedupe", name=op.f("uq_desk_events_dedupe"))
+    )
+    op.create_table("desk_scan_marks",
+    sa.Column("name", sa.String(length=64), nullable=False),
+    sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("name", name=op.f("pk_desk_scan_marks"))
+    )
+    op.create_table("desk_webhooks",
+    sa.Column("id", sa.Integer(), nullable=False),
+    sa.Column("url", sa.String(length=2048), nullable=False),
+    sa.Column("secret", sa.LargeBinary(), nullable=False),
+    sa.Column("events", sa.JSON(), nullable=False),
+    sa.Column("active", sa.Boolean(), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_desk_webhooks"))
+    )
+    op.create_table("desk_hook_deliveries",
+    sa.Column("id", sa.Integer(), nullable=False),
+    sa.Column("webhook_id", sa.Integer(), nullable=False),
+    sa.Column("event_id", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(length=16), nullable=False),
+    sa.Column("tries", sa.Integer(), nullable=False),
+    sa.Column("next_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_status", sa.Integer(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(["event_id"], ["desk_events.id"],
+                  name=op.f("fk_desk_hook_deliveries_event_id_desk_events")),
+    sa.ForeignKeyConstraint(["webhook_id"], ["desk_webhooks.id"],
+                  name=op.f("fk_desk_hook_deliveries_webhook_id_desk_webhooks")),
+    sa.PrimaryKeyConstraint("id", name=op.f("pk_desk_hook_deliveries")),
+    sa.UniqueConstraint("webhook_id", "event_id", name=op.f("uq_desk_hook_deliveries_webhook_id_event_id"))
+    )
+    with op.batch_alter_table("desk_hook_deliveries", schema=None) as batch_op:
+        batch_op.create_index("ix_desk_hook_deliveries_state_next_at", ["state", "next_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_desk_hook_deliveries_webhook_id"), ["webhook_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("desk_hook_deliveries", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_desk_hook_deliveries_webhook_id"))
+        batch_op.drop_index("ix_desk_hook_deliveries_state_next_at")
+
+    op.drop_table("desk_hook_deliveries")
+    op.drop_table("desk_webhooks")
+    op.drop_table("desk_scan_marks")
+    op.drop_table("desk_events")
     with op.batch_alter_table("desk_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_desk_tokens_user_id"))
 

@@ -108,6 +108,12 @@ class PolicyIn(BaseModel):
     scope: str = Field(min_length=1, max_length=300, description="tag:TAG or account:ID")
 
 
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=2048, pattern=URL)
+    events: list[str] = Field(default_factory=list, max_length=20, description="Kinds wanted; none: all.")
+
+
 class Page(BaseModel):
     items: list[dict[str, Any]]
     next_cursor: str | None
@@ -119,6 +125,10 @@ class Changed(Open):
 
 class TokenOut(Open):
     token: str = Field(description="The secret: shown this once, never stored.")
+
+
+class SecretOut(Open):
+    secret: str = Field(description="The signing secret: shown this once.")
 
 
 class Health(BaseModel):

@@ -24,7 +24,7 @@ from scheduler.cli.deliveries import deliveries_app
 from scheduler.cli.doctor import doctor_command
 from scheduler.cli.feeds import feeds_app
 from scheduler.cli.followers import followers_app
-from scheduler.cli.people import audit_command, policies_app, tokens_app, users_app
+from scheduler.cli.people import audit_command, policies_app, tokens_app, users_app, webhooks_app
 from scheduler.cli.schedule import schedule_app
 from scheduler.cli.stories import stories_app
 from scheduler.core import vault
@@ -51,6 +51,7 @@ app.add_typer(schedule_app, name="schedule")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(policies_app, name="policies")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("audit")(audit_command)
 app.command("doctor")(doctor_command)
 app.add_typer(feeds_app, name="feeds")

@@ -1,5 +1,5 @@
-"""``crosspost users``, ``crosspost tokens``, ``crosspost policies`` and ``crosspost audit``: the desk's
-people, its approval policies and its record, through the desk's service functions (as the API)."""
+"""``crosspost users``, ``tokens``, ``policies``, ``webhooks`` and ``audit``: the desk's people, its
+approval policies, its webhooks and its record, through the desk's service functions (as the API)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from scheduler.cli.common import JsonOpt, db, done, emit, group
 from scheduler.core.errors import UserError
 from scheduler.core.models import utcnow
-from scheduler.desk import approval, audit, tokens, users
+from scheduler.desk import approval, audit, events, tokens, users, webhooks
 from scheduler.desk.access import Actor
 from scheduler.stories.drafts import parse_time
 
@@ -144,3 +144,49 @@ def audit_command(
                              object_type=kind, object_id=ident, limit=limit)
     emit(page.items, as_json, ["id", "at", "actor", "via", "address", "action", "object_type", "object_id",
                                "change"])
+
+
+webhooks_app = group("Webhooks: signed POSTs on events, retried with backoff, each try logged.")
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    url: str,
+    event: Annotated[list[str] | None, typer.Option(help="An event kind it wants (repeatable; none: all): "
+                                                    + ", ".join(events.KINDS) + ".")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a webhook; its signing secret is printed this once."""
+    with db() as s:
+        hook, secret = webhooks.create(s, Actor.cli(), url, utcnow(), event or [])
+        row = webhooks.describe(hook)
+    if as_json:
+        done(True, "", **row, secret=secret)
+        return
+    done(False, f"webhook {hook.id} for {url}; its signing secret (not shown again):\n{secret}")
+
+
+@webhooks_app.command("list")
+def webhooks_list(as_json: JsonOpt = False) -> None:
+    """Every webhook (never its secret)."""
+    with db() as s:
+        rows = webhooks.listing(s, Actor.cli())
+    emit(rows, as_json, ["id", "url", "events", "active", "created_at"])
+
+
+@webhooks_app.command("remove")
+def webhooks_remove(hook: Annotated[int, typer.Argument(min=1, max=2**31 - 1)], as_json: JsonOpt = False) \
+        -> None:
+    """Stop a webhook (its log stays)."""
+    with db() as s:
+        webhooks.remove(s, Actor.cli(), hook, utcnow())
+    done(as_json, f"webhook {hook} removed", id=hook, removed=True)
+
+
+@webhooks_app.command("log")
+def webhooks_log(hook: Annotated[int, typer.Argument(min=1, max=2**31 - 1)],
+                 limit: Annotated[int, typer.Option(min=1, max=500)] = 100, as_json: JsonOpt = False) -> None:
+    """What was sent to a webhook: each event's tries, last answer and next try."""
+    with db() as s:
+        rows = webhooks.log(s, Actor.cli(), hook, limit)
+    emit(rows, as_json, ["id", "kind", "state", "tries", "last_status", "last_error", "next_at", "sent_at"])

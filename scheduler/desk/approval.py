@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.core.errors import shown
 from scheduler.core.models import Account, Delivery, Story
-from scheduler.desk import audit
+from scheduler.desk import audit, events
 from scheduler.desk.access import Actor, Scope, require_accounts, require_everywhere
 from scheduler.desk.errors import Conflict, Forbidden, NotFound, UserError
 from scheduler.desk.models import ApprovalPolicy
@@ -130,6 +130,8 @@ def approve(s: Session, actor: Actor, story: Story, now: datetime, *, at: dateti
                       .values(**values).execution_options(synchronize_session=False)).rowcount or 0
     audit.record(s, actor, "story.approve", "story", story.id, now, deliveries=moved,
                  at=at.isoformat() if at else None, publish_now=publish_now)
+    events.emit(s, "approval.decided", f"approval.decided:{story.id}:{story.fingerprint}", now,
+                story=story.id, decision="approved", by=actor.name)
     return moved
 
 
@@ -147,7 +149,15 @@ def reject(s: Session, actor: Actor, story: Story, reason: str, now: datetime) -
                           .values(state="cancelled", updated_at=now, slot_at=None)
                           .execution_options(synchronize_session=False)).rowcount or 0
     audit.record(s, actor, "story.reject", "story", story.id, now, deliveries=cancelled, reason=reason)
+    events.emit(s, "approval.decided", f"approval.decided:{story.id}:{story.fingerprint}", now,
+                story=story.id, decision="rejected", by=actor.name, reason=reason)
     return cancelled
+
+
+def requested(s: Session, story: Story, now: datetime) -> None:
+    """Tell the webhooks a story (this text of it) waits for an approver."""
+    events.emit(s, "approval.requested", f"approval.requested:{story.id}:{story.fingerprint}", now,
+                story=story.id, author=story.author, text=story.text[:280])
 
 
 def send_back(s: Session, story: Story, now: datetime) -> int:

@@ -44,7 +44,7 @@ def _beat(s: Session, now: datetime) -> dict[str, Any]:
     return {"ok": True, "holder": lock.holder, "until": lock.expires_at.isoformat()}
 
 
-def _worker(s: Session, now: datetime) -> dict[str, Any]:
+def worker_check(s: Session, now: datetime) -> dict[str, Any]:
     late = now - timedelta(seconds=DEAD_MAN_SECONDS)
     # Only what a worker would take: a paused account's deliveries wait on purpose.
     oldest = s.scalar(select(func.min(Delivery.due_at))
@@ -63,7 +63,7 @@ def _worker(s: Session, now: datetime) -> dict[str, Any]:
 def checks(now: datetime) -> dict[str, dict[str, Any]]:
     try:
         with session_scope() as s:
-            found = {"database": _database(s), "beat": _beat(s, now), "worker": _worker(s, now)}
+            found = {"database": _database(s), "beat": _beat(s, now), "worker": worker_check(s, now)}
     except Exception as exc:  # the database is down: say so, never the URL or statement
         found = {"database": {"ok": False, "detail": type(exc).__name__}}
     found["broker"] = _broker()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scheduler.core.models import Base, UTCDateTime, utcnow
@@ -112,3 +112,63 @@ class LoginFailure(Base):
     address: Mapped[str | None] = mapped_column(String(64), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Webhook(Base):
+    """A URL told about events, each POST signed with HMAC-SHA256 under the hook's secret."""
+
+    __tablename__ = "desk_webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    # Fernet token of the signing secret (the credentials key's vault), shown once at creation.
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    # Event kinds it wants; empty: every kind.
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:  # never the secret
+        return f"Webhook({self.id}, {self.url!r})"
+
+
+class Event(Base):
+    """Something a desk wants to hear about, recorded once (``dedupe``) in the transaction that made
+    it happen, or by the notifier's scan of deliveries and accounts."""
+
+    __tablename__ = "desk_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(64))
+    dedupe: Mapped[str] = mapped_column(String(255), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class HookDelivery(Base):
+    """One event for one hook: its tries, the last answer, and when to try again (the hook's log)."""
+
+    __tablename__ = "desk_hook_deliveries"
+    __table_args__ = (UniqueConstraint("webhook_id", "event_id"),
+                      Index("ix_desk_hook_deliveries_state_next_at", "state", "next_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("desk_webhooks.id"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("desk_events.id"))
+    # pending -> sending -> sent | pending (again, later) | failed
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ScanMark(Base):
+    """How far the notifier's scan of a table has read (by its ``updated_at``)."""
+
+    __tablename__ = "desk_scan_marks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)

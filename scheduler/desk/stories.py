@@ -36,6 +36,8 @@ def queue(s: Session, actor: Actor, draft: Draft, now: datetime, *, allow_duplic
     story = queueing.queue(s, draft, now, allow_duplicate=allow_duplicate, require_approval=needs)
     audit.record(s, actor, "story.queue", "story", story.id, now, targets=draft.targets,
                  awaiting_approval=needs, deliveries=len(targets))
+    if needs:
+        approval.requested(s, story, now)
     return story
 
 
@@ -134,6 +136,7 @@ def edit(s: Session, actor: Actor, ref: str | int, now: datetime, *, text: str |
     back = 0
     if story.status == "awaiting_approval" or was_approved or approval.needed(s, targets):
         back = approval.send_back(s, story, now)
+        approval.requested(s, story, now)
     audit.record(s, actor, "story.edit", "story", story.id, now, before=before,
                  after={"text": story.text, "link": story.link, "variants": story.variants},
                  sent_back=back)

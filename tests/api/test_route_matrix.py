@@ -18,7 +18,7 @@ import pytest
 
 from scheduler.core.db import session_scope
 from scheduler.core.models import Delivery, Story, utcnow
-from scheduler.desk import approval, stories, tokens, users
+from scheduler.desk import approval, stories, tokens, users, webhooks
 from scheduler.desk.access import ROLES, Actor, Scope
 from scheduler.stories import drafts
 from tests.api.conftest import Desk, make_desk
@@ -72,6 +72,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/approval-policies"): Rule("admin", everywhere=True),
     ("DELETE", "/approval-policies/{policy_id}"): Rule("admin", everywhere=True),
     ("GET", "/audit"): Rule("admin", everywhere=True),
+    ("GET", "/webhooks"): Rule("admin", everywhere=True),
+    ("POST", "/webhooks"): Rule("admin", everywhere=True),
+    ("DELETE", "/webhooks/{webhook_id}"): Rule("admin", everywhere=True),
+    ("GET", "/webhooks/{webhook_id}/log"): Rule("admin", everywhere=True),
 }
 PERSONAS = (None, *ROLES)
 _serial = itertools.count(1)
@@ -112,8 +116,9 @@ def extras() -> dict[str, Any]:
         token, _ = tokens.create(s, cli, spare, "spare", now)
         policy = approval.add_policy(s, cli, Scope("tag", f"t{token.id}"), now)
         account = make_account(s, tags=["spare"])
+        hook, _ = webhooks.create(s, cli, "http://127.0.0.1:9/hook", now)
         return {"name": spare.name, "token_id": token.id, "policy_id": policy.id,
-                "spare_account_id": account.id}
+                "spare_account_id": account.id, "webhook_id": hook.id}
 
 
 # Routes whose object must not be the desk's own account (removing it would end the matrix).
@@ -136,6 +141,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/users"): lambda o: {"json": {"name": "new-" + o["name"]}},
     ("POST", "/tokens"): lambda o: {"json": {"user": o["name"], "name": f"n{next(_serial)}"}},
     ("POST", "/approval-policies"): lambda o: {"json": {"scope": "tag:matrix"}},
+    ("POST", "/webhooks"): lambda o: {"json": {"url": "http://127.0.0.1:9/hook"}},
 }
 
 

@@ -16,10 +16,11 @@ from adapters.base import Credentials
 from adapters.standins import StandIn, standin_class
 from scheduler.core.db import session_scope
 from scheduler.core.models import utcnow
-from scheduler.desk import approval, tokens, users
+from scheduler.desk import approval, tokens, users, webhooks
 from scheduler.desk.access import Actor, Scope
 from scheduler.matrix import accounts
 from tests.conftest import Env, free_port, wait_for
+from tests.test_desk_webhooks import Receiver, verified
 
 pytestmark = pytest.mark.workers
 
@@ -49,6 +50,10 @@ def _setup(standin: StandIn) -> tuple[str, str, str, str]:
 def test_queue_over_http_then_the_worker_publishes_once_and_approval_releases(
         sqlite_env: Env, mastodon: StandIn, tmp_path: Path) -> None:
     free, held, editor, approver = _setup(mastodon)
+    receiver = Receiver()
+    with session_scope() as s:
+        _, secret = webhooks.create(s, Actor.cli(), receiver.url, utcnow(),
+                                    ["approval.requested", "delivery.published"])
     port = free_port()
     proc = sqlite_env.spawn("run", "--concurrency", "2", "--port", str(port), log=tmp_path / "run.log")
     base = f"http://127.0.0.1:{port}"
@@ -87,6 +92,14 @@ def test_queue_over_http_then_the_worker_publishes_once_and_approval_releases(
         assert [(p.data["account"], p.data["text"]) for p in mastodon.posts()] == [
             ("free", "free news"), ("held", "held news")]
         assert mastodon.duplicates() == 0
+        # The beat's notifier and a worker's task told the hook, each POST signed with its secret.
+        def told() -> list[tuple[str, int]]:
+            events = [verified(secret, r) for r in receiver.received]
+            return sorted((e["kind"], e.get("story", 0)) for e in events)
+
+        expected = sorted([("approval.requested", waiting["id"]), ("delivery.published", first.json()["id"]),
+                           ("delivery.published", waiting["id"])])
+        wait_for(lambda: told() == expected, 60, what=f"the webhook told {expected}")
         log = (tmp_path / "run.log").read_text(errors="replace")
         assert "Uvicorn running" in log or "Application startup complete" in log
         assert editor not in log and approver not in log  # tokens never reach the log
@@ -95,6 +108,7 @@ def test_queue_over_http_then_the_worker_publishes_once_and_approval_releases(
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+        receiver.server.shutdown()
 
 
 def test_serve_answers_over_http_until_stopped(sqlite_env: Env, tmp_path: Path) -> None:

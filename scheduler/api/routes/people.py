@@ -1,4 +1,5 @@
-"""/auth/login, /users, /tokens, /approval-policies and /audit: the desk's people and its record."""
+"""/auth/login, /users, /tokens, /approval-policies, /webhooks and /audit: the desk's people, its rules
+and its record."""
 
 from __future__ import annotations
 
@@ -7,10 +8,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request
 
 from scheduler.api.auth import Admin, AnyUser, address
-from scheduler.api.schemas import Changed, ObjectId, Page, PolicyIn, TokenIn, TokenOut, UserIn
+from scheduler.api.schemas import (
+    Changed,
+    ObjectId,
+    Page,
+    PolicyIn,
+    SecretOut,
+    TokenIn,
+    TokenOut,
+    UserIn,
+    WebhookIn,
+)
 from scheduler.core.db import session_scope
 from scheduler.core.models import utcnow
-from scheduler.desk import approval, audit, logins, tokens, users
+from scheduler.desk import approval, audit, logins, tokens, users, webhooks
 from scheduler.desk.errors import Unauthenticated
 from scheduler.stories.drafts import parse_time
 
@@ -105,3 +116,33 @@ def audit_log(actor: Admin, since: str | None = None,
         page = audit.entries(s, actor, since=parse_time(since, "since") if since else None,
                              object_type=kind, object_id=ident, cursor=cursor, limit=limit)
     return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@router.get("/webhooks", response_model=list[Changed], tags=["webhooks"])
+def list_webhooks(actor: Admin) -> list[dict[str, Any]]:
+    with session_scope() as s:
+        return webhooks.listing(s, actor)
+
+
+@router.post("/webhooks", status_code=201, response_model=SecretOut, tags=["webhooks"])
+def add_webhook(body: WebhookIn, actor: Admin) -> dict[str, Any]:
+    """A hook and its signing secret, shown this once: each POST carries
+    ``X-Crosspost-Signature: t=TIMESTAMP,v1=HMAC-SHA256(secret, "TIMESTAMP." + body)``."""
+    with session_scope() as s:
+        hook, secret = webhooks.create(s, actor, body.url, utcnow(), body.events)
+        return {**webhooks.describe(hook), "secret": secret}
+
+
+@router.delete("/webhooks/{webhook_id}", response_model=Changed, tags=["webhooks"])
+def remove_webhook(webhook_id: ObjectId, actor: Admin) -> dict[str, Any]:
+    with session_scope() as s:
+        webhooks.remove(s, actor, webhook_id, utcnow())
+    return {"id": webhook_id, "removed": True}
+
+
+@router.get("/webhooks/{webhook_id}/log", response_model=list[Changed], tags=["webhooks"])
+def webhook_log(webhook_id: ObjectId, actor: Admin,
+                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict[str, Any]]:
+    """Each event sent (or being retried) to the hook: tries, last answer, next try."""
+    with session_scope() as s:
+        return webhooks.log(s, actor, webhook_id, limit)
