@@ -209,3 +209,22 @@ def test_a_kept_session_stores_no_cookie_from_one_account_for_another() -> None:
     finally:
         server.shutdown()
     assert sent == [None, None]
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_not_failed(
+        pg_env: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ping per checkout (a round trip each): only a connection idle for a while is checked, and
+    one the server closed meanwhile (a restart) is replaced instead of failing the next publish."""
+    import psycopg
+    from sqlalchemy import text
+
+    from scheduler.core import db
+
+    with session_scope() as s:
+        backend = s.scalar(text("SELECT pg_backend_pid()"))
+    url = engine().url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+    monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)
+    with session_scope() as s:
+        assert s.scalar(text("SELECT pg_backend_pid()")) != backend

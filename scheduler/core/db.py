@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings, get_settings
@@ -49,8 +51,36 @@ def engine_for(url: str) -> Engine:
     # so a few connections serve dozens of threads; more would exhaust max_connections with a handful
     # of workers (PostgreSQL's default is 100).
     settings = get_settings()
-    return create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
-                         pool_timeout=60, pool_pre_ping=True, pool_recycle=1800)
+    engine = create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+                           pool_timeout=60, pool_recycle=1800)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A connection back in use within this many seconds is not pinged: a publish checks out a connection
+# twice, and a round trip for each was a fifth of its database time (bench/RESULTS.md). One idle for
+# longer may have been closed by a restart or a firewall, so it is checked first. A connection that
+# breaks while in use still fails its transaction, and SQLAlchemy then drops the whole pool.
+PING_AFTER_IDLE = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            dbapi_conn.rollback()
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError(str(exc)) from exc
 
 
 def engine() -> Engine:

@@ -18,15 +18,16 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import String, case, cast, func, literal, or_, select, update
+from sqlalchemy import String, bindparam, case, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from scheduler.core import ratelimit
 from scheduler.core.db import is_postgres
-from scheduler.core.models import Account, Attempt, Delivery, RateGate
+from scheduler.core.models import Account, Attempt, Delivery, RateGate, UTCDateTime
 from scheduler.core.retry_policy import Decision, Next
 
 # (platform, saved progress, first attempt time, now) -> what may happen next; see retry_policy.
@@ -215,34 +216,36 @@ class Started(Lease):
     remote_state: dict[str, Any] | None = field(default=None, compare=False)
 
 
+def _start_statement() -> Any:
+    # Built once with bound parameters and run on the Core table: a publish pays neither the statement's
+    # construction nor the ORM's bulk-update machinery (a fifth of its CPU, bench/RESULTS.md).
+    d, a, g = Delivery.__table__.c, Account.__table__.c, RateGate.__table__.c
+    now = bindparam("now", type_=UTCDateTime())
+    blocked = (select(g.scope)
+               .where(g.scope.in_((literal(ratelimit.BLOCKED + "account:") + cast(a.id, String),
+                                   literal("app:") + a.platform)), g.next_at > now))
+    return (
+        update(Delivery.__table__)
+        .where(d.id == bindparam("delivery_id"), d.state == "queued", d.due_at <= now,
+               d.account_id.in_(select(a.id).where(a.status == "active", ~blocked.exists())))
+        .values(state="publishing", attempts=d.attempts + 1,
+                lease_until=bindparam("lease_until", type_=UTCDateTime()),
+                first_attempt_at=func.coalesce(d.first_attempt_at, now), updated_at=now)
+        .returning(d.attempts, d.story_id, d.account_id, d.key, d.first_attempt_at, d.remote_state)
+    )
+
+
+_START = _start_statement()
+
+
 def start(s: Session, delivery_id: int, now: datetime, lease_seconds: float,
           celery_id: str | None = None) -> Started | None:
     """``queued -> publishing`` in one statement; None if the delivery is not queued (a duplicate
     message, or cancelled), not yet due, its account stopped being active since the claim (see
     ``hold_for_account``), or a Retry-After came for the account or its platform since the claim
     (see ``why_not_started``). The attempt's row is written with its outcome, not here."""
-    blocked = (
-        select(RateGate.scope)
-        .where(RateGate.scope.in_((literal(ratelimit.BLOCKED + "account:") + cast(Account.id, String),
-                                   literal("app:") + Account.platform)),
-               RateGate.next_at > now)
-    )
-    row = s.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.state == "queued", Delivery.due_at <= now,
-               Delivery.account_id.in_(select(Account.id).where(Account.status == "active",
-                                                                 ~blocked.exists())))
-        .values(
-            state="publishing",
-            attempts=Delivery.attempts + 1,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            first_attempt_at=func.coalesce(Delivery.first_attempt_at, now),
-            updated_at=now,
-        )
-        .returning(Delivery.attempts, Delivery.story_id, Delivery.account_id, Delivery.key,
-                   Delivery.first_attempt_at, Delivery.remote_state)
-        .execution_options(synchronize_session=False)
-    ).first()
+    row = s.connection().execute(_START, {"delivery_id": delivery_id, "now": now,
+                                          "lease_until": now + timedelta(seconds=lease_seconds)}).first()
     if row is None:
         return None
     attempt, story_id, account_id, key, first_at, state = row
@@ -301,22 +304,33 @@ def defer(s: Session, delivery_id: int, now: datetime, due_at: datetime, reason:
     ).rowcount)
 
 
+ATTEMPT_FIELDS = ("outcome", "http_status", "error", "remote_id", "url")
+
+
+@lru_cache(maxsize=4)
+def _attempt_statement(dialect: str, answer: bool) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(Attempt.__table__)
+    keys = ["delivery_id", "number"]
+    if not answer:
+        return stmt.on_conflict_do_nothing(index_elements=keys)
+    c = Attempt.__table__.c
+    # An answer keeps what the first close wrote (its end, its error) and adds the post it created.
+    return stmt.on_conflict_do_update(index_elements=keys, set_={
+        "outcome": stmt.excluded.outcome, "remote_id": stmt.excluded.remote_id, "url": stmt.excluded.url,
+        "http_status": stmt.excluded.http_status,
+        "celery_id": func.coalesce(c.celery_id, stmt.excluded.celery_id)})
+
+
 def _attempt_row(s: Session, lease: Lease, now: datetime, values: dict[str, Any],
                  answer: bool = False) -> None:
     """Write the attempt's row, once it has an outcome. The first outcome written stays (the reaper's
     ``lease_expired`` is not overwritten by the dead worker's late failure), except that an answer
     from the platform (``answer``: a post it created) is always kept on it."""
-    insert = postgresql.insert if is_postgres(s) else sqlite.insert
-    stmt = insert(Attempt).values(delivery_id=lease.delivery_id, number=lease.attempt,
-                                  started_at=lease.started_at or now, celery_id=lease.celery_id,
-                                  ended_at=now, **values)
-    keys = [Attempt.delivery_id, Attempt.number]
-    if answer:
-        s.execute(stmt.on_conflict_do_update(index_elements=keys, set_={
-            **{k: stmt.excluded[k] for k in values}, "celery_id": func.coalesce(
-                Attempt.celery_id, stmt.excluded.celery_id)}))
-    else:
-        s.execute(stmt.on_conflict_do_nothing(index_elements=keys))
+    row = {"delivery_id": lease.delivery_id, "number": lease.attempt, "started_at": lease.started_at or now,
+           "celery_id": lease.celery_id, "ended_at": now, **dict.fromkeys(ATTEMPT_FIELDS), **values}
+    conn = s.connection()
+    conn.execute(_attempt_statement(conn.dialect.name, answer), row)
 
 
 def _close_attempt(s: Session, lease: Lease, now: datetime, outcome: str, http_status: int | None,
@@ -345,18 +359,27 @@ def _finish(s: Session, lease: Lease, now: datetime, state: str, *, reason: str 
     return bool(changed)
 
 
+def _published_statement() -> Any:
+    d = Delivery.__table__.c
+    now = bindparam("now", type_=UTCDateTime())
+    return (update(Delivery.__table__)
+            .where(d.id == bindparam("delivery_id"), d.attempts == bindparam("attempt"),
+                   d.state.in_(LATE_SUCCESS))
+            .values(state="published", lease_until=None, last_error=None, updated_at=now,
+                    remote_id=bindparam("remote_id"), published_url=bindparam("url"),
+                    published_at=bindparam("published_at", type_=UTCDateTime())))
+
+
+_PUBLISHED = _published_statement()
+
+
 def published(s: Session, lease: Lease, now: datetime, *, remote_id: str, url: str | None,
               published_at: datetime | None = None, http_status: int | None = None) -> bool:
     """Record a success. False when the delivery had moved on (cancelled, or a newer attempt began):
     the post is then kept on its attempt as a possible duplicate, with its id and link."""
-    changed = bool(s.execute(
-        update(Delivery)
-        .where(Delivery.id == lease.delivery_id, Delivery.attempts == lease.attempt,
-               Delivery.state.in_(LATE_SUCCESS))
-        .values(state="published", lease_until=None, last_error=None, updated_at=now, remote_id=remote_id,
-                published_url=url, published_at=published_at or now)
-        .execution_options(synchronize_session=False)
-    ).rowcount)
+    changed = bool(s.connection().execute(_PUBLISHED, {
+        "delivery_id": lease.delivery_id, "attempt": lease.attempt, "now": now, "remote_id": remote_id,
+        "url": url, "published_at": published_at or now}).rowcount)
     _record_answer(s, lease, now, "published" if changed else "late_success", remote_id, url, http_status)
     return changed
 

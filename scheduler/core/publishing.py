@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -89,6 +89,11 @@ def policy(platform: str, state: dict[str, Any] | None, first_attempt_at: dateti
                                resumable=adapter.resumable(state or {}))
 
 
+# Built once: a publish pays for running it, not for building it.
+_ACCOUNT_AND_STORY = (select(Account, Story).join(Story, Story.id == bindparam("story_id"))
+                      .where(Account.id == bindparam("account_id")))
+
+
 def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: datetime) -> Job | str:
     """Start the attempt: two statements in one transaction on the fast path (the compare-and-set
     that starts it, then the account and the story). The rate gate was taken at the claim."""
@@ -96,8 +101,8 @@ def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: dat
         lease = deliveries.start(s, delivery_id, now, settings.lease_seconds, celery_id)
         if lease is None:
             return deliveries.why_not_started(s, delivery_id, now)
-        account, story = s.execute(select(Account, Story).join(Story, Story.id == lease.story_id)
-                                   .where(Account.id == lease.account_id)).one()
+        account, story = s.execute(_ACCOUNT_AND_STORY, {"account_id": lease.account_id,
+                                                        "story_id": lease.story_id}).one()
         caps = adapter_class(account.platform).caps
         first_at = lease.first_attempt_at or now
 
