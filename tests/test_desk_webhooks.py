@@ -14,10 +14,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
 from scheduler.core.db import session_scope
-from scheduler.core.models import Delivery, utcnow
+from scheduler.core.models import Attempt, utcnow
 from scheduler.desk import approval, stories, webhooks
 from scheduler.desk.access import Actor, Scope
 from scheduler.stories import drafts
@@ -98,9 +97,9 @@ def test_a_failed_send_is_retried_later_and_logged(receiver: Receiver) -> None:
     hook_id, _ = hook(receiver.url)
     receiver.answers = [500]
     now = utcnow()
-    with session_scope() as s:
+    with session_scope() as s:  # a worker's outcome: the delivery's state and its attempt's row
         delivery = make_delivery(s, make_account(s), now, state="published")
-        s.execute(update(Delivery).where(Delivery.id == delivery.id).values(updated_at=now))
+        s.add(Attempt(delivery_id=delivery.id, number=1, started_at=now, ended_at=now, outcome="published"))
     assert run_notifier(now) == ["pending"]
     assert run_notifier(now + timedelta(seconds=1)) == []  # not before its backoff
     with session_scope() as s:
@@ -121,3 +120,16 @@ def test_a_silent_worker_is_told_once_an_hour(receiver: Receiver) -> None:
     assert run_notifier(now) == ["sent"]
     assert run_notifier(now + timedelta(minutes=1)) == []
     assert json.loads(receiver.received[0]["body"])["kind"] == "worker.silent"
+
+
+def test_only_outcomes_after_the_first_hook_are_told(receiver: Receiver) -> None:
+    now = utcnow()
+    with session_scope() as s:
+        old = make_delivery(s, make_account(s), now, state="published")
+        s.add(Attempt(delivery_id=old.id, number=1, started_at=now, ended_at=now, outcome="published"))
+    hook(receiver.url, "delivery.published")
+    with session_scope() as s:
+        new = make_delivery(s, make_account(s), now, state="published")
+        s.add(Attempt(delivery_id=new.id, number=1, started_at=now, ended_at=now, outcome="published"))
+    assert run_notifier(now) == ["sent"]
+    assert [json.loads(r["body"])["delivery"] for r in receiver.received] == [new.id]

@@ -122,7 +122,8 @@ def upgrade() -> None:
     )
     op.create_table("desk_scan_marks",
     sa.Column("name", sa.String(length=64), nullable=False),
-    sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_id", sa.Integer(), nullable=False),
+    sa.Column("floor_id", sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint("name", name=op.f("pk_desk_scan_marks"))
     )
     op.create_table("desk_webhooks",

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from scheduler.core import deliveries
 from scheduler.core.errors import shown
 from scheduler.core.models import Attempt, Delivery, Story
-from scheduler.desk import audit
+from scheduler.desk import audit, events
 from scheduler.desk.access import Actor, require_accounts
 from scheduler.desk.errors import Conflict, Forbidden, NotFound, UserError
 from scheduler.desk.pages import Page, page_of
@@ -92,6 +92,9 @@ def resolve(s: Session, actor: Actor, delivery_id: int, now: datetime, *, publis
         find(s, actor, delivery_id, "editor")
         deliveries.resolve_published(s, delivery_id, now, url)
         audit.record(s, actor, "delivery.resolve", "delivery", delivery_id, now, published_url=url)
+        found = find(s, actor, delivery_id)
+        s.refresh(found)
+        events.emit_many(s, [events.delivery_event(found)], now)  # no attempt row tells the scan
         return "published"
     _releasable(s, actor, delivery_id, "resolve")
     deliveries.resolve_republish(s, delivery_id, now)

@@ -166,9 +166,11 @@ class HookDelivery(Base):
 
 
 class ScanMark(Base):
-    """How far the notifier's scan of a table has read (by its ``updated_at``)."""
+    """How far the notifier's scan of a table has read (the last id seen)."""
 
     __tablename__ = "desk_scan_marks"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_id: Mapped[int] = mapped_column(Integer, default=0)
+    # Where reading began (the first webhook's creation): nothing at or before it is told.
+    floor_id: Mapped[int] = mapped_column(Integer, default=0)

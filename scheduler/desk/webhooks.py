@@ -51,15 +51,16 @@ def check_events(events: list[str]) -> list[str]:
     return events
 
 
-def create(s: Session, actor: Actor, url: str, now: datetime, events: list[str] | None = None) \
+def create(s: Session, actor: Actor, url: str, now: datetime, kinds: list[str] | None = None) \
         -> tuple[Webhook, str]:
     """A new hook and its signing secret, shown this once."""
     require_everywhere(actor, "admin", "webhooks")
     secret = "whsec_" + secrets.token_urlsafe(32)
-    hook = Webhook(url=check_url(url), events=check_events(events or []), active=True, created_at=now,
+    hook = Webhook(url=check_url(url), events=check_events(kinds or []), active=True, created_at=now,
                    secret=vault.seal(Credentials({"secret": secret})))
     s.add(hook)
     s.flush()
+    events.start_mark(s)
     audit.record(s, actor, "webhook.add", "webhook", hook.id, now, url=url, events=hook.events)
     return hook, secret
 
