@@ -17,6 +17,7 @@ from adapters.base import Credentials
 from adapters.standins import standin_class
 from config.settings import reset_settings
 from scheduler.core.db import session_scope
+from scheduler.core.errors import UserError
 from scheduler.core.models import Story, utcnow
 from scheduler.feeds import registry
 from scheduler.matrix import accounts
@@ -56,10 +57,10 @@ def test_a_feed_from_add_to_remove(env: Env, tmp_path: Path) -> None:
         drafts = run(env, "drafts")
         assert [d["status"] for d in drafts] == ["draft"] * 3
         (promoted,) = run(env, "promote", str(drafts[0]["id"]))
-        story = env.cli("stories", "show", str(promoted["story"]), "--json")
-        assert "utm_campaign=home" in json.loads(story.stdout)[0]["variants"]["mastodon"]
-        assert " — http" in json.loads(story.stdout)[0]["variants"]["mastodon"]
-        assert len(run(env, "drafts")) == 2
+        with session_scope() as s:
+            story = s.get(Story, promoted["story"])
+            assert story is not None and " — http" in story.variants["mastodon"]
+            assert "utm_campaign=home" in story.variants["mastodon"]
         (edited,) = run(env, "edit", str(added["id"]), "--mode", "auto")
         assert edited["mode"] == "auto"
         assert run(env, "pause", str(added["id"]))[0]["status"] == "paused"
@@ -71,17 +72,37 @@ def test_a_feed_from_add_to_remove(env: Env, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["add", "http://x.example/rss", "--to", "news", "--every", "5x"], "every: '5x' is not a duration"),
-    (["add", "http://x.example/rss", "--to", "news", "--every", "10s"], "is outside 60 s to 7 days"),
-    (["add", "http://x.example/rss", "--to", "news", "--mode", "yolo"], "mode: 'yolo' is not one of"),
-    (["add", "ftp://x.example/rss", "--to", "news"], "url: 'ftp://x.example/rss' is not an http(s) URL"),
     (["add", "http://x.example/rss", "--to", "nobody"], "to: no account has tag 'nobody'"),
-    (["add", "http://x.example/rss", "--to", "news", "--utm", "utm_x=1"], "utm: unknown parameter"),
     (["promote", "999"], "item: no feed item '999'"),
 ])
-def test_bad_input_names_the_field(env: Env, args: list[str], message: str) -> None:
+def test_bad_input_is_one_line_naming_the_field(env: Env, args: list[str], message: str) -> None:
     done = env.cli("feeds", *args)
     assert done.returncode == 2
-    assert message in done.stderr
+    assert done.stderr.startswith("error: ") and message in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"every": "10s"}, "every: '10s' is outside 60 s to 7 days"),
+    ({"every": "8d"}, "every: '8d' is outside 60 s to 7 days"),
+    ({"mode": "yolo"}, "mode: 'yolo' is not one of draft, approve, auto"),
+    ({"url": "ftp://x.example/rss"}, "url: 'ftp://x.example/rss' is not an http(s) URL"),
+    ({"utm": {"utm_x": "1"}}, "utm: unknown parameter 'utm_x'"),
+    ({"language": "not a language"}, "language: 'not a language' is not a BCP-47 language tag"),
+    ({"sources": {"myspace": "{{ title }}"}}, "template: myspace: unknown platform"),
+])
+def test_bad_feed_settings_are_refused_by_field(env: Env, kw: dict[str, Any], message: str) -> None:
+    url = kw.pop("url", "http://x.example/rss")
+    with session_scope() as s, pytest.raises(UserError) as refused:
+        registry.add(s, url, ["news"], utcnow(), **kw)
+    assert str(refused.value).startswith(message)
+
+
+def test_the_same_url_is_watched_once(env: Env) -> None:
+    with session_scope() as s:
+        first = registry.add(s, "http://x.example/rss", ["news"], utcnow())
+        with pytest.raises(UserError, match=f"url: feed {first.id} already watches"):
+            registry.add(s, "http://x.example/rss", ["news"], utcnow())
 
 
 def test_a_bad_template_file_is_refused_with_its_problem(env: Env, tmp_path: Path) -> None:
