@@ -43,6 +43,12 @@ from bench.common import (
 from scheduler.core.models import utcnow
 
 
+def redis_commands() -> int:
+    """Commands the broker's Redis has served so far (every client: beat, workers, the tick)."""
+    stats = redis.Redis.from_url(redis_url()).info("commandstats")
+    return sum(int(v["calls"]) for v in stats.values())
+
+
 def burst_rows(accounts: list[int], deliveries: int) -> list[tuple[int, object, list[int]]]:
     """Stories that each go to every account, due one second ago, ``deliveries`` in all."""
     due = utcnow() - timedelta(seconds=1)
@@ -91,6 +97,8 @@ def run_crosspost(deliveries: int, n_accounts: int, workers: int, pool: str, con
             procs = run.workers(workers, pool, concurrency,
                                 argv=["-m", "bench.pool_worker", "worker"] if proposed_pool else None)
             cpu, sessions = tree_cpu(p.pid for p in procs), run.pg_sessions()
+            xacts, pg_cpu = run.pg_counts()
+            commands = redis_commands()
             beat = run.crosspost("beat", name="beat")  # brings back what a rate gate deferred
             try:
                 wait_until(lambda: states().get("published", 0) >= deliveries, timeout, 1.0,
@@ -100,6 +108,9 @@ def run_crosspost(deliveries: int, n_accounts: int, workers: int, pool: str, con
                 raise
             cpu = tree_cpu(p.pid for p in procs) - cpu
             sessions = run.pg_sessions() - sessions
+            commands = redis_commands() - commands
+            xacts_now, pg_cpu_now = run.pg_counts()
+            xacts, pg_cpu = xacts_now - xacts, pg_cpu_now - pg_cpu
             first, last, attempts = published_window()
             for proc in [*procs, beat]:
                 run.stop(proc)
@@ -120,7 +131,9 @@ def run_crosspost(deliveries: int, n_accounts: int, workers: int, pool: str, con
           f"{latency * 1000:.0f} ms | {rate:.0f}/s | - | {overlap} | {cpu / deliveries * 1000:.2f} | "
           f"{sessions / deliveries:.2f} | {load()} |"
           f"  <!-- tick {tick_seconds:.1f} s, {tasks} publish tasks, {attempts} attempts, "
-          f"{deferred} deferred, {dups} duplicates -->{invalid}", flush=True)
+          f"{deferred} deferred, {dups} duplicates; per delivery: {xacts / deliveries:.1f} PG transactions, "
+          f"{pg_cpu / deliveries * 1000:.2f} ms PG backend CPU, {commands / deliveries:.1f} Redis commands "
+          f"-->{invalid}", flush=True)
     return rate, cpu / deliveries
 
 

@@ -372,6 +372,19 @@ class Run:
                    if log.name.startswith(prefix) and log.exists())
 
 
+    def pg_counts(self) -> tuple[int, float]:
+        """(transactions committed or rolled back on this run's database so far, CPU seconds used by its
+        live server processes): what one publish costs PostgreSQL, for the "at scale" estimate."""
+        if not self.db_name:
+            return 0, 0.0
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
+                               (self.db_name,)).fetchone()
+            pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                                               (self.db_name,))]
+        return (int(row[0]) if row else 0), tree_cpu(pids)
+
     def pg_sessions(self) -> int:
         """PostgreSQL sessions opened on this run's database so far (a pool too small to hold every
         thread's connection opens one per checkout)."""

@@ -228,3 +228,13 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_not_failed(
     monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)
     with session_scope() as s:
         assert s.scalar(text("SELECT pg_backend_pid()")) != backend
+
+
+@pytest.mark.usefixtures("db_env")
+def test_a_platform_block_ending_within_the_interval_sets_the_send_time() -> None:
+    with session_scope() as s:
+        account = make_account(s, "bluesky")
+        delivery_id = make_delivery(s, account, at(-1)).id
+        ratelimit.block(s, ratelimit.app_scope("bluesky"), at(0.5))
+    with session_scope() as s:
+        assert deliveries.claim_due_by(s, at(0), 10, timedelta(seconds=1)) == [(delivery_id, at(0.5))]

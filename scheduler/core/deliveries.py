@@ -109,7 +109,7 @@ def claim_due_by(s: Session, now: datetime, limit: int, ahead: timedelta = timed
         s.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
     gate, app = aliased(RateGate), aliased(RateGate)
     open_gates = (
-        select(Delivery.id, Delivery.account_id, Delivery.due_at, gate.next_at)
+        select(Delivery.id, Delivery.account_id, Delivery.due_at, gate.next_at, app.next_at.label("app_at"))
         .join(Account, Account.id == Delivery.account_id)
         .outerjoin(gate, gate.scope == literal("account:") + cast(Account.id, String))
         .outerjoin(app, app.scope == literal("app:") + Account.platform)
@@ -124,13 +124,17 @@ def claim_due_by(s: Session, now: datetime, limit: int, ahead: timedelta = timed
         rank = func.row_number().over(partition_by=Delivery.account_id,
                                       order_by=(Delivery.due_at, Delivery.id))
         ranked = open_gates.add_columns(rank.label("rank")).subquery()
-        candidates = s.execute(select(ranked.c.id, ranked.c.account_id, ranked.c.due_at, ranked.c.next_at)
+        candidates = s.execute(select(ranked.c.id, ranked.c.account_id, ranked.c.due_at, ranked.c.next_at,
+                                      ranked.c.app_at)
                                .where(ranked.c.rank <= per_account)
                                .order_by(ranked.c.account_id, ranked.c.due_at, ranked.c.id)).all()
     else:
         candidates = s.execute(open_gates.order_by(Delivery.due_at).limit(limit)).all()
-    gates = {account_id: next_at for _, account_id, _, next_at in candidates if next_at is not None}
-    times, _ = ratelimit.reserve([(d, a, due) for d, a, due, _ in candidates], gates, spacing, until)
+    # An account's deliveries wait for its own gate and for a block on its platform's app, whichever
+    # opens later.
+    gates = {account_id: max(at for at in (next_at, app_at) if at is not None)
+             for _, account_id, _, next_at, app_at in candidates if next_at is not None or app_at is not None}
+    times, _ = ratelimit.reserve([(d, a, due) for d, a, due, *_ in candidates], gates, spacing, until)
     chosen = sorted(times, key=lambda d: times[d])[:limit]
     if not chosen:
         return []
