@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     schedule_horizon_days: int = Field(5 * 366, gt=0, description="How far ahead a story may be queued "
                                        "(--at, --not-before, retime), in days.")
 
+    smtp_url: str = Field("", description="Where e-mail notifications go out: smtp://[user:password@]host"
+                          "[:port] (STARTTLS when offered) or smtps://...; empty means no e-mail.")
+    mail_from: str = Field("crosspost@localhost", description="The From address of notification e-mails.")
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
@@ -121,7 +125,7 @@ class Settings(BaseSettings):
             yield name, mask_url(value) if name in _URL_FIELDS and isinstance(value, str) else value
 
 
-_URL_FIELDS = frozenset({"database_url", "broker_url"})
+_URL_FIELDS = frozenset({"database_url", "broker_url", "smtp_url"})
 _SECRET_QUERY = re.compile(r"(?i)((?:^|[?&;])(?:[\w.]*password|passwd|pwd|[\w.]*secret|[\w.]*token)=)[^&;#]*")
 
 

@@ -64,6 +64,9 @@ def upgrade() -> None:
     sa.Column("name", sa.String(length=64), nullable=False),
     sa.Column("password_hash", sa.String(length=255), nullable=True),
     sa.Column("disabled", sa.Boolean(), nullable=False),
+    sa.Column("email", sa.String(length=255), nullable=True),
+    sa.Column("notify", sa.JSON(), nullable=False),
+    sa.Column("digest", sa.Boolean(), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint("id", name=op.f("pk_desk_users")),
     sa.UniqueConstraint("name", name=op.f("uq_desk_users_name"))
@@ -137,7 +140,8 @@ def upgrade() -> None:
     )
     op.create_table("desk_hook_deliveries",
     sa.Column("id", sa.Integer(), nullable=False),
-    sa.Column("webhook_id", sa.Integer(), nullable=False),
+    sa.Column("webhook_id", sa.Integer(), nullable=True),
+    sa.Column("user_id", sa.Integer(), nullable=True),
     sa.Column("event_id", sa.Integer(), nullable=False),
     sa.Column("state", sa.String(length=16), nullable=False),
     sa.Column("tries", sa.Integer(), nullable=False),
@@ -150,6 +154,9 @@ def upgrade() -> None:
                   name=op.f("fk_desk_hook_deliveries_event_id_desk_events")),
     sa.ForeignKeyConstraint(["webhook_id"], ["desk_webhooks.id"],
                   name=op.f("fk_desk_hook_deliveries_webhook_id_desk_webhooks")),
+    sa.ForeignKeyConstraint(["user_id"], ["desk_users.id"],
+                  name=op.f("fk_desk_hook_deliveries_user_id_desk_users")),
+    sa.UniqueConstraint("user_id", "event_id", name=op.f("uq_desk_hook_deliveries_user_id_event_id")),
     sa.PrimaryKeyConstraint("id", name=op.f("pk_desk_hook_deliveries")),
     sa.UniqueConstraint("webhook_id", "event_id", name=op.f("uq_desk_hook_deliveries_webhook_id_event_id"))
     )

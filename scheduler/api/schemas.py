@@ -74,8 +74,14 @@ class Resolve(BaseModel):
     republish: bool = False
 
 
-class UserIn(BaseModel):
+class Notifications(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    email: str | None = Field(None, max_length=255)
+    notify: list[str] = Field(default_factory=list, max_length=20, description="Event kinds to e-mail.")
+    digest: bool = Field(False, description="A daily digest of the user's desk.")
+
+
+class UserIn(Notifications):
     name: str = Field(min_length=1, max_length=64)
     password: str | None = Field(None, min_length=12, max_length=1024)
     roles: list[str] = Field(default_factory=list, max_length=50)

@@ -29,6 +29,12 @@ def _password(ask: bool) -> str | None:
     return sys.stdin.readline().rstrip("\n")
 
 
+EmailOpt = Annotated[str | None, typer.Option(help="Where their e-mail notifications go.")]
+NotifyOpt = Annotated[list[str] | None, typer.Option(help="An event kind to e-mail them (repeatable): "
+                                                     + ", ".join(events.KINDS) + ".")]
+DigestOpt = Annotated[bool, typer.Option("--digest", help="A daily digest of their desk by e-mail.")]
+
+
 @users_app.command("add")
 def users_add(
     name: str,
@@ -37,15 +43,32 @@ def users_add(
     password: Annotated[bool, typer.Option("--password", help="Set a password (prompted, or one line on "
                                            "standard input); without it the user signs in with tokens.")]
     = False,
+    email: EmailOpt = None,
+    notify: NotifyOpt = None,
+    digest: DigestOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a user with roles."""
+    """Add a user with roles (and, with --email, the e-mails they want)."""
     secret = _password(password)
     with db() as s:
         roles = [users.parse_role(s, r) for r in role or []]
-        user = users.add(s, Actor.cli(), name, utcnow(), password=secret, roles=roles)
+        user = users.add(s, Actor.cli(), name, utcnow(), password=secret, roles=roles, email=email,
+                         notify=notify, digest=digest)
         row = users.describe(s, user)
     done(as_json, f"user {name} added ({', '.join(row['roles']) or 'no roles'})", **row)
+
+
+@users_app.command("notify")
+def users_notify(name: str, email: EmailOpt = None, notify: NotifyOpt = None, digest: DigestOpt = False,
+                 as_json: JsonOpt = False) -> None:
+    """Replace what a user is told by e-mail (no --notify and no --digest: nothing)."""
+    with db() as s:
+        user = users.find(s, name)
+        users.set_notifications(s, Actor.cli(), user, utcnow(), email=email, notify=notify or [],
+                                digest=digest)
+        row = users.describe(s, user)
+    done(as_json, f"user {name}: e-mails {', '.join(row['notify']) or 'none'}"
+         + ("; daily digest" if digest else ""), **row)
 
 
 @users_app.command("list")

@@ -131,7 +131,7 @@ def approve(s: Session, actor: Actor, story: Story, now: datetime, *, at: dateti
     audit.record(s, actor, "story.approve", "story", story.id, now, deliveries=moved,
                  at=at.isoformat() if at else None, publish_now=publish_now)
     events.emit(s, "approval.decided", f"approval.decided:{story.id}:{story.fingerprint}", now,
-                story=story.id, decision="approved", by=actor.name)
+                story=story.id, decision="approved", by=actor.name, account_ids=_account_ids(s, story))
     return moved
 
 
@@ -150,14 +150,20 @@ def reject(s: Session, actor: Actor, story: Story, reason: str, now: datetime) -
                           .execution_options(synchronize_session=False)).rowcount or 0
     audit.record(s, actor, "story.reject", "story", story.id, now, deliveries=cancelled, reason=reason)
     events.emit(s, "approval.decided", f"approval.decided:{story.id}:{story.fingerprint}", now,
-                story=story.id, decision="rejected", by=actor.name, reason=reason)
+                story=story.id, decision="rejected", by=actor.name, reason=reason,
+                account_ids=_account_ids(s, story))
     return cancelled
 
 
 def requested(s: Session, story: Story, now: datetime) -> None:
-    """Tell the webhooks a story (this text of it) waits for an approver."""
+    """Tell the webhooks and the users who chose it that a story (this text of it) waits for an approver."""
     events.emit(s, "approval.requested", f"approval.requested:{story.id}:{story.fingerprint}", now,
-                story=story.id, author=story.author, text=story.text[:280])
+                story=story.id, author=story.author, text=story.text[:280],
+                account_ids=_account_ids(s, story))
+
+
+def _account_ids(s: Session, story: Story) -> list[int]:
+    return list(s.scalars(select(Delivery.account_id).where(Delivery.story_id == story.id)))
 
 
 def send_back(s: Session, story: Story, now: datetime) -> int:

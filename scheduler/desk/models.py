@@ -20,6 +20,10 @@ class User(Base):
     # argon2id; None for a user who only ever uses tokens (the CMS).
     password_hash: Mapped[str | None] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # E-mail notifications: the event kinds this user wants, and a daily digest of their desk.
+    email: Mapped[str | None] = mapped_column(String(255))
+    notify: Mapped[list[str]] = mapped_column(JSON, default=list)
+    digest: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:  # never the hash
@@ -146,14 +150,16 @@ class Event(Base):
 
 
 class HookDelivery(Base):
-    """One event for one hook: its tries, the last answer, and when to try again (the hook's log)."""
+    """One event for one hook, or (``user_id``) for one user's e-mail: its tries, the last answer, and
+    when to try again (the hook's log)."""
 
     __tablename__ = "desk_hook_deliveries"
-    __table_args__ = (UniqueConstraint("webhook_id", "event_id"),
+    __table_args__ = (UniqueConstraint("webhook_id", "event_id"), UniqueConstraint("user_id", "event_id"),
                       Index("ix_desk_hook_deliveries_state_next_at", "state", "next_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    webhook_id: Mapped[int] = mapped_column(ForeignKey("desk_webhooks.id"), index=True)
+    webhook_id: Mapped[int | None] = mapped_column(ForeignKey("desk_webhooks.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("desk_users.id"))
     event_id: Mapped[int] = mapped_column(ForeignKey("desk_events.id"))
     # pending -> sending -> sent | pending (again, later) | failed
     state: Mapped[str] = mapped_column(String(16), default="pending")

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.core.errors import shown
 from scheduler.core.models import Account
-from scheduler.desk import audit
+from scheduler.desk import audit, mail
 from scheduler.desk.access import ROLES, Actor, Role, Scope, require_everywhere
 from scheduler.desk.errors import Conflict, NotFound, UserError
 from scheduler.desk.models import Grant, User
@@ -56,13 +56,15 @@ def parse_role(s: Session, text: str) -> Role:
 
 
 def add(s: Session, actor: Actor, name: str, now: datetime, *, password: str | None = None,
-        roles: list[Role] | None = None) -> User:
+        roles: list[Role] | None = None, email: str | None = None, notify: list[str] | None = None,
+        digest: bool = False) -> User:
     require_everywhere(actor, "admin", "users")
     check_name(name)
     if s.scalar(select(User.id).where(User.name == name)) is not None:
         raise Conflict(f"user: {name} already exists")
     user = User(name=name, created_at=now,
                 password_hash=_hasher.hash(check_password(password)) if password is not None else None)
+    _notifications(user, email, notify, digest)
     s.add(user)
     s.flush()
     for role in roles or []:
@@ -72,6 +74,28 @@ def add(s: Session, actor: Actor, name: str, now: datetime, *, password: str | N
                  roles=[f"{r.role} {r.scope}" for r in roles or []], password=password is not None)
     s.flush()
     return user
+
+
+def _notifications(user: User, email: str | None, notify: list[str] | None, digest: bool) -> None:
+    from scheduler.desk.events import KINDS  # events reads users' choices: imported here, not above
+
+    unknown = [k for k in notify or [] if k not in KINDS]
+    if unknown:
+        raise UserError(f"notify: {', '.join(map(shown, unknown))} not among {', '.join(KINDS)}")
+    if (notify or digest) and not email:
+        raise UserError("email: needed for e-mail notifications or a digest")
+    user.email = mail.check_address(email) if email else None
+    user.notify, user.digest = list(notify or []), digest
+
+
+def set_notifications(s: Session, actor: Actor, user: User, now: datetime, *, email: str | None,
+                      notify: list[str], digest: bool) -> None:
+    """What the user is told by e-mail: admins set anyone's, a user their own."""
+    if actor.user_id != user.id:
+        require_everywhere(actor, "admin", "users")
+    _notifications(user, email, notify, digest)
+    audit.record(s, actor, "user.notifications", "user", user.id, now, email=user.email, notify=user.notify,
+                 digest=digest)
 
 
 def find(s: Session, ref: str) -> User:
@@ -89,7 +113,8 @@ def roles_of(s: Session, user_id: int) -> tuple[Role, ...]:
 
 
 def describe(s: Session, user: User) -> dict[str, Any]:
-    return {"id": user.id, "name": user.name, "disabled": user.disabled,
+    return {"id": user.id, "name": user.name, "disabled": user.disabled, "email": user.email,
+            "notify": user.notify or [], "digest": user.digest,
             "has_password": user.password_hash is not None, "created_at": user.created_at.isoformat(),
             "roles": [r.role if r.scope.kind == "all" else f"{r.role}@{r.scope.kind}:{r.scope.value}"
                       for r in roles_of(s, user.id)]}

@@ -1,6 +1,7 @@
-"""Webhooks: URLs told about events (``events``), each POST signed with HMAC-SHA256 over
-``TIMESTAMP.BODY`` under the hook's secret (``X-Crosspost-Signature: t=TIMESTAMP,v1=HEX``), retried
-with backoff until the hook answers 2xx or the tries are spent, every try kept in the hook's log.
+"""Notifications: webhooks, URLs told about events, each POST signed with HMAC-SHA256 over
+``TIMESTAMP.BODY`` under the hook's secret (``X-Crosspost-Signature: t=TIMESTAMP,v1=HEX``); and e-mails
+to the users who chose an event kind or a daily digest (``mail``). Each send is retried with backoff
+until it succeeds or the tries are spent, every try kept (a hook's log).
 
 The beat's notifier tick scans for events, claims the due sends (a compare-and-set with a lease, as
 deliveries are claimed) and hands their ids to a Celery task that calls ``send``."""
@@ -12,6 +13,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,11 +26,11 @@ from scheduler.core import vault
 from scheduler.core.db import session_scope
 from scheduler.core.deliveries import backoff
 from scheduler.core.errors import shown
-from scheduler.desk import audit, events, health
+from scheduler.desk import audit, events, health, mail
 from scheduler.desk.access import Actor, require_everywhere
 from scheduler.desk.errors import NotFound, UserError
 from scheduler.desk.events import KINDS
-from scheduler.desk.models import Event, HookDelivery, Webhook
+from scheduler.desk.models import Event, HookDelivery, User, Webhook
 
 MAX_TRIES = 8
 TIMEOUT = 10.0
@@ -121,53 +123,81 @@ def claim_due(s: Session, now: datetime, limit: int = 200) -> list[int]:
     return [row[0] for row in claimed]
 
 
-def _prepare(send_id: int) -> tuple[str, str, str, bytes, int] | None:
-    """(url, secret, kind, body, try number) of a claimed send, counting the try; None if it is gone."""
+@dataclass(frozen=True)
+class _Send:
+    kind: str
+    payload: dict[str, Any]
+    body: bytes
+    tries: int
+    url: str | None = None  # a webhook's
+    secret: str = ""
+    to: str | None = None  # a user's e-mail
+
+
+def _prepare(send_id: int) -> _Send | None:
+    """What a claimed send sends, counting the try; None if it is gone."""
     with session_scope() as s:
-        found = s.execute(select(HookDelivery, Webhook, Event)
-                          .join(Webhook, Webhook.id == HookDelivery.webhook_id)
-                          .join(Event, Event.id == HookDelivery.event_id)
+        found = s.execute(select(HookDelivery, Event).join(Event, Event.id == HookDelivery.event_id)
                           .where(HookDelivery.id == send_id)).first()
         if found is None or found[0].state != "sending":
             return None
-        delivery, hook, event = found
+        delivery, event = found
         delivery.tries += 1
         body = json.dumps({"id": event.id, **event.payload}, ensure_ascii=False, sort_keys=True).encode()
+        common = {"kind": event.kind, "payload": event.payload, "body": body, "tries": delivery.tries}
+        if delivery.user_id is not None:
+            user = s.get(User, delivery.user_id)
+            return _Send(**common, to=user.email if user is not None and not user.disabled else None)
+        hook = s.get(Webhook, delivery.webhook_id)
+        assert hook is not None
         try:
             secret = vault.unseal(hook.secret).require("secret", "webhook")
         except vault.VaultError:
             secret = ""
-        return hook.url, secret, event.kind, body, delivery.tries
+        return _Send(**common, url=hook.url, secret=secret)
+
+
+def _post(job: _Send, send_id: int, now: datetime, post: Post) -> tuple[int | None, str | None]:
+    """(HTTP status, error) of one POST to a webhook."""
+    if not job.secret:
+        return None, "the secret cannot be opened with this credentials key; re-create the webhook"
+    assert job.url is not None
+    try:
+        answer = post(job.url, data=job.body, timeout=TIMEOUT, allow_redirects=False, headers={
+            "Content-Type": "application/json", "User-Agent": "crosspost-webhooks",
+            "X-Crosspost-Event": job.kind, "X-Crosspost-Delivery": str(send_id),
+            "X-Crosspost-Signature": signature(job.secret, int(now.timestamp()), job.body)})
+    except requests.RequestException as exc:
+        return None, type(exc).__name__  # the class only: a message may repeat the URL and its query
+    return answer.status_code, None if 200 <= answer.status_code < 300 else f"HTTP {answer.status_code}"
+
+
+def _mail(job: _Send) -> str | None:
+    if job.to is None:
+        return "the user is disabled or has no e-mail address"
+    try:
+        mail.send(job.to, *mail.render(job.kind, job.payload))
+    except mail.MailError as exc:
+        return str(exc)
+    return None
 
 
 def send(send_id: int, now: datetime, post: Post = requests.post) -> str:
-    """One try of one claimed send; returns its new state. The POST waits on no transaction (on SQLite
-    one would hold every writer back); its outcome is a compare-and-set on the claim."""
-    prepared = _prepare(send_id)
-    if prepared is None:
+    """One try of one claimed send (a POST to a webhook, or an e-mail); returns its new state. It waits
+    on no transaction (on SQLite one would hold every writer back); its outcome is a compare-and-set on
+    the claim."""
+    job = _prepare(send_id)
+    if job is None:
         return "gone"
-    url, secret, kind, body, tries = prepared
-    status: int | None = None
-    if not secret:
-        error: str | None = "the secret cannot be opened with this credentials key; re-create the webhook"
-        tries = MAX_TRIES
-    else:
-        try:
-            answer = post(url, data=body, timeout=TIMEOUT, allow_redirects=False, headers={
-                "Content-Type": "application/json", "User-Agent": "crosspost-webhooks",
-                "X-Crosspost-Event": kind, "X-Crosspost-Delivery": str(send_id),
-                "X-Crosspost-Signature": signature(secret, int(now.timestamp()), body)})
-            status = answer.status_code
-            error = None if 200 <= status < 300 else f"HTTP {status}"
-        except requests.RequestException as exc:
-            error = type(exc).__name__  # the class only: a message may repeat the URL and its query
+    status, error = _post(job, send_id, now, post) if job.url is not None else (None, _mail(job))
     values: dict[str, object] = {"lease_until": None, "last_status": status, "last_error": error}
+    permanent = error is not None and job.url is not None and not job.secret
     if error is None:
         values.update(state="sent", sent_at=now)
-    elif tries >= MAX_TRIES:
+    elif job.tries >= MAX_TRIES or permanent:
         values.update(state="failed")
     else:
-        wait = backoff(tries, BACKOFF_BASE, BACKOFF_CAP)
+        wait = backoff(job.tries, BACKOFF_BASE, BACKOFF_CAP)
         values.update(state="pending", next_at=now + timedelta(seconds=wait))
     with session_scope() as s:
         s.execute(update(HookDelivery).where(HookDelivery.id == send_id, HookDelivery.state == "sending")

@@ -65,6 +65,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/users"): Rule("admin", everywhere=True),
     ("POST", "/users"): Rule("admin", everywhere=True),
     ("POST", "/users/{name}/disable"): Rule("admin", everywhere=True),
+    ("PUT", "/users/{name}/notifications"): Rule("admin", everywhere=True),
+    ("PUT", "/me/notifications"): USER,
     ("GET", "/tokens"): USER,
     ("POST", "/tokens"): Rule("admin", everywhere=True),
     ("POST", "/tokens/{token_id}/revoke"): USER,
@@ -142,6 +144,9 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/tokens"): lambda o: {"json": {"user": o["name"], "name": f"n{next(_serial)}"}},
     ("POST", "/approval-policies"): lambda o: {"json": {"scope": "tag:matrix"}},
     ("POST", "/webhooks"): lambda o: {"json": {"url": "http://127.0.0.1:9/hook"}},
+    ("PUT", "/users/{name}/notifications"): lambda o: {"json": {"email": "desk@example.org", "digest": True}},
+    ("PUT", "/me/notifications"): lambda o: {"json": {"email": "me@example.org",
+                                                      "notify": ["worker.silent"]}},
 }
 
 

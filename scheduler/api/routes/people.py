@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, Query, Request
 from scheduler.api.auth import Admin, AnyUser, address
 from scheduler.api.schemas import (
     Changed,
+    Notifications,
     ObjectId,
     Page,
     PolicyIn,
@@ -53,7 +54,28 @@ def list_users(actor: Admin) -> list[dict[str, Any]]:
 def add_user(body: UserIn, actor: Admin) -> dict[str, Any]:
     with session_scope() as s:
         roles = [users.parse_role(s, r) for r in body.roles]
-        user = users.add(s, actor, body.name, utcnow(), password=body.password, roles=roles)
+        user = users.add(s, actor, body.name, utcnow(), password=body.password, roles=roles, email=body.email,
+                         notify=body.notify, digest=body.digest)
+        return users.describe(s, user)
+
+
+@router.put("/users/{name}/notifications", response_model=Changed)
+def set_notifications(name: str, body: Notifications, actor: Admin) -> dict[str, Any]:
+    """What a user is told by e-mail (event kinds, a daily digest)."""
+    with session_scope() as s:
+        user = users.find(s, name)
+        users.set_notifications(s, actor, user, utcnow(), email=body.email, notify=body.notify,
+                                digest=body.digest)
+        return users.describe(s, user)
+
+
+@router.put("/me/notifications", response_model=Changed)
+def set_my_notifications(body: Notifications, actor: AnyUser) -> dict[str, Any]:
+    """What the caller is told by e-mail."""
+    with session_scope() as s:
+        user = users.find(s, actor.name)
+        users.set_notifications(s, actor, user, utcnow(), email=body.email, notify=body.notify,
+                                digest=body.digest)
         return users.describe(s, user)
 
 
