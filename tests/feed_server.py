@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 # A body given as a list of pieces is trickled: one piece every TRICKLE seconds.
 Answer = tuple[int, dict[str, str], bytes | list[bytes]]
 TRICKLE = 0.2
+UNSAID_LENGTH = "x-test-unsaid-length"
 Route = Answer | Callable[[dict[str, str]], Answer]
 
 
@@ -48,10 +49,17 @@ def serving() -> Iterator[FeedServer]:
             else:
                 status, answer, body = route(headers) if callable(route) else route
             self.send_response(status)
+            # UNSAID_LENGTH: no Content-Length; the body ends when the connection closes.
+            unsaid = answer.get(UNSAID_LENGTH) is not None
             for key, value in answer.items():
-                self.send_header(key, value)
+                if key != UNSAID_LENGTH:
+                    self.send_header(key, value)
             pieces = body if isinstance(body, list) else [body]
-            self.send_header("Content-Length", str(sum(len(p) for p in pieces)))
+            if unsaid:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(sum(len(p) for p in pieces)))
             self.end_headers()
             for n, piece in enumerate(pieces):
                 if n:

@@ -27,7 +27,7 @@ from scheduler.feeds.models import Feed, FeedItem
 from scheduler.stories import fetching
 from tests.conftest import Env
 from tests.factories import make_account
-from tests.feed_server import THREE, XML, FeedServer, rss, serving
+from tests.feed_server import THREE, UNSAID_LENGTH, XML, FeedServer, rss, serving
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -164,9 +164,12 @@ def test_errors_back_off_and_a_good_fetch_resets_them(env: Env, srv: FeedServer)
     assert feed.next_poll_at == T0 + timedelta(hours=2, minutes=5)
 
 
-def test_a_20_mb_feed_is_refused(http_env: Env, srv: FeedServer) -> None:
+@pytest.mark.parametrize("said", [True, False], ids=["content-length", "no-length"])
+def test_a_20_mb_feed_is_refused(http_env: Env, srv: FeedServer, said: bool) -> None:
+    """Refused from its Content-Length, or (without one) once the cap is passed while reading."""
     accounts(("mastodon", None, False))
-    srv.routes["/big"] = (200, XML, rss(THREE) + b" " * (20 * 1024 * 1024))
+    headers = XML if said else {**XML, UNSAID_LENGTH: "1"}
+    srv.routes["/big"] = (200, headers, rss(THREE) + b" " * (20 * 1024 * 1024))
     feed_id = add_feed(srv.url("/big"))
     result = polling.poll_feed(feed_id, T0)
     assert result.outcome == "error" and f"larger than {polling.FEED_MAX_BYTES} bytes" in (result.error or "")

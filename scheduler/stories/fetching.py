@@ -122,6 +122,9 @@ def fetch(url: str, target: BinaryIO, settings: Settings, *, what: str = "media"
                 return Fetched(304, url, moved_to, answered)
             if response.status != 200:
                 raise UserError(f"{what}: {shown(url)} answered {response.status}")
+            declared = answered.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:  # said up front: nothing to download
+                raise UserError(f"{what}: {shown(url)} is larger than {max_bytes} bytes")
             size = 0
             try:
                 # read1 returns whatever has arrived: a body trickled a few bytes at a time meets the
