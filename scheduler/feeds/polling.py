@@ -31,8 +31,9 @@ FEED_TIMEOUT = 30.0
 # A feed seen for the first time may list a hundred old articles: only the newest become stories;
 # the rest are remembered as seen (status "skipped") so they never flood in later.
 MAX_NEW_PER_POLL = 20
-# While a poll runs, its feed is not due again for this long (a crashed poll is retried after it).
-CLAIM = timedelta(seconds=FEED_TIMEOUT * 4)
+# While a poll runs, its feed is not due again for this long (a crashed poll is retried after it): the
+# feed's fetch and, at worst, every new article's page fetched for its image, with room to store them.
+CLAIM = timedelta(seconds=FEED_TIMEOUT + MAX_NEW_PER_POLL * pages.PAGE_TIMEOUT + 60)
 
 
 @dataclass
