@@ -7,6 +7,7 @@ from datetime import datetime
 from celery import Task
 from sqlalchemy.exc import DBAPIError
 
+from config.settings import get_settings
 from scheduler.celery_app import app
 from scheduler.core.models import utcnow
 from scheduler.core.publishing import publish_delivery
@@ -24,9 +25,14 @@ def send_publish(delivery_id: int, due_at: datetime | None = None) -> None:
     publish.apply_async(args=[delivery_id], eta=due_at)
 
 
+# Redis pushes a message to a waiting worker at once; kombu's SQLAlchemy transport (the embedded
+# default) is polled once a second, so the tick hands its messages out that much earlier.
+BROKER_LEAD = 0.0 if get_settings().broker_url.startswith(("redis", "rediss")) else 1.0
+
+
 @app.task(name="crosspost.tick", ignore_result=True)
 def tick() -> int:
-    return len(run_tick(send_publish).claimed)
+    return len(run_tick(send_publish, lead=BROKER_LEAD).claimed)
 
 
 # A database error (a restart, a failover, a lock timeout) retries the task within seconds instead of
@@ -71,15 +77,16 @@ def poll_feed(feed_id: int) -> str:
     return polling.poll_feed(int(feed_id)).outcome
 
 
-def send_webhook_later(send_id: int) -> None:
-    send_webhook.apply_async(args=[send_id])
+def send_notification_later(send_id: int) -> None:
+    send_notification.apply_async(args=[send_id])
 
 
 @app.task(name="crosspost.notify_tick", ignore_result=True)
 def notify_tick() -> int:
-    return len(webhooks.tick(send_webhook_later, utcnow()))
+    return len(webhooks.tick(send_notification_later, utcnow()))
 
 
-@app.task(name="crosspost.send_webhook", ignore_result=True)
-def send_webhook(send_id: int) -> str:
+# One webhook POST or one e-mail; a failure is retried by the notifier with backoff, not by Celery.
+@app.task(name="crosspost.send_notification", ignore_result=True)
+def send_notification(send_id: int) -> str:
     return webhooks.send(int(send_id), utcnow())

@@ -238,3 +238,18 @@ def test_a_platform_block_ending_within_the_interval_sets_the_send_time() -> Non
         ratelimit.block(s, ratelimit.app_scope("bluesky"), at(0.5))
     with session_scope() as s:
         assert deliveries.claim_due_by(s, at(0), 10, timedelta(seconds=1)) == [(delivery_id, at(0.5))]
+
+
+@pytest.mark.usefixtures("db_env")
+def test_a_polling_broker_gets_its_messages_one_poll_earlier() -> None:
+    from config.settings import get_settings
+    from scheduler.core import ticks
+
+    now = utcnow()
+    interval = get_settings().tick_interval
+    with session_scope() as s:
+        delivery_id = make_delivery(s, make_account(s), now + timedelta(seconds=interval + 0.5)).id
+    sent: list[tuple[int, datetime | None]] = []
+    assert ticks.tick(lambda d, eta: sent.append((d, eta)), now).claimed == []
+    assert ticks.tick(lambda d, eta: sent.append((d, eta)), now, lead=1.0).claimed == [delivery_id]
+    assert sent == [(delivery_id, now + timedelta(seconds=interval + 0.5))]  # with its time as the eta

@@ -24,16 +24,19 @@ class TickResult:
     reaped: deliveries.Reaped = field(default_factory=deliveries.Reaped)
 
 
-def tick(send: Callable[[int, datetime | None], None], now: datetime | None = None) -> TickResult:
-    """Reap, then claim everything that may go within the next tick interval and ``send`` each delivery
-    with the time it may be sent (None when that time has come already)."""
+def tick(send: Callable[[int, datetime | None], None], now: datetime | None = None,
+         lead: float = 0.0) -> TickResult:
+    """Reap, then claim everything that may go within the next tick interval (and ``lead`` seconds more)
+    and ``send`` each delivery with the time it may be sent (None when that time has come already)."""
     settings = get_settings()
     now = now or utcnow()
     result = TickResult()
     with session_scope() as s:
         result.reaped = deliveries.reap(s, now, queued_timeout=settings.queued_timeout,
                                         max_attempts=settings.max_attempts, policy=policy)
-    ahead = timedelta(seconds=settings.tick_interval)
+    # One interval ahead, plus ``lead``: how late a worker may take a message off a polling broker, so
+    # that it holds the message before its eta instead of finding it after.
+    ahead = timedelta(seconds=settings.tick_interval + lead)
     # Claim in batches until nothing is due, so a burst is queued in one tick.
     while True:
         with session_scope() as s:
