@@ -21,7 +21,8 @@ from scheduler.stories import drafts
 from tests.conftest import Env, free_port
 from tests.factories import make_account, make_delivery
 
-pytestmark = pytest.mark.usefixtures("db_env")
+# The mail path has nothing database-specific (the claim is tested on both in test_desk_webhooks).
+pytestmark = [pytest.mark.usefixtures("db_env"), pytest.mark.parametrize("db_env", ["sqlite"], indirect=True)]
 
 
 class Inbox:
