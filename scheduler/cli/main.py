@@ -211,17 +211,28 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     run_api(host, port, get_settings().log_level)
 
 
+RunPortOpt = Annotated[int | None, typer.Option(min=1, max=65535, help="Port the API listens on (8000).")]
+
+
 @app.command()
-def run(pool: PoolOpt = None, concurrency: ConcOpt = None, host: HostOpt = "127.0.0.1", port: PortOpt = 8000,
+def run(pool: PoolOpt = None, concurrency: ConcOpt = None, host: HostOpt = "127.0.0.1",
+        port: RunPortOpt = None,
         no_serve: Annotated[bool, typer.Option("--no-serve", help="Do not serve the API.")] = False) -> None:
     """A worker with its beat in one process (a thread, so it dies with the process however the
-    process dies), and the API unless --no-serve: the embedded, single-machine way to run."""
+    process dies), and the API unless --no-serve: the embedded, single-machine way to run. The default
+    port taken by something else only costs the API (a warning); a --port that cannot be had is an error."""
     argv = _worker_argv(pool, concurrency)
     with _beat_role():
         if not no_serve:
             from scheduler.cli.serving import serve_in_thread
 
-            serve_in_thread(host, port, get_settings().log_level)
+            try:
+                serve_in_thread(host, port or 8000, get_settings().log_level)
+            except UserError as exc:
+                if port is not None:
+                    raise
+                print(f"warning: {exc}; the worker runs without it (give --port, or --no-serve)",
+                      file=sys.stderr)
         _celery(argv, beat_thread=True)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +130,26 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_run_keeps_working_when_the_default_port_is_taken(sqlite_env: Env, tmp_path: Path) -> None:
+    """Port 8000 taken (by this test, or by whatever already holds it): `run` warns and the worker
+    still starts; only an explicit --port that cannot be had stops it."""
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8000))
+        holder.listen()
+    except OSError:
+        pass  # someone else holds it: the same case
+    log = tmp_path / "run.log"
+    proc = sqlite_env.spawn("run", "--concurrency", "1", log=log)
+    try:
+        wait_for(lambda: " ready." in log.read_text(errors="replace") or proc.poll() is not None, 60,
+                 what="the worker ready")
+        text = log.read_text(errors="replace")
+        assert proc.poll() is None, text[-2000:]
+        assert "warning: port: cannot serve the API on 127.0.0.1:8000" in text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        holder.close()
