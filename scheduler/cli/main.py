@@ -33,7 +33,7 @@ from scheduler.core.deliveries import IllegalTransition
 from scheduler.core.errors import StoryRejected, UserError, shown, shown_path
 from scheduler.core.models import utcnow
 from scheduler.core.vault import VaultError, ensure_key
-from scheduler.desk import audit
+from scheduler.desk import keys
 from scheduler.desk.access import Actor
 
 app = typer.Typer(help="Publish stories to a matrix of social-media accounts.", no_args_is_help=True,
@@ -99,13 +99,13 @@ def init(as_json: JsonOpt = False) -> None:
 
 @keys_app.command("rotate")
 def keys_rotate(as_json: JsonOpt = False) -> None:
-    """Re-encrypt every account's credentials under a new key, then replace the key file with it."""
+    """Re-encrypt every account's credentials (and webhook's secret) under a new key, then replace the
+    key file with it."""
     require_database()
-    count = vault.rotate()
-    audit.note(Actor.cli(), "keys.rotate", "key", "credentials", utcnow(), accounts=count)
+    count, hooks = keys.rotate(Actor.cli(), utcnow())
     key_file = get_settings().key_file
     done(as_json, f"credentials of {count} account(s) re-encrypted; new key in {key_file}", accounts=count,
-         key_file=str(key_file))
+         key_file=str(key_file), webhooks=hooks)
 
 
 @app.command()

@@ -214,3 +214,11 @@ def tick(hand_out: Callable[[int], None], now: datetime) -> list[int]:
     for send_id in claimed:
         hand_out(send_id)
     return claimed
+
+
+def reseal_all(s: Session) -> int:
+    """Re-seal every hook's secret under the newest key (during a key rotation both keys open)."""
+    hooks = list(s.scalars(select(Webhook).with_for_update()))
+    for hook in hooks:
+        hook.secret = vault.seal(vault.unseal(hook.secret))
+    return len(hooks)
