@@ -108,7 +108,9 @@ def test_login_gives_a_token_and_is_limited(desk: Desk) -> None:
     good = desk.client.post("/auth/login", data={"username": "viewer", "password": "viewer password 123"})
     assert good.status_code == 200
     token = good.json()["token"]
-    assert desk.client.get("/stories", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    me = desk.client.get("/me", headers={"Authorization": f"Bearer {token}"}).json()
+    assert (me["name"], me["via"][:6], me["roles"]) == ("viewer", "token:", [{"role": "viewer",
+                                                                              "scope": "tag en"}])
     answers = [desk.client.post("/auth/login", data={"username": "viewer", "password": "guess"}).status_code
                for _ in range(6)]
     assert answers == [401] * 5 + [429]

@@ -67,6 +67,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/users/{name}/disable"): Rule("admin", everywhere=True),
     ("PUT", "/users/{name}/notifications"): Rule("admin", everywhere=True),
     ("PUT", "/me/notifications"): USER,
+    ("GET", "/me"): USER,
     ("GET", "/tokens"): USER,
     ("POST", "/tokens"): Rule("admin", everywhere=True),
     ("POST", "/tokens/{token_id}/revoke"): USER,

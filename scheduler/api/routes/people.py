@@ -44,6 +44,13 @@ def login(request: Request, username: Annotated[str, Form(max_length=256)],
     return {"token": secret, "user": actor.name, "expires_in": logins.LOGIN_HOURS * 3600}
 
 
+@router.get("/me", response_model=Changed)
+def whoami(actor: AnyUser) -> dict[str, Any]:
+    """The caller: name, how they came (``token:NAME``), roles and where each holds."""
+    return {"name": actor.name, "via": actor.via,
+            "roles": [{"role": r.role, "scope": str(r.scope)} for r in actor.roles]}
+
+
 @router.get("/users", response_model=list[Changed])
 def list_users(actor: Admin) -> list[dict[str, Any]]:
     with session_scope() as s:
