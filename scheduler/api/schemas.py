@@ -3,15 +3,17 @@ against it). Responses allow extra fields, so a new field is not a breaking chan
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Path
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.core.errors import MAX_ID
 
 # A row id in a path: beyond MAX_ID it cannot exist (and the database driver would overflow).
 ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# A list's order (by id: the cursor follows it).
+Order = Annotated[Literal["newest", "oldest"], Query(description="newest (default) or oldest first")]
 
 
 class Open(BaseModel):

@@ -29,7 +29,8 @@ def describe(entry: AuditEntry) -> dict[str, Any]:
 
 
 def entries(s: Session, actor: Actor, *, since: datetime | None = None, object_type: str | None = None,
-            object_id: str | None = None, cursor: str | None = None, limit: int = 100) -> Page:
+            object_id: str | None = None, cursor: str | None = None, limit: int = 100,
+            order: str = "newest") -> Page:
     """Newest first. Only admins read it: it names every user's actions on every desk."""
     require_everywhere(actor, "admin", "audit")
     query = select(AuditEntry)
@@ -39,7 +40,7 @@ def entries(s: Session, actor: Actor, *, since: datetime | None = None, object_t
         query = query.where(AuditEntry.object_type == object_type)
     if object_id is not None:
         query = query.where(AuditEntry.object_id == object_id)
-    return page_of(s, query, AuditEntry.id, cursor, limit, describe)
+    return page_of(s, query, AuditEntry.id, cursor, limit, describe, order=order)
 
 
 def parse_object(value: str) -> tuple[str, str | None]:

@@ -29,7 +29,8 @@ def check_state(state: str | None) -> str | None:
 
 
 def listing(s: Session, actor: Actor, *, state: str | None = None, story: int | None = None,
-            account: str | None = None, cursor: str | None = None, limit: int = 200) -> Page:
+            account: str | None = None, cursor: str | None = None, limit: int = 200,
+            order: str = "newest") -> Page:
     """Newest first, filtered by state, story or account (id or platform:handle)."""
     query = select(Delivery)
     if check_state(state):
@@ -42,7 +43,7 @@ def listing(s: Session, actor: Actor, *, state: str | None = None, story: int | 
     if ids is not None:
         query = query.where(Delivery.account_id.in_(ids))
     return page_of(s, query, Delivery.id, cursor, limit, lambda d: {},
-                   lambda rows: bulk.describe_deliveries(s, rows))
+                   lambda rows: bulk.describe_deliveries(s, rows), order=order)
 
 
 def find(s: Session, actor: Actor, delivery_id: int, role: str = "viewer") -> Delivery:

@@ -1,5 +1,5 @@
-"""Cursor pagination, newest first: the cursor is the last id seen, so a page never repeats or skips a
-row when new ones arrive meanwhile (an offset would)."""
+"""Cursor pagination, newest (or oldest) first: the cursor is the last id seen, so a page never
+repeats or skips a row when new ones arrive meanwhile (an offset would)."""
 
 from __future__ import annotations
 
@@ -28,16 +28,28 @@ def check_limit(limit: int) -> int:
     return limit
 
 
+ORDERS = ("newest", "oldest")
+
+
+def check_order(order: str) -> str:
+    if order not in ORDERS:
+        raise UserError(f"order: {shown(order)} is not one of {', '.join(ORDERS)}")
+    return order
+
+
 def page_of(s: Session, query: Select[Any], key: InstrumentedAttribute[int], cursor: str | None, limit: int,
             describe: Callable[[Any], dict[str, Any]],
-            describe_all: Callable[[list[Any]], list[dict[str, Any]]] | None = None) -> Page:
+            describe_all: Callable[[list[Any]], list[dict[str, Any]]] | None = None,
+            order: str = "newest") -> Page:
+    """A page in ``order`` (newest or oldest first, by id); the cursor carries on in the same order."""
     check_limit(limit)
+    newest = check_order(order) == "newest"
     if cursor is not None:
         after = parse_id(cursor)
         if not after:
             raise UserError(f"cursor: {shown(cursor)} is not a cursor from a previous page")
-        query = query.where(key < after)
-    rows = list(s.scalars(query.order_by(key.desc()).limit(limit + 1)))
+        query = query.where(key < after if newest else key > after)
+    rows = list(s.scalars(query.order_by(key.desc() if newest else key.asc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     items = describe_all(rows) if describe_all else [describe(r) for r in rows]

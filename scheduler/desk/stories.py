@@ -70,14 +70,14 @@ def in_scope_ids(s: Session, actor: Actor, role: str = "viewer") -> list[int] | 
 
 
 def listing(s: Session, actor: Actor, *, status: str | None = None, cursor: str | None = None,
-            limit: int = 50) -> Page:
+            limit: int = 50, order: str = "newest") -> Page:
     query = select(Story)
     if status is not None:
         query = query.where(Story.status == status)
     ids = in_scope_ids(s, actor)
     if ids is not None:
         query = query.where(exists().where(Delivery.story_id == Story.id, Delivery.account_id.in_(ids)))
-    return page_of(s, query, Story.id, cursor, limit, lambda st: describe(s, st))
+    return page_of(s, query, Story.id, cursor, limit, lambda st: describe(s, st), order=order)
 
 
 def describe(s: Session, story: Story) -> dict[str, Any]:

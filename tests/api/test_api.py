@@ -78,6 +78,15 @@ def test_lists_page_with_a_cursor(desk: Desk) -> None:
         if not (cursor := page["next_cursor"]):
             break
     assert seen == sorted(made, reverse=True)
+    oldest, cursor = [], None
+    while True:
+        page = desk.client.get("/stories", params={"limit": 3, "order": "oldest",
+                                                   **({"cursor": cursor} if cursor else {})},
+                               headers=desk.as_("viewer")).json()
+        oldest += [s["id"] for s in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert oldest == sorted(made)
     deliveries = desk.client.get("/deliveries", params={"state": "scheduled", "limit": 500},
                                  headers=desk.as_("viewer")).json()["items"]
     assert {d["story"] for d in deliveries} == set(made)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from scheduler.api.auth import Editor, Viewer
-from scheduler.api.schemas import Changed, ObjectId, Page, Resolve
+from scheduler.api.schemas import Changed, ObjectId, Order, Page, Resolve
 from scheduler.core.db import session_scope
 from scheduler.core.errors import MAX_ID
 from scheduler.core.models import utcnow
@@ -20,9 +20,11 @@ Id = Annotated[int, Query(ge=1, le=MAX_ID)]
 @router.get("", response_model=Page)
 def list_deliveries(actor: Viewer, state: str | None = None, story: Id | None = None,
                     account: str | None = None, cursor: str | None = None,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 200) -> dict[str, Any]:
+                    limit: Annotated[int, Query(ge=1, le=500)] = 200,
+                    order: Order = "newest") -> dict[str, Any]:
     with session_scope() as s:
-        page = desk.listing(s, actor, state=state, story=story, account=account, cursor=cursor, limit=limit)
+        page = desk.listing(s, actor, state=state, story=story, account=account, cursor=cursor, limit=limit,
+                            order=order)
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 

@@ -12,6 +12,7 @@ from scheduler.api.schemas import (
     Changed,
     Notifications,
     ObjectId,
+    Order,
     Page,
     PolicyIn,
     SecretOut,
@@ -139,11 +140,12 @@ def remove_policy(policy_id: ObjectId, actor: Admin) -> dict[str, Any]:
 @router.get("/audit", response_model=Page)
 def audit_log(actor: Admin, since: str | None = None,
               object: Annotated[str | None, Query(description="story:12, or story")] = None,
-              cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+              cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+              order: Order = "newest") -> dict[str, Any]:
     kind, ident = audit.parse_object(object) if object else (None, None)
     with session_scope() as s:
         page = audit.entries(s, actor, since=parse_time(since, "since") if since else None,
-                             object_type=kind, object_id=ident, cursor=cursor, limit=limit)
+                             object_type=kind, object_id=ident, cursor=cursor, limit=limit, order=order)
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFil
 from sqlalchemy.exc import IntegrityError
 
 from scheduler.api.auth import Approver, Editor, Viewer
-from scheduler.api.schemas import Approve, Changed, ObjectId, Page, Reject, Retime, StoryEdit, StoryIn
+from scheduler.api.schemas import Approve, Changed, ObjectId, Order, Page, Reject, Retime, StoryEdit, StoryIn
 from scheduler.core.db import session_scope
 from scheduler.core.errors import UserError, shown
 from scheduler.core.models import utcnow
@@ -105,9 +105,10 @@ def import_stories(file: Annotated[UploadFile, File(description="A .csv or .json
 
 @router.get("", response_model=Page)
 def list_stories(actor: Viewer, status: str | None = None, cursor: str | None = None,
-                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+                 limit: Annotated[int, Query(ge=1, le=500)] = 50, order: Order = "newest") -> dict[str, Any]:
     with session_scope() as s:
-        page = desk.listing(s, actor, status=desk.check_status(status), cursor=cursor, limit=limit)
+        page = desk.listing(s, actor, status=desk.check_status(status), cursor=cursor, limit=limit,
+                            order=order)
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
