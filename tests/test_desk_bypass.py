@@ -97,3 +97,17 @@ def test_retry_and_resolve_never_release_a_delivery_of_a_waiting_story(held: str
             desk_deliveries.resolve(s, EDITOR, delivery, utcnow(), republish=True)
     with session_scope() as s:
         assert s.get(Delivery, delivery).state in ("failed", "unknown")  # type: ignore[union-attr]
+
+
+def test_an_author_field_naming_someone_else_does_not_let_the_importer_approve(held: str,
+                                                                              tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"text": "signed by another", "to": held, "author": "someone else"}) + "\n",
+                    encoding="utf-8")
+    now = utcnow()
+    prepared = bulk.prepare(str(path), now)
+    with session_scope() as s:
+        (story_id,) = stories.import_prepared(s, EDITOR, prepared, now).imported
+    with session_scope() as s, pytest.raises(Forbidden, match="another approver"):
+        approval.approve(s, EDITOR, stories.find(s, EDITOR, story_id, "approver"), now)
+    claim_nothing_of(story_id)

@@ -17,7 +17,7 @@ from scheduler.core.models import Account, Delivery, Story
 from scheduler.desk import audit, events
 from scheduler.desk.access import Actor, Scope, require_accounts, require_everywhere
 from scheduler.desk.errors import Conflict, Forbidden, NotFound, UserError
-from scheduler.desk.models import ApprovalPolicy
+from scheduler.desk.models import ApprovalPolicy, AuditEntry
 from scheduler.matrix import accounts as matrix
 from scheduler.stories.checks import check_horizon
 from scheduler.stories.drafts import PAST_TOLERANCE
@@ -103,12 +103,21 @@ def _decider(s: Session, actor: Actor, story: Story, what: str) -> list[Delivery
     return waiting
 
 
+def writers(s: Session, story: Story) -> set[str]:
+    """Who queued or edited the story (the audit log says, whatever its author field claims), and its
+    author: none of them may approve it."""
+    found = set(s.scalars(select(AuditEntry.actor).where(
+        AuditEntry.object_type == "story", AuditEntry.object_id == str(story.id),
+        AuditEntry.action.in_(("story.queue", "story.edit")))))
+    return found | ({story.author} if story.author else set())
+
+
 def approve(s: Session, actor: Actor, story: Story, now: datetime, *, at: datetime | None = None,
             publish_now: bool = False, fingerprint: str | None = None) -> int:
     """Release the story's waiting deliveries to the claim; return how many. A story whose time has
     passed is not published late by surprise: the approver says ``publish_now`` or gives ``at``."""
     waiting = _decider(s, actor, story, "approve")
-    if story.author is not None and story.author == actor.name:
+    if actor.name in writers(s, story):
         raise Forbidden(f"approve: {actor.name} wrote story {story.id}; another approver must approve it")
     if at is not None and publish_now:
         raise UserError("approve: give a new time or publish now, not both")
@@ -158,8 +167,8 @@ def reject(s: Session, actor: Actor, story: Story, reason: str, now: datetime) -
 def requested(s: Session, story: Story, now: datetime) -> None:
     """Tell the webhooks and the users who chose it that a story (this text of it) waits for an approver."""
     events.emit(s, "approval.requested", f"approval.requested:{story.id}:{story.fingerprint}", now,
-                story=story.id, author=story.author, text=story.text[:280],
-                account_ids=_account_ids(s, story))
+                story=story.id, author=story.author or ", ".join(sorted(writers(s, story))),
+                text=story.text[:280], account_ids=_account_ids(s, story))
 
 
 def _account_ids(s: Session, story: Story) -> list[int]:

@@ -31,7 +31,8 @@ def queue(s: Session, actor: Actor, draft: Draft, now: datetime, *, allow_duplic
     if asked to or if a stored policy covers any target."""
     targets = matrix.select_targets(s, draft.targets)
     require_accounts(actor, "editor", targets, "queue")
-    draft.author = actor.name
+    # ``author`` stays what the draft says (a byline, kept through export and import); who queued it is
+    # the audit log's, and that is what the approval rule reads (see ``approval.writers``).
     needs = require_approval or approval.needed(s, targets)
     story = queueing.queue(s, draft, now, allow_duplicate=allow_duplicate, require_approval=needs)
     audit.record(s, actor, "story.queue", "story", story.id, now, targets=draft.targets,
