@@ -9,6 +9,7 @@ from config.settings import get_settings
 from scheduler.core.models import Base
 from scheduler.desk import models as _desk_models  # noqa: F401 - the desk's tables join Base.metadata
 from scheduler.feeds import models as _feeds  # noqa: F401 - registers the feed tables on Base
+from scheduler.web import models as _web  # noqa: F401 - the dashboard's preferences table
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or get_settings().database_url

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from fastapi import FastAPI
 
 from scheduler.api import problems
@@ -15,5 +17,6 @@ def create_app() -> FastAPI:
     problems.install(app)
     for module in (system, accounts, stories, deliveries, exports, people):
         app.include_router(module.router, responses=PROBLEMS)
+    importlib.import_module("scheduler.web.app").mount(app)  # by name: faces never import each other
     return app
 

@@ -1,0 +1,63 @@
+"""The dashboard as an app of its own, mounted at /ui on the API's app (``mount``): its own error pages
+(HTML, not problem details), its static files, and ``/`` leading to it. The API imports this module by
+name only, as ``crosspost serve`` names the API: the faces never import each other."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from scheduler.core.deliveries import IllegalTransition
+from scheduler.core.errors import UserError
+from scheduler.desk.errors import Conflict, Forbidden, NotFound, TooManyAttempts, Unauthenticated
+from scheduler.web import actions, composing, pages, people, render
+from scheduler.web.session import NotSignedIn, current
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+STATUS_OF: list[tuple[type[Exception], int]] = [
+    (Forbidden, 403), (NotFound, 404), (Conflict, 409), (TooManyAttempts, 429), (UserError, 422)]
+
+
+def _signed_out(request: Request, exc: Exception) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", status_code=303)
+
+
+def _refused(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, Unauthenticated):
+        return _signed_out(request, exc)
+    status = 409 if isinstance(exc, IllegalTransition) else next(
+        code for cls, code in STATUS_OF if isinstance(exc, cls))
+    try:
+        actor = current(request)
+    except NotSignedIn:
+        actor = None
+    key = "forbidden" if status == 403 else "error"
+    return render.page(request, actor, "error.html", status=status, title_key=key,
+                       message=" ".join(str(exc).split()))
+
+
+def create() -> FastAPI:
+    web = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    web.add_exception_handler(NotSignedIn, _signed_out)
+    web.add_exception_handler(UserError, _refused)
+    web.add_exception_handler(IllegalTransition, _refused)
+    web.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for module in (people, pages, actions, composing):
+        web.include_router(module.router)
+    return web
+
+
+def mount(app: FastAPI) -> None:
+    """Serve the dashboard at /ui of ``app`` and send a browser at / there (outside the API's schema)."""
+    app.mount("/ui", create())
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/ui/stories", status_code=307)

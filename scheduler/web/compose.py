@@ -1,0 +1,99 @@
+"""Compose: the form's values as a Draft, and the live counters and problems per platform, found by
+the very checks ``stories queue`` runs (``stories.checks``), so what the page says is what queueing says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adapters import PLATFORMS, adapter_class
+from scheduler.core.errors import UserError, shown
+from scheduler.core.models import Account
+from scheduler.desk.access import Actor
+from scheduler.matrix import accounts as matrix
+from scheduler.stories.checks import check_draft, check_targets
+from scheduler.stories.drafts import Draft
+
+
+@dataclass
+class Counter:
+    platform: str
+    count: int
+    limit: int
+    unit: str
+    accounts: list[str]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def over(self) -> bool:
+        return self.count > self.limit
+
+
+@dataclass
+class Form:
+    text: str = ""
+    link: str = ""
+    targets: list[str] = field(default_factory=list)
+    variants: dict[str, str] = field(default_factory=dict)
+    when: str = "now"  # now | at | next_slot
+    at_local: str = ""  # a datetime-local value, in the operator's zone
+    thread: bool = False
+
+
+def parse_local(value: str, tz: str) -> datetime:
+    """``2026-12-01T09:00`` as the browser's datetime-local sends it, read in the operator's zone."""
+    try:
+        naive = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise UserError(f"at: {shown(value)} is not a date and time") from None
+    if naive.tzinfo is not None:
+        return naive
+    return naive.replace(tzinfo=ZoneInfo(tz))
+
+
+def draft_of(form: Form, tz: str) -> Draft:
+    variants = {p: v for p, v in form.variants.items() if p in PLATFORMS and v.strip()}
+    draft = Draft(text=form.text, targets=list(form.targets), link=form.link.strip() or None,
+                  variants=variants, thread=form.thread, next_slot=form.when == "next_slot")
+    if form.when == "at":
+        draft.at = parse_local(form.at_local, tz) if form.at_local.strip() else None
+        if draft.at is None:
+            raise UserError("at: choose a date and time, or another option")
+    return draft
+
+
+def editable_targets(s: Session, actor: Actor) -> tuple[list[str], list[Account]]:
+    """The tags and accounts this actor may queue to (an editor of every account the tag covers)."""
+    live = list(s.scalars(select(Account).where(Account.status != "removed").order_by(Account.id)))
+    mine = [a for a in live if actor.may("editor", a)]
+    tags = sorted({t for a in live for t in a.tags or []
+                   if all(actor.may("editor", b) for b in live if t in (b.tags or []))})
+    return tags, mine
+
+
+def counters(s: Session, form: Form, tz: str, now: datetime) -> tuple[list[Counter], list[str]]:
+    """Per target platform: the length as that platform counts it, its limit, and every problem the
+    queueing checks find for its accounts; and the problems that belong to no platform."""
+    try:
+        draft = draft_of(form, tz)
+        targets = matrix.select_targets(s, draft.targets) if draft.targets else []
+    except UserError as exc:
+        return [], [str(exc)]
+    general = check_draft(draft, now)
+    found = check_targets(draft, targets)
+    by_platform: dict[str, Counter] = {}
+    for account in targets:
+        caps = adapter_class(account.platform).caps
+        counter = by_platform.get(account.platform)
+        if counter is None:
+            body = draft.post_for(account.platform).body
+            counter = by_platform[account.platform] = Counter(account.platform, caps.count(body),
+                                                              caps.text_limit, caps.unit, [])
+        counter.accounts.append(account.label)
+        counter.problems += [p for p in found if p.startswith(f"{account.label}: ")]
+    general += [p for p in found if not any(p.startswith(f"{a.label}: ") for a in targets)]
+    return sorted(by_platform.values(), key=lambda c: c.platform), general

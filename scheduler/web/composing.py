@@ -1,0 +1,93 @@
+"""Compose: the form, its live counters (an htmx POST as one types, answered with a fragment), and
+queueing through the desk (roles, approval policy, audit), with every problem shown per account."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+
+from adapters import PLATFORMS
+from scheduler.core.db import session_scope
+from scheduler.core.errors import StoryRejected, UserError
+from scheduler.core.models import utcnow
+from scheduler.desk import stories as desk_stories
+from scheduler.desk.access import Actor, require_role
+from scheduler.web import compose, prefs, render
+from scheduler.web.session import Poster, User
+
+router = APIRouter()
+MAX_FIELD = 110_000  # a little over the longest story queueing accepts, which then says so
+
+
+async def _form(request: Request) -> compose.Form:
+    data = await request.form()
+
+    def text(name: str) -> str:
+        value = data.get(name, "")
+        return value[:MAX_FIELD] if isinstance(value, str) else ""
+
+    return compose.Form(
+        text=text("text"), link=text("link")[:2048],
+        targets=[v for v in data.getlist("to") if isinstance(v, str) and v.strip()][:200],
+        variants={p: text(f"variant_{p}") for p in PLATFORMS if text(f"variant_{p}").strip()},
+        when=text("when") if text("when") in ("now", "at", "next_slot") else "now",
+        at_local=text("at")[:40], thread=text("thread") == "on")
+
+
+Filled = Annotated[compose.Form, Depends(_form)]
+
+
+def _page(request: Request, actor: Actor, form: compose.Form, status: int = 200,
+          problems: list[dict[str, str]] | None = None) -> Response:
+    with session_scope() as s:
+        tags, accounts = compose.editable_targets(s, actor)
+        tz = prefs.read(s, actor).tz
+        counters, general = compose.counters(s, form, tz, utcnow()) if form.targets or form.text else ([], [])
+        platforms = sorted({a.platform for a in accounts})
+        choices = [(a.id, a.label, a.platform) for a in accounts]
+    return render.page(request, actor, "compose.html", status=status, form=form, tags=tags,
+                       choices=choices, platforms=platforms, counters=counters, general=general,
+                       problems=problems or [])
+
+
+@router.get("/compose")
+def compose_form(request: Request, actor: User) -> Response:
+    require_role(actor, "editor", "compose")
+    return _page(request, actor, compose.Form())
+
+
+@router.post("/compose/check")
+def compose_check(request: Request, actor: Poster, form: Filled) -> Response:
+    """The counters fragment: each platform's count as it counts, and the queueing checks' problems."""
+    require_role(actor, "editor", "compose")
+    with session_scope() as s:
+        tz = prefs.read(s, actor).tz
+        counters, general = compose.counters(s, form, tz, utcnow())
+    return render.page(request, actor, "_counters.html", counters=counters, general=general)
+
+
+def _split(problem: str) -> dict[str, str]:
+    """``mastodon:@a: text: is too long`` -> account and detail (as the API's 422 lists them)."""
+    head, sep, rest = problem.partition(": ")
+    if sep and ":" in head and " " not in head:
+        return {"account": head, "detail": rest}
+    return {"account": "", "detail": problem}
+
+
+@router.post("/compose")
+def queue(request: Request, actor: Poster, form: Filled) -> Response:
+    require_role(actor, "editor", "compose")
+    try:
+        with session_scope() as s:
+            draft = compose.draft_of(form, prefs.read(s, actor).tz)
+            story = desk_stories.queue(s, actor, draft, utcnow())
+            story_id = story.id
+    except StoryRejected as exc:
+        return _page(request, actor, form, 422, [_split(p) for p in exc.problems])
+    except UserError as exc:
+        if type(exc) is not UserError:
+            raise  # Forbidden and the like: the error page
+        return _page(request, actor, form, 422, [_split(str(exc))])
+    return RedirectResponse(f"/ui/stories?done=queued&id={story_id}", status_code=303)

@@ -1,0 +1,118 @@
+# ruff: noqa: RUF001 - Chinese text uses full-width punctuation on purpose.
+"""The dashboard's two languages, English and Simplified Chinese: a message catalog, and dates and
+numbers written as each language writes them. A missing Chinese message falls back to English."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+LANGUAGES = {"en": "English", "zh-Hans": "简体中文"}
+DEFAULT = "en"
+
+EN: dict[str, str] = {
+    "app": "crosspost desk", "login": "Sign in", "logout": "Sign out", "name": "Name",
+    "password": "Password", "stories": "Stories", "inbox": "Inbox", "compose": "Compose",
+    "accounts": "Accounts", "calendar": "Calendar", "audit": "Audit", "users": "Users and tokens",
+    "health": "Health", "settings": "Preferences", "language": "Language", "timezone": "Time zone",
+    "save": "Save", "filter": "Filter", "all": "All", "state": "State", "account": "Account",
+    "story": "Story", "published": "published", "waiting_until": "waiting until {time}",
+    "awaiting_approval": "awaiting approval", "failed": "failed", "unknown": "unknown",
+    "blocked_auth": "blocked: re-authorise the account", "cancelled": "cancelled",
+    "publishing": "publishing", "went_out": "It went out (link)", "publish_again": "Publish again",
+    "retry": "Retry", "approve": "Approve", "reject": "Reject", "reason": "Reason",
+    "publish_now": "Publish now (its time has passed)", "needs_attention": "Only what needs a person",
+    "failed_deliveries": "Failed deliveries", "unknown_deliveries": "Did it go out?",
+    "blocked_accounts": "Blocked accounts", "expiring_tokens": "Tokens expiring soon",
+    "approvals": "Approvals waiting", "duplicates": "Possible duplicates", "nothing": "Nothing here.",
+    "text": "Text", "link": "Link", "targets": "Targets", "tags": "Tags", "when": "When",
+    "at_time": "At a time (your zone)", "next_slot": "Next slot of each account", "now": "Now",
+    "variants": "Variants per platform", "thread": "Split into a thread where the platform allows",
+    "queue": "Queue", "counters": "Per platform", "limit": "limit", "problems": "Problems",
+    "queued": "Queued story {id}.", "not_queued": "Not queued: {n} problem(s).", "status": "Status",
+    "token_expiry": "Token expires", "followers": "Followers", "growth_7d": "7 days", "pause": "Pause",
+    "resume": "Resume", "week": "Week of {day}", "previous": "Previous week", "next": "Next week",
+    "account_time": "account's time", "your_time": "your time", "free": "free",
+    "actor": "Who", "action": "Action", "object": "Object", "change": "Change", "at": "At",
+    "older": "Older", "add_user": "Add a user", "roles": "Roles (comma-separated, e.g. editor@tag:en)",
+    "disable": "Disable", "disabled": "disabled", "tokens": "Tokens", "create_token": "Create a token",
+    "token_name": "Token name", "days": "Days", "revoke": "Revoke", "revoked": "revoked",
+    "expires": "Expires", "secret_once": "Copy this token now; it is not shown again:",
+    "ready": "Ready", "not_ready": "Not ready", "check": "Check", "ok": "ok", "problem": "problem",
+    "forbidden": "Not allowed", "error": "Something needs fixing", "back": "Back",
+    "done": "Done.", "user": "User", "retried": "Delivery {id} will be tried again.",
+    "resolved": "Delivery {id} resolved.", "approved": "Story {id} approved.",
+    "rejected": "Story {id} rejected.", "signed_in_as": "Signed in as {name}",
+    "wrong_login": "Wrong name or password.", "chars": "{n} of {limit} {unit}",
+    "skip": "Skip to the content", "menu": "Menu", "author": "Author", "due": "Due",
+    "count": "{n} item(s)", "author_cannot_approve": "you wrote it: another approver decides",
+}
+
+ZH: dict[str, str] = {
+    "app": "crosspost 编辑台", "login": "登录", "logout": "退出", "name": "用户名", "password": "密码",
+    "stories": "稿件", "inbox": "待办", "compose": "撰写", "accounts": "账号", "calendar": "日程",
+    "audit": "审计日志", "users": "用户与令牌", "health": "运行状态", "settings": "偏好设置",
+    "language": "语言", "timezone": "时区", "save": "保存", "filter": "筛选", "all": "全部",
+    "state": "状态", "account": "账号", "story": "稿件", "published": "已发布",
+    "waiting_until": "等待至 {time}", "awaiting_approval": "待审批", "failed": "失败", "unknown": "未知",
+    "blocked_auth": "已阻断：请重新授权账号", "cancelled": "已取消", "publishing": "发布中",
+    "went_out": "已发出（填链接）", "publish_again": "重新发布", "retry": "重试", "approve": "批准",
+    "reject": "驳回", "reason": "理由", "publish_now": "立即发布（原定时间已过）",
+    "needs_attention": "只看需要处理的", "failed_deliveries": "发布失败",
+    "unknown_deliveries": "是否已发出？",
+    "blocked_accounts": "被阻断的账号", "expiring_tokens": "即将过期的令牌", "approvals": "待审批",
+    "duplicates": "可能重复", "nothing": "暂无内容。", "text": "正文", "link": "链接", "targets": "目标",
+    "tags": "标签", "when": "时间", "at_time": "指定时间（你的时区）", "next_slot": "各账号的下一个时段",
+    "now": "立即", "variants": "各平台的变体", "thread": "在支持的平台拆分为串文", "queue": "排入队列",
+    "counters": "各平台", "limit": "上限", "problems": "问题", "queued": "稿件 {id} 已排入队列。",
+    "not_queued": "未排入队列：{n} 个问题。", "status": "状态", "token_expiry": "令牌到期",
+    "followers": "粉丝", "growth_7d": "7 天", "pause": "暂停", "resume": "恢复", "week": "{day} 这一周",
+    "previous": "上一周", "next": "下一周", "account_time": "账号当地时间", "your_time": "你的时间",
+    "free": "空闲", "actor": "操作者", "action": "操作", "object": "对象", "change": "变更", "at": "时间",
+    "older": "更早", "add_user": "添加用户", "roles": "角色（逗号分隔，如 editor@tag:en）", "disable": "停用",
+    "disabled": "已停用", "tokens": "令牌", "create_token": "创建令牌", "token_name": "令牌名称",
+    "days": "天数", "revoke": "吊销", "revoked": "已吊销", "expires": "到期",
+    "secret_once": "请立即复制此令牌，之后不再显示：", "ready": "正常", "not_ready": "异常",
+    "check": "检查项",
+    "ok": "正常", "problem": "有问题", "forbidden": "无权操作", "error": "需要修正", "back": "返回",
+    "done": "完成。", "user": "用户", "retried": "投递 {id} 将重试。", "resolved": "投递 {id} 已处理。",
+    "approved": "稿件 {id} 已批准。", "rejected": "稿件 {id} 已驳回。", "signed_in_as": "当前用户：{name}",
+    "wrong_login": "用户名或密码错误。", "chars": "{n} / {limit} {unit}", "skip": "跳到正文",
+    "menu": "菜单", "author": "作者", "due": "到期", "count": "{n} 项",
+    "author_cannot_approve": "你是作者：须由其他审批人决定",
+}
+
+CATALOGS = {"en": EN, "zh-Hans": ZH}
+WEEKDAYS_ZH = "一二三四五六日"
+
+
+def check(language: str | None) -> str:
+    return language if language in LANGUAGES else DEFAULT
+
+
+def translate(language: str, key: str, **values: object) -> str:
+    text = CATALOGS[check(language)].get(key) or EN.get(key, key)
+    return text.format(**values) if values else text
+
+
+def when(language: str, moment: datetime | str | None, tz: str, *, date: bool = True) -> str:
+    """A moment in ``tz`` as the language writes it: ``Mon 30 Nov 2026 19:05`` or
+    ``2026年11月30日 周一 19:05``."""
+    if not moment:
+        return ""
+    if isinstance(moment, str):  # the service layer's descriptions carry ISO strings
+        moment = datetime.fromisoformat(moment)
+    local = moment.astimezone(ZoneInfo(tz))
+    if check(language) == "zh-Hans":
+        day = f"{local.year}年{local.month}月{local.day}日 周{WEEKDAYS_ZH[local.weekday()]} "
+        return (day if date else "") + local.strftime("%H:%M")
+    return (local.strftime("%a %d %b %Y ") if date else "") + local.strftime("%H:%M")
+
+
+def number(language: str, value: float | int | None) -> str:
+    """Grouped digits; Chinese writes large counts in 万 (10,000), as its readers count them."""
+    if value is None:
+        return "–"
+    if check(language) == "zh-Hans" and abs(value) >= 10_000:
+        return f"{value / 10_000:,.1f}万".replace(".0万", "万")
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"

@@ -1,0 +1,100 @@
+"""The pages that read: the stories x accounts grid, the inbox, accounts, the calendar, health."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from config.settings import get_settings
+from scheduler.core.db import session_scope
+from scheduler.core.deliveries import STATES
+from scheduler.core.models import utcnow
+from scheduler.desk import accounts as desk_accounts
+from scheduler.desk import health
+from scheduler.desk import stories as desk_stories
+from scheduler.followers import summary
+from scheduler.web import prefs, render, views
+from scheduler.web.session import User
+
+router = APIRouter()
+Short = Annotated[str | None, Query(max_length=300)]
+
+
+@router.get("/")
+def home() -> Response:
+    return RedirectResponse("/ui/stories", status_code=303)
+
+
+@router.get("/stories")
+def stories_page(request: Request, actor: User, status: Short = None, account: Short = None,
+                 attention: bool = False,
+                 cursor: Annotated[str | None, Query(max_length=20)] = None) -> Response:
+    with session_scope() as s:
+        grid = views.grid(s, actor, status=status or None, account=account or None, attention=attention,
+                          cursor=cursor)
+        labels = [a["account"] for a in desk_accounts.listing(s, actor)]
+    return render.page(request, actor, "stories.html", grid=grid, statuses=desk_stories.STATUSES,
+                       chosen_status=status or "", account=account or "", attention=attention, labels=labels,
+                       may_edit=actor.at_least("editor"))
+
+
+@router.get("/inbox")
+def inbox_page(request: Request, actor: User) -> Response:
+    with session_scope() as s:
+        box = views.inbox(s, actor, utcnow())
+    return render.page(request, actor, "inbox.html", box=box, may_edit=actor.at_least("editor"))
+
+
+def _growth(actor: Any) -> dict[str, dict[str, Any]]:
+    """Followers and their 7-day change per account: the report covers the whole matrix, so only a
+    viewer of every account gets it (as GET /followers/report)."""
+    if not actor.everywhere("viewer"):
+        return {}
+    now = utcnow()
+    with session_scope() as s:
+        _, body, _ = summary.report(s, now, "account", None, get_settings().follower_interval)
+    return {g["group"]: g for g in body["groups"]}
+
+
+@router.get("/accounts")
+def accounts_page(request: Request, actor: User) -> Response:
+    with session_scope() as s:
+        found = desk_accounts.listing(s, actor)
+    editable = {a["id"] for a in found if any(r.role in ("editor", "approver", "admin") and
+                                              _covers(r.scope, a) for r in actor.roles)}
+    return render.page(request, actor, "accounts.html", accounts=found, growth=_growth(actor),
+                       editable=editable, now=utcnow(), soon=utcnow() + views.EXPIRING)
+
+
+def _covers(scope: Any, described: dict[str, Any]) -> bool:
+    if scope.kind == "all":
+        return True
+    if scope.kind == "tag":
+        return scope.value in described["tags"]
+    return scope.value == str(described["id"])
+
+
+@router.get("/calendar")
+def calendar_page(request: Request, actor: User, week: Annotated[int, Query(ge=-520, le=520)] = 0,
+                  account: Short = None, tag: Short = None) -> Response:
+    with session_scope() as s:
+        tz = prefs.read(s, actor).tz
+        today = utcnow().astimezone(ZoneInfo(tz)).date()
+        monday = today - timedelta(days=today.weekday()) + timedelta(weeks=week)
+        start = datetime.combine(monday, time(0), ZoneInfo(tz))
+        days = views.week(s, actor, start, account=account or None, tag=tag or None, tz=tz)
+        listed = desk_accounts.listing(s, actor)
+    tags = sorted({t for a in listed for t in a["tags"]})
+    return render.page(request, actor, "calendar.html", days=days, week=week, start=start,
+                       account=account or "", tag=tag or "", labels=[a["account"] for a in listed], tags=tags)
+
+
+@router.get("/health")
+def health_page(request: Request, actor: User) -> Response:
+    found = health.checks(utcnow())
+    return render.page(request, actor, "health.html", checks=found, ready=health.ready(found),
+                       states=STATES)

@@ -1,0 +1,128 @@
+"""What the pages show, read through the desk's service functions (so scopes hold): the stories x
+accounts grid, the inbox of what waits for a person, and a week of deliveries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scheduler.core.models import Account, Delivery, Story, utcnow
+from scheduler.desk import accounts as desk_accounts
+from scheduler.desk import deliveries as desk_deliveries
+from scheduler.desk import stories as desk_stories
+from scheduler.desk.access import Actor
+
+ATTENTION = ("failed", "unknown", "blocked_auth", "awaiting_approval")
+WAITING = ("scheduled", "queued", "retry_wait")
+EXPIRING = timedelta(days=3)
+
+
+@dataclass
+class Grid:
+    accounts: list[str]  # the columns: account labels
+    rows: list[dict[str, Any]]  # a story with ``cells``: label -> delivery description
+    next_cursor: str | None
+
+
+def grid(s: Session, actor: Actor, *, status: str | None, account: str | None, attention: bool,
+         cursor: str | None, limit: int = 30) -> Grid:
+    page = desk_stories.listing(s, actor, status=desk_stories.check_status(status), cursor=cursor,
+                                limit=limit)
+    rows, columns = [], {}
+    for item in page.items:
+        story = s.get(Story, item["id"])
+        if story is None:
+            continue
+        shown = desk_stories.show(s, actor, story)
+        cells = {d["account"]: d for d in shown["delivery_list"]}
+        if account and account not in cells:
+            continue
+        if attention and not any(d["state"] in ATTENTION for d in cells.values()):
+            continue
+        columns.update(dict.fromkeys(cells))
+        rows.append({**shown, "cells": cells, "approvable": approvable(s, actor, story),
+                     "overdue": overdue(story, shown["first_due_at"], utcnow())})
+    labels = [account] if account else sorted(columns)
+    return Grid(labels, rows, page.next_cursor)
+
+
+def approvable(s: Session, actor: Actor, story: Story) -> bool:
+    """Offer approve/reject only to an approver of every waiting account who did not write it."""
+    if story.status != "awaiting_approval" or story.author == actor.name:
+        return False
+    waiting = s.scalars(select(Account).join(Delivery, Delivery.account_id == Account.id).where(
+        Delivery.story_id == story.id, Delivery.state == "awaiting_approval"))
+    return all(actor.may("approver", a) for a in waiting)
+
+
+def overdue(story: Story, first_due: str | None, now: datetime) -> bool:
+    """A waiting story whose time has passed: approving it means "publish now" (said on the button),
+    never a silent late post."""
+    return (story.status == "awaiting_approval" and story.timing != "now" and first_due is not None
+            and datetime.fromisoformat(first_due) < now)
+
+
+@dataclass
+class Inbox:
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    unknown: list[dict[str, Any]] = field(default_factory=list)
+    blocked: list[dict[str, Any]] = field(default_factory=list)
+    expiring: list[dict[str, Any]] = field(default_factory=list)
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(len(v) for v in (self.failed, self.unknown, self.blocked, self.expiring, self.approvals,
+                                    self.duplicates))
+
+
+def inbox(s: Session, actor: Actor, now: datetime) -> Inbox:
+    box = Inbox()
+    box.failed = desk_deliveries.listing(s, actor, state="failed", limit=100).items
+    box.unknown = desk_deliveries.listing(s, actor, state="unknown", limit=100).items
+    for a in desk_accounts.listing(s, actor):
+        if a["status"] not in ("active", "paused"):
+            box.blocked.append(a)
+        expires = a["token_expires_at"]
+        if expires and datetime.fromisoformat(expires) < now + EXPIRING:
+            box.expiring.append(a)
+    for item in desk_stories.listing(s, actor, status="awaiting_approval", limit=100).items:
+        story = s.get(Story, item["id"])
+        if story is not None:
+            box.approvals.append({**item, "approvable": approvable(s, actor, story),
+                                  "overdue": overdue(story, item["first_due_at"], now)})
+    recent = desk_deliveries.listing(s, actor, state="published", limit=200).items
+    box.duplicates = [d for d in recent if d["possible_duplicates"]]
+    return box
+
+
+def week(s: Session, actor: Actor, start: datetime, *, account: str | None, tag: str | None,
+         tz: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Seven days from ``start`` in the operator's zone ``tz``: each day and its deliveries, each with
+    the time in the operator's zone and in the account's own."""
+    zone = ZoneInfo(tz)
+    end = start + timedelta(days=7)
+    ids = desk_stories.in_scope_ids(s, actor)
+    query = (select(Delivery, Account, Story).join(Account, Account.id == Delivery.account_id)
+             .join(Story, Story.id == Delivery.story_id)
+             .where(Delivery.due_at >= start, Delivery.due_at < end, Delivery.state != "cancelled",
+                    Account.status != "removed").order_by(Delivery.due_at, Delivery.id))
+    if ids is not None:
+        query = query.where(Delivery.account_id.in_(ids))
+    days: dict[str, list[dict[str, Any]]] = {}
+    for offset in range(7):
+        days[(start + timedelta(days=offset)).astimezone(zone).date().isoformat()] = []
+    for d, a, st in s.execute(query):
+        if (account and a.label != account) or (tag and tag not in (a.tags or [])):
+            continue
+        local = d.due_at.astimezone(ZoneInfo(a.tz))
+        days.setdefault(d.due_at.astimezone(zone).date().isoformat(), []).append({
+            "delivery": d.id, "story": st.id, "text": st.text[:80], "account": a.label, "state": d.state,
+            "due_at": d.due_at, "account_time": local.strftime("%H:%M %Z"), "account_tz": a.tz})
+    return sorted(days.items())
