@@ -20,6 +20,7 @@ from scheduler.web.session import NotSignedIn, current
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+ROUTERS = (people.router, pages.router, actions.router, composing.router)
 STATUS_OF: list[tuple[type[Exception], int]] = [
     (Forbidden, 403), (NotFound, 404), (Conflict, 409), (TooManyAttempts, 429), (UserError, 422)]
 
@@ -49,8 +50,8 @@ def create() -> FastAPI:
     web.add_exception_handler(UserError, _refused)
     web.add_exception_handler(IllegalTransition, _refused)
     web.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (people, pages, actions, composing):
-        web.include_router(module.router)
+    for router in ROUTERS:
+        web.include_router(router)
     return web
 
 

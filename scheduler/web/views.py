@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.core.models import Account, Delivery, Story, utcnow
 from scheduler.desk import accounts as desk_accounts
+from scheduler.desk import approval
 from scheduler.desk import deliveries as desk_deliveries
 from scheduler.desk import stories as desk_stories
 from scheduler.desk.access import Actor
@@ -46,14 +47,16 @@ def grid(s: Session, actor: Actor, *, status: str | None, account: str | None, a
             continue
         columns.update(dict.fromkeys(cells))
         rows.append({**shown, "cells": cells, "approvable": approvable(s, actor, story),
+                     "writers": sorted(approval.writers(s, story)),
                      "overdue": overdue(story, shown["first_due_at"], utcnow())})
     labels = [account] if account else sorted(columns)
     return Grid(labels, rows, page.next_cursor)
 
 
 def approvable(s: Session, actor: Actor, story: Story) -> bool:
-    """Offer approve/reject only to an approver of every waiting account who did not write it."""
-    if story.status != "awaiting_approval" or story.author == actor.name:
+    """Offer approve/reject only to an approver of every waiting account who did not write it (the
+    desk's rule: whoever queued or edited it, or its byline)."""
+    if story.status != "awaiting_approval" or actor.name in approval.writers(s, story):
         return False
     waiting = s.scalars(select(Account).join(Delivery, Delivery.account_id == Account.id).where(
         Delivery.story_id == story.id, Delivery.state == "awaiting_approval"))
@@ -96,6 +99,7 @@ def inbox(s: Session, actor: Actor, now: datetime) -> Inbox:
         story = s.get(Story, item["id"])
         if story is not None:
             box.approvals.append({**item, "approvable": approvable(s, actor, story),
+                                  "writers": sorted(approval.writers(s, story)),
                                   "overdue": overdue(story, item["first_due_at"], now)})
     recent = desk_deliveries.listing(s, actor, state="published", limit=200).items
     box.duplicates = [d for d in recent if d["possible_duplicates"]]

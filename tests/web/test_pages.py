@@ -1,0 +1,292 @@
+"""The dashboard in-process (httpx against the whole app, real SQLite and PostgreSQL): sign-in and the
+session cookie, CSRF on every form, what each role is offered and refused, the compose counters
+against the queueing checks, inbox actions that change deliveries, and the Chinese pages."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from adapters import adapter_class
+from scheduler.core.db import session_scope
+from scheduler.core.models import Account, Delivery, Story, utcnow
+from scheduler.desk import approval
+from scheduler.desk.access import Actor, Scope
+from scheduler.desk.models import ApiToken, AuditEntry
+from scheduler.stories.checks import check_targets
+from scheduler.stories.drafts import Draft
+from scheduler.web.app import ROUTERS
+from tests.factories import SECRET, make_delivery
+from tests.web.conftest import PASSWORD, WebDesk, csrf_of
+
+PAGES = ("/ui/stories", "/ui/inbox", "/ui/compose", "/ui/calendar", "/ui/accounts", "/ui/audit", "/ui/users",
+         "/ui/health", "/ui/settings")
+
+
+# -- signing in ---------------------------------------------------------------------------------
+def test_a_page_without_a_session_leads_to_the_login_form_and_back(web: WebDesk) -> None:
+    client = web.client()
+    answer = client.get("/ui/inbox")
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/login?next=%2Fui%2Finbox"
+    assert client.get("/").headers["location"] == "/ui/stories"
+    form = client.get("/ui/login?next=/ui/inbox")
+    done = client.post("/ui/login", data={"name": "viewer", "password": PASSWORD, "csrf": csrf_of(form.text),
+                                          "next": "/ui/inbox"})
+    assert done.status_code == 303 and done.headers["location"] == "/ui/inbox"
+    assert client.get("/ui/inbox").status_code == 200
+
+
+def test_the_session_cookie_is_httponly_lax_and_secure_only_over_https(web: WebDesk) -> None:
+    plain = web.sign_in("viewer")
+    cookie = next(c for c in plain.cookies.jar if c.name == "cp_session")
+    assert cookie.path == "/ui" and not cookie.secure
+    assert cookie.has_nonstandard_attr("HttpOnly")
+    tls = web.client(base_url="https://testserver")
+    form = tls.get("/ui/login")
+    answer = tls.post("/ui/login", data={"name": "viewer", "password": PASSWORD, "csrf": csrf_of(form.text)})
+    header = answer.headers["set-cookie"]
+    assert "cp_session=" in header and "HttpOnly" in header and "SameSite=lax" in header
+    assert "Secure" in header
+    assert "Secure" not in plain.get("/ui/login").headers.get("set-cookie", "")
+
+
+def test_a_wrong_password_sets_no_session_and_an_open_redirect_is_refused(web: WebDesk) -> None:
+    client = web.client()
+    form = client.get("/ui/login")
+    wrong = client.post("/ui/login", data={"name": "viewer", "password": "not it at all",
+                                           "csrf": csrf_of(form.text)})
+    assert wrong.status_code == 401 and "Wrong name or password" in wrong.text
+    assert "cp_session" not in wrong.headers.get("set-cookie", "")
+    form = client.get("/ui/login")
+    right = client.post("/ui/login", data={"name": "viewer", "password": PASSWORD, "csrf": csrf_of(form.text),
+                                           "next": "https://elsewhere.example/ui/"})
+    assert right.headers["location"] == "/ui/stories"
+
+
+def test_logout_revokes_the_session_token(web: WebDesk) -> None:
+    client = web.sign_in("editor")
+    stolen = client.cookies.get("cp_session")
+    page = client.get("/ui/stories")
+    out = client.post("/ui/logout", data={"csrf": csrf_of(page.text)})
+    assert out.status_code == 303 and out.headers["location"] == "/ui/login"
+    with session_scope() as s:
+        revoked = s.scalars(select(ApiToken).where(ApiToken.revoked_at.is_not(None))).all()
+    assert [t.name.startswith("login ") for t in revoked] == [True]
+    replay = web.client()
+    replay.cookies.set("cp_session", stolen, path="/ui")
+    assert replay.get("/ui/stories").status_code == 303  # a copied cookie is dead too
+
+
+def test_login_form_refuses_a_post_without_its_csrf_token(web: WebDesk) -> None:
+    client = web.client()
+    client.get("/ui/login")
+    answer = client.post("/ui/login", data={"name": "viewer", "password": PASSWORD})
+    assert answer.status_code == 403 and "cp_session" not in answer.headers.get("set-cookie", "")
+
+
+# -- CSRF: every form ---------------------------------------------------------------------------
+def _post_routes() -> list[str]:
+    """Every POST of the dashboard, from its own route table: a new form is covered without a new test."""
+    paths = ["/ui" + r.path for router in ROUTERS for r in router.routes
+             if "POST" in getattr(r, "methods", set())]
+    fill = {"{delivery_id}": "1", "{story_id}": "1", "{token_id}": "1", "{account_id}": "1",
+            "{action}": "pause", "{name}": "viewer"}
+    for key, value in fill.items():
+        paths = [p.replace(key, value) for p in paths]
+    return paths
+
+
+def test_every_form_refuses_a_post_without_the_session_csrf_token(web: WebDesk) -> None:
+    routes = _post_routes()
+    assert {"/ui/compose", "/ui/deliveries/1/retry", "/ui/stories/1/approve", "/ui/logout"} <= set(routes)
+    client = web.sign_in("admin")
+    other = web.sign_in("editor")
+    foreign = csrf_of(other.get("/ui/stories").text)  # a real token, of another session
+    for path in routes:
+        if path == "/ui/login":
+            continue
+        for data in ({}, {"csrf": "forged"}, {"csrf": foreign}):
+            answer = client.post(path, data={**data, "text": "x", "to": "en", "reason": "r", "name": "t"})
+            assert answer.status_code == 403, (path, data, answer.status_code)
+    with session_scope() as s:
+        assert s.scalar(select(Story.id)) is None
+        assert s.scalars(select(Account.status)).all() == ["active"] * 5
+
+
+# -- roles: what is offered, and what is refused by hand --------------------------------------------
+@pytest.mark.parametrize(("role", "offered", "refused"), [
+    ("viewer", {"/ui/stories", "/ui/inbox", "/ui/health"}, {"/ui/compose", "/ui/audit"}),
+    ("editor", {"/ui/compose", "/ui/calendar"}, {"/ui/audit"}),
+    ("approver", {"/ui/compose", "/ui/accounts"}, {"/ui/audit"}),
+    ("admin", set(PAGES), set()),
+])
+def test_the_menu_offers_only_what_the_role_may_use(web: WebDesk, role: str, offered: set[str],
+                                                    refused: set[str]) -> None:
+    client = web.sign_in(role)
+    page = client.get("/ui/stories").text
+    menu = set(re.findall(r'<li><a href="(/ui/[a-z]+)"', page))
+    assert offered <= menu and not refused & menu
+    for path in refused:
+        assert client.get(path).status_code == 403, path
+    for path in menu:
+        assert client.get(path).status_code == 200, path
+
+
+def test_actions_a_role_lacks_are_refused_even_when_posted_by_hand(any_web: WebDesk) -> None:
+    now = utcnow()
+    with session_scope() as s:
+        en = s.get(Account, any_web.ids["x"])
+        fr = s.get(Account, any_web.ids["fr"])
+        failed_en = make_delivery(s, en, now, state="failed").id
+        failed_fr = make_delivery(s, fr, now, state="failed").id
+    viewer = any_web.sign_in("viewer")
+    token = csrf_of(viewer.get("/ui/inbox").text)
+    assert viewer.post(f"/ui/deliveries/{failed_en}/retry", data={"csrf": token}).status_code == 403
+    assert viewer.post(f"/ui/accounts/{any_web.ids['x']}/pause", data={"csrf": token}).status_code == 403
+    assert viewer.post("/ui/users", data={"csrf": token, "name": "mallory", "password": PASSWORD,
+                                          "roles": "admin"}).status_code == 403
+    editor = any_web.sign_in("editor")
+    token = csrf_of(editor.get("/ui/inbox").text)
+    assert editor.post(f"/ui/deliveries/{failed_fr}/retry", data={"csrf": token}).status_code == 403
+    assert f"/ui/deliveries/{failed_fr}/retry" not in editor.get("/ui/inbox").text  # not even shown
+    assert editor.post("/ui/compose", data={"csrf": token, "text": "hi", "to": "fr"}).status_code == 403
+    with session_scope() as s:
+        states = dict(s.execute(select(Delivery.id, Delivery.state)).all())
+        assert s.get(Account, any_web.ids["x"]).status == "active"
+    assert states == {failed_en: "failed", failed_fr: "failed"}
+
+
+# -- compose: the counters are the queueing checks ------------------------------------------------
+def _counters(html: str) -> dict[str, str]:
+    pattern = r'data-platform="(\w+)">\s*<strong>\w+</strong>\s*<span class="count">([^<]+)<'
+    return dict(re.findall(pattern, html))
+
+
+def test_compose_counts_as_each_platform_counts_and_agrees_with_queueing(web: WebDesk) -> None:
+    client = web.sign_in("editor")
+    token = csrf_of(client.get("/ui/compose").text)
+    # 150 CJK characters: X weighs each as 2 (300 > 280); Bluesky counts 150 graphemes; Telegram 150 UTF-16.
+    # Each family emoji is one grapheme but 8 UTF-16 code units.
+    text = "中" * 150 + " " + "👨‍👩‍👧" * 10
+    targets = [str(web.ids["x"]), str(web.ids["bluesky"]), str(web.ids["telegram"])]
+    answer = client.post("/ui/compose/check", data={"csrf": token, "text": text, "to": targets})
+    assert answer.status_code == 200
+    counted = _counters(answer.text)
+    expected = {p: adapter_class(p).caps.count(text) for p in ("x", "bluesky", "telegram")}
+    assert expected["bluesky"] == 161 and expected["telegram"] == 231 and expected["x"] > 280
+    assert counted == {p: f"{n:,} of {adapter_class(p).caps.text_limit:,} {adapter_class(p).caps.unit}"
+                       for p, n in expected.items()}
+    states = {platform: state for state, platform in
+              re.findall(r'class="counter (\w+)" data-platform="(\w+)"', answer.text)}
+    assert states == {"x": "over", "bluesky": "fine", "telegram": "fine"}
+    with session_scope() as s:
+        accounts = [s.get(Account, int(i)) for i in targets]
+        queueing_says = check_targets(Draft(text=text, targets=targets), accounts)
+    shown = re.findall(r"<li>([^<]+)</li>", answer.text)
+    assert queueing_says and set(queueing_says) <= set(shown)
+    refused = client.post("/ui/compose", data={"csrf": token, "text": text, "to": targets})
+    assert refused.status_code == 422 and web.accounts["x"] in refused.text
+    with session_scope() as s:
+        assert s.scalar(select(Story.id)) is None
+    queued = client.post("/ui/compose", data={"csrf": token, "text": "中" * 100, "to": targets,
+                                              "variant_x": "short for X"})
+    assert queued.status_code == 303 and queued.headers["location"].startswith("/ui/stories?done=queued")
+    with session_scope() as s:
+        story = s.scalars(select(Story)).one()
+        assert (story.variants, len(story.deliveries)) == ({"x": "short for X"}, 3)
+        assert approval.writers(s, story) == {"editor"}
+
+
+def test_compose_at_a_time_reads_it_in_the_operators_zone(web: WebDesk) -> None:
+    client = web.sign_in("editor")
+    token = csrf_of(client.get("/ui/settings").text)
+    assert client.post("/ui/settings", data={"csrf": token, "language": "en", "tz": "Asia/Shanghai"}
+                       ).status_code == 303
+    when = (utcnow() + timedelta(days=2)).replace(second=0, microsecond=0)
+    local = when.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%dT%H:%M")
+    answer = client.post("/ui/compose", data={"csrf": token, "text": "timed", "to": "en", "when": "at",
+                                              "at": local})
+    assert answer.status_code == 303, answer.text
+    with session_scope() as s:
+        assert s.scalars(select(Story.due_at)).one() == when
+
+
+# -- the inbox acts ------------------------------------------------------------------------------
+def test_inbox_retry_and_resolve_change_the_deliveries(any_web: WebDesk) -> None:
+    now = utcnow()
+    with session_scope() as s:
+        x = s.get(Account, any_web.ids["x"])
+        failed = make_delivery(s, x, now - timedelta(minutes=3), state="failed")
+        failed.last_error = "the platform said: duplicate content"
+        unknown = make_delivery(s, x, now - timedelta(minutes=2), state="unknown").id
+        failed_id = failed.id
+    client = any_web.sign_in("editor")
+    inbox = client.get("/ui/inbox").text
+    assert "the platform said: duplicate content" in inbox
+    assert f'action="/ui/deliveries/{failed_id}/retry"' in inbox
+    assert f'action="/ui/deliveries/{unknown}/resolve"' in inbox
+    token = csrf_of(inbox)
+    retried = client.post(f"/ui/deliveries/{failed_id}/retry", data={"csrf": token, "back": "/ui/inbox"})
+    assert retried.status_code == 303
+    assert retried.headers["location"] == f"/ui/inbox?done=retried&id={failed_id}"
+    resolved = client.post(f"/ui/deliveries/{unknown}/resolve",
+                           data={"csrf": token, "published": "https://x.com/a/status/1"})
+    assert resolved.status_code == 303
+    with session_scope() as s:
+        assert s.get(Delivery, failed_id).state == "scheduled"
+        done = s.get(Delivery, unknown)
+        assert (done.state, done.published_url) == ("published", "https://x.com/a/status/1")
+        actions = s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "editor")).all()
+    assert "delivery.retry" in actions and "delivery.resolve" in actions
+    page = client.get("/ui/stories").text
+    assert 'href="https://x.com/a/status/1"' in page and "waiting until" in page
+
+
+def test_approval_is_offered_to_another_approver_and_releases_the_story(any_web: WebDesk) -> None:
+    with session_scope() as s:
+        approval.add_policy(s, Actor.cli(), Scope("tag", "en"), utcnow())
+    editor = any_web.sign_in("editor")
+    token = csrf_of(editor.get("/ui/compose").text)
+    assert editor.post("/ui/compose", data={"csrf": token, "text": "needs a second pair of eyes",
+                                            "to": "en"}).status_code == 303
+    with session_scope() as s:
+        story = s.scalars(select(Story)).one()
+        story_id, fingerprint = story.id, story.fingerprint
+    assert f"/ui/stories/{story_id}/approve" not in editor.get("/ui/inbox").text
+    approver = any_web.sign_in("approver")
+    inbox = approver.get("/ui/inbox").text
+    assert f'action="/ui/stories/{story_id}/approve"' in inbox and fingerprint in inbox
+    token = csrf_of(inbox)
+    stale = approver.post(f"/ui/stories/{story_id}/approve", data={"csrf": token, "fingerprint": "0" * 64})
+    assert stale.status_code == 409
+    done = approver.post(f"/ui/stories/{story_id}/approve", data={"csrf": token, "fingerprint": fingerprint})
+    assert done.status_code == 303
+    with session_scope() as s:
+        assert s.get(Story, story_id).status == "approved"
+        assert set(s.scalars(select(Delivery.state).where(Delivery.story_id == story_id))) == {"scheduled"}
+
+
+# -- languages, secrets --------------------------------------------------------------------------
+def test_chinese_is_chosen_per_user_and_formats_dates(web: WebDesk) -> None:
+    client = web.sign_in("viewer")
+    token = csrf_of(client.get("/ui/settings").text)
+    client.post("/ui/settings", data={"csrf": token, "language": "zh-Hans", "tz": "Asia/Shanghai"})
+    with session_scope() as s:
+        make_delivery(s, s.get(Account, web.ids["x"]), utcnow() + timedelta(hours=1), state="scheduled")
+    page = web.sign_in("viewer").get("/ui/calendar").text  # a new browser: the choice is the user's
+    assert '<html lang="zh-Hans">' in page and "日程" in page and "退出" in page
+    assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日 周[一二三四五六日]", page)
+    assert "(Asia/Shanghai)" in page and "账号当地时间" in page
+    assert "Sign out" in web.sign_in("editor").get("/ui/stories").text  # others keep English
+
+
+def test_no_page_shows_a_credential_or_the_session_secret(web: WebDesk) -> None:
+    client = web.sign_in("admin")
+    session_secret = client.cookies.get("cp_session")
+    for path in PAGES:
+        page = client.get(path).text
+        assert SECRET not in page and session_secret not in page, path
