@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure Redis and PostgreSQL answer on 127.0.0.1, installing them from Debian's packages and
-# starting them when they do not. Idempotent: on a machine where both run it only checks.
+# starting them when they do not, and Debian's chromium for the browser tests. Idempotent: on a machine
+# where all are there it only checks.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -29,6 +30,10 @@ if ! port_open 5432; then
   version=$(ls /etc/postgresql | sort -V | tail -n 1)
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
 fi
+
+# Debian's Chromium for the dashboard's browser tests: Playwright drives it by path (its own browser
+# download is not reachable), and with CI=true those tests fail without it.
+[ -x /usr/bin/chromium ] || apt_install chromium
 
 for _ in $(seq 1 60); do
   if port_open 6379 && port_open 5432; then exit 0; fi

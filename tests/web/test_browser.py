@@ -1,0 +1,121 @@
+"""The dashboard in a real headless Chromium (Debian's ``chromium``, driven by Playwright; Playwright's own
+browser download is never used): sign in, compose with the counters updating as one types, approve as a
+second user on a phone-sized screen, and a screenshot of that screen. With CI=true a missing Chromium
+fails these tests instead of skipping them."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import select
+
+from scheduler.api.app import create_app
+from scheduler.core.db import session_scope
+from scheduler.core.models import Delivery, Story, utcnow
+from scheduler.desk import approval
+from scheduler.desk.access import Actor, Scope
+from tests.conftest import IN_CI, free_port, wait_for
+from tests.web.conftest import PASSWORD, WebDesk
+
+CHROMIUM = Path(os.environ.get("CROSSPOST_TEST_CHROMIUM", "/usr/bin/chromium"))
+SHOTS = Path(os.environ.get("CROSSPOST_TEST_SCREENSHOTS", "/tmp/crosspost-screenshots"))
+
+# In CI a missing playwright is an import error (a failure), elsewhere a skip.
+PLAYWRIGHT = "playwright.sync_api"
+sync_api = importlib.import_module(PLAYWRIGHT) if IN_CI else pytest.importorskip(PLAYWRIGHT)
+
+
+@pytest.fixture
+def server(web: WebDesk) -> Iterator[str]:
+    """The whole app (API and dashboard) under a real uvicorn on a free port, in this process's env."""
+    port = free_port()
+    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    wait_for(lambda: running.started, 30, 0.05, "uvicorn to start")
+    yield f"http://127.0.0.1:{port}"
+    running.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: install Debian's chromium (tests/services.sh does)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                              args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def sign_in(page: object, base: str, name: str) -> None:
+    page.goto(f"{base}/ui/stories")  # leads to the login form, then back
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/ui/stories")
+
+
+def test_compose_with_live_counters_then_approve_on_a_phone(web: WebDesk, server: str,
+                                                            browser: object) -> None:
+    expect = sync_api.expect
+    with session_scope() as s:
+        approval.add_policy(s, Actor.cli(), Scope("tag", "en"), utcnow())
+    desktop = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = desktop.new_page()
+    sign_in(page, server, "editor")
+    page.get_by_role("link", name="Compose").click()
+    page.get_by_label("#en").check()
+    text = page.get_by_label("Text", exact=True)
+    # Typed key by key: htmx asks the server for the counters as the text changes.
+    text.press_sequentially("中" * 145)
+    x_counter = page.locator('#counters [data-platform="x"]')
+    expect(x_counter).to_have_class("counter over")
+    expect(x_counter.locator(".count")).to_have_text("290 of 280 weighted characters")
+    expect(page.locator('#counters [data-platform="telegram"] .count')).to_have_text(
+        "145 of 4,096 UTF-16 code units")
+    expect(page.locator('#counters [data-platform="telegram"]')).to_have_class("counter fine")
+    text.fill("Short enough for every platform")
+    text.press("End")
+    text.press_sequentially("!")
+    expect(x_counter).to_have_class("counter fine")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "compose-1280.png"), full_page=True)
+    page.get_by_role("button", name="Queue").click()
+    page.wait_for_url("**/ui/stories?done=queued*")
+    expect(page.get_by_role("status")).to_contain_text("Queued story")
+    with session_scope() as s:
+        story = s.scalars(select(Story)).one()
+        assert story.status == "awaiting_approval"
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    mobile = phone.new_page()
+    sign_in(mobile, server, "approver")
+    mobile.get_by_role("link", name="Inbox").click()
+    card = mobile.locator(f"#story-{story.id}")
+    expect(card).to_contain_text("Short enough for every platform!")
+    # Nothing wider than the phone: no sideways scrolling to reach the buttons.
+    assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
+    mobile.screenshot(path=str(SHOTS / "inbox-390.png"), full_page=True)
+    card.get_by_role("button", name="Approve").click()
+    mobile.wait_for_url("**/ui/inbox?done=approved*")
+    expect(mobile.get_by_role("status")).to_contain_text(f"Story {story.id} approved")
+    expect(mobile.locator(f"#story-{story.id}")).to_have_count(0)
+    with session_scope() as s:
+        assert set(s.scalars(select(Delivery.state).where(Delivery.story_id == story.id))) == {"scheduled"}
+    mobile.get_by_role("link", name="Stories").click()
+    assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
+    mobile.screenshot(path=str(SHOTS / "stories-390.png"), full_page=True)
+    desktop.close()
+    phone.close()
