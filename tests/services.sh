@@ -34,6 +34,8 @@ fi
 # Debian's Chromium for the dashboard's browser tests: Playwright drives it by path (its own browser
 # download is not reachable), and with CI=true those tests fail without it.
 [ -x /usr/bin/chromium ] || apt_install chromium
+# A CJK font, so the screenshots of the Chinese pages show characters rather than boxes.
+[ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || apt_install fonts-wqy-zenhei
 
 for _ in $(seq 1 60); do
   if port_open 6379 && port_open 5432; then exit 0; fi

@@ -11,12 +11,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters import PLATFORMS, adapter_class
+from adapters.base import Capabilities
+from adapters.text import split_thread
 from scheduler.core.errors import UserError, shown
 from scheduler.core.models import Account
 from scheduler.desk.access import Actor
 from scheduler.matrix import accounts as matrix
 from scheduler.stories.checks import check_draft, check_targets
 from scheduler.stories.drafts import Draft
+from scheduler.stories.slots import next_free_slot
+
+
+@dataclass(frozen=True)
+class Slot:
+    account: str
+    at: datetime
+    account_time: str  # in the account's own zone; the page shows ``at`` in the operator's
 
 
 @dataclass
@@ -27,6 +37,8 @@ class Counter:
     unit: str
     accounts: list[str]
     problems: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)  # how a thread splits, when it does
+    slots: list[Slot] = field(default_factory=list)  # each account's next free slot (next-slot timing)
 
     @property
     def over(self) -> bool:
@@ -75,6 +87,16 @@ def editable_targets(s: Session, actor: Actor) -> tuple[list[str], list[Account]
     return tags, mine
 
 
+def _thread(draft: Draft, body: str, caps: Capabilities) -> list[str]:
+    """The posts a --thread story becomes on this platform (the same split publishing uses)."""
+    if not (draft.thread and caps.threads) or caps.count(body) <= caps.text_limit:
+        return []
+    try:
+        return split_thread(body, caps.text_limit, caps.count)
+    except ValueError:
+        return []  # the checks say why it cannot be split
+
+
 def counters(s: Session, form: Form, tz: str, now: datetime) -> tuple[list[Counter], list[str]]:
     """Per target platform: the length as that platform counts it, its limit, and every problem the
     queueing checks find for its accounts; and the problems that belong to no platform."""
@@ -93,7 +115,16 @@ def counters(s: Session, form: Form, tz: str, now: datetime) -> tuple[list[Count
             body = draft.post_for(account.platform).body
             counter = by_platform[account.platform] = Counter(account.platform, caps.count(body),
                                                               caps.text_limit, caps.unit, [])
+            counter.parts = _thread(draft, body, caps)
         counter.accounts.append(account.label)
+        if draft.next_slot and account.schedule:
+            try:
+                slot = next_free_slot(s, account, max(now, draft.not_before or now))
+            except UserError as exc:
+                counter.problems.append(f"{account.label}: {exc}")
+            else:
+                local = slot.astimezone(ZoneInfo(account.tz)).strftime("%a %H:%M %Z")
+                counter.slots.append(Slot(account.label, slot, local))
         counter.problems += [p for p in found if p.startswith(f"{account.label}: ")]
     general += [p for p in found if not any(p.startswith(f"{a.label}: ") for a in targets)]
     return sorted(by_platform.values(), key=lambda c: c.platform), general

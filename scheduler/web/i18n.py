@@ -45,7 +45,10 @@ EN: dict[str, str] = {
     "rejected": "Story {id} rejected.", "signed_in_as": "Signed in as {name}",
     "wrong_login": "Wrong name or password.", "chars": "{n} of {limit} {unit}",
     "skip": "Skip to the content", "menu": "Menu", "author": "Author", "due": "Due",
-    "count": "{n} item(s)", "author_cannot_approve": "you wrote it: another approver decides",
+    "count": "{n} item(s)", "thread_parts": "A thread of {n} posts",
+    "author_cannot_approve": "you wrote it: another approver decides",
+    "status_awaiting_approval": "awaiting approval", "status_approved": "approved",
+    "status_rejected": "rejected", "status_cancelled": "cancelled",
 }
 
 ZH: dict[str, str] = {
@@ -78,8 +81,10 @@ ZH: dict[str, str] = {
     "done": "完成。", "user": "用户", "retried": "投递 {id} 将重试。", "resolved": "投递 {id} 已处理。",
     "approved": "稿件 {id} 已批准。", "rejected": "稿件 {id} 已驳回。", "signed_in_as": "当前用户：{name}",
     "wrong_login": "用户名或密码错误。", "chars": "{n} / {limit} {unit}", "skip": "跳到正文",
-    "menu": "菜单", "author": "作者", "due": "到期", "count": "{n} 项",
+    "menu": "菜单", "author": "作者", "due": "到期", "count": "{n} 项", "thread_parts": "拆分为 {n} 条串文",
     "author_cannot_approve": "你是作者：须由其他审批人决定",
+    "status_awaiting_approval": "待审批", "status_approved": "已批准", "status_rejected": "已驳回",
+    "status_cancelled": "已取消",
 }
 
 CATALOGS = {"en": EN, "zh-Hans": ZH}

@@ -17,10 +17,11 @@ from sqlalchemy import select
 
 from scheduler.api.app import create_app
 from scheduler.core.db import session_scope
-from scheduler.core.models import Delivery, Story, utcnow
+from scheduler.core.models import Account, Delivery, Story, utcnow
 from scheduler.desk import approval
 from scheduler.desk.access import Actor, Scope
 from tests.conftest import IN_CI, free_port, wait_for
+from tests.factories import make_delivery
 from tests.web.conftest import PASSWORD, WebDesk
 
 CHROMIUM = Path(os.environ.get("CROSSPOST_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -119,3 +120,34 @@ def test_compose_with_live_counters_then_approve_on_a_phone(web: WebDesk, server
     mobile.screenshot(path=str(SHOTS / "stories-390.png"), full_page=True)
     desktop.close()
     phone.close()
+
+
+PAGES = ("stories", "inbox", "compose", "calendar", "accounts", "audit", "users", "health", "settings")
+
+
+def test_every_page_in_chinese_at_both_widths_fits_and_starts_with_the_skip_link(
+        web: WebDesk, server: str, browser: object) -> None:
+    expect = sync_api.expect
+    with session_scope() as s:
+        x = s.get(Account, web.ids["x"])
+        make_delivery(s, x, utcnow(), state="failed").last_error = "rate limited for too long"
+        make_delivery(s, x, utcnow(), state="unknown")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, server, "admin")
+    page.goto(f"{server}/ui/settings")
+    page.get_by_label("Language").select_option("zh-Hans")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("html")).to_have_attribute("lang", "zh-Hans")
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        for name in PAGES:
+            page.goto(f"{server}/ui/{name}")
+            expect(page.get_by_role("button", name="退出")).to_be_visible()
+            assert page.evaluate("document.documentElement.scrollWidth") <= width, (name, width)
+            page.screenshot(path=str(SHOTS / f"{name}-{width}-zh.png"), full_page=True)
+    page.goto(f"{server}/ui/inbox")
+    page.keyboard.press("Tab")  # the keyboard's first stop skips the menu
+    expect(page.locator(":focus")).to_have_text("跳到正文")
+    context.close()

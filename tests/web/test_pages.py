@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from adapters import adapter_class
+from adapters.text import split_thread
 from scheduler.core.db import session_scope
 from scheduler.core.models import Account, Delivery, Story, utcnow
 from scheduler.desk import approval
@@ -290,3 +291,40 @@ def test_no_page_shows_a_credential_or_the_session_secret(web: WebDesk) -> None:
     for path in PAGES:
         page = client.get(path).text
         assert SECRET not in page and session_secret not in page, path
+
+
+def test_compose_previews_a_thread_and_each_accounts_next_slot_in_both_zones(web: WebDesk) -> None:
+    with session_scope() as s:
+        for platform in ("x", "telegram"):
+            account = s.get(Account, web.ids[platform])
+            account.schedule, account.tz = ["0 9 * * *"], "America/New_York"
+    client = web.sign_in("editor")
+    token = csrf_of(client.get("/ui/settings").text)
+    client.post("/ui/settings", data={"csrf": token, "language": "en", "tz": "Asia/Tokyo"})
+    text = " ".join(f"sentence number {n} of a long story." for n in range(30))
+    answer = client.post("/ui/compose/check", data={"csrf": token, "text": text, "thread": "on",
+                                                    "when": "next_slot",
+                                                    "to": [str(web.ids["x"]), str(web.ids["telegram"])]})
+    x_part = answer.text.split('data-platform="x"')[1]
+    caps = adapter_class("x").caps
+    expected = split_thread(text, caps.text_limit, caps.count)
+    assert len(expected) > 1 and f"A thread of {len(expected)} posts" in x_part
+    assert expected[-1] in x_part
+    # 09:00 in New York is 23:00 (EST) in Tokyo: both shown, the operator's first.
+    assert re.search(r"23:00 <small>\(account&#39;s time \w{3} 09:00 EST\)</small>", answer.text)
+    telegram = answer.text.split('data-platform="telegram"')[1].split('data-platform="x"')[0]
+    assert "A thread of" not in telegram and "09:00 EST" in telegram  # one post there
+
+
+def test_a_new_tokens_secret_is_shown_once_and_pages_are_not_cached_or_framed(web: WebDesk) -> None:
+    client = web.sign_in("viewer")
+    page = client.get("/ui/users")
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    made = client.post("/ui/tokens", data={"csrf": csrf_of(page.text), "name": "my laptop", "days": "30"})
+    assert made.status_code == 201
+    secret = re.search(r'<code class="secret">(cpt_[^<]+)</code>', made.text).group(1)
+    again = client.get("/ui/users").text
+    assert "my laptop" in again and secret not in again
+    api = web.client().get("/me", headers={"Authorization": f"Bearer {secret}"})
+    assert api.status_code == 200 and api.json()["name"] == "viewer"
