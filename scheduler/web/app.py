@@ -16,12 +16,12 @@ from fastapi.staticfiles import StaticFiles
 from scheduler.core.deliveries import IllegalTransition
 from scheduler.core.errors import UserError
 from scheduler.desk.errors import Conflict, Forbidden, NotFound, TooManyAttempts, Unauthenticated
-from scheduler.web import actions, composing, pages, people, render
+from scheduler.web import actions, composing, pages, people, render, reports
 from scheduler.web.session import NotSignedIn, current
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-ROUTERS = (people.router, pages.router, actions.router, composing.router)
+ROUTERS = (people.router, pages.router, actions.router, composing.router, reports.router)
 STATUS_OF: list[tuple[type[Exception], int]] = [
     (Forbidden, 403), (NotFound, 404), (Conflict, 409), (TooManyAttempts, 429), (UserError, 422)]
 

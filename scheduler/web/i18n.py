@@ -49,6 +49,10 @@ EN: dict[str, str] = {
     "author_cannot_approve": "you wrote it: another approver decides",
     "status_awaiting_approval": "awaiting approval", "status_approved": "approved",
     "status_rejected": "rejected", "status_cancelled": "cancelled",
+    "followers_report": "Matrix report", "group_by": "Group by", "by_platform": "platform", "by_tag": "tag",
+    "by_account": "account", "group": "Group", "stale": "Not sampled lately", "per_day": "Per day (UTC)",
+    "day": "Day", "webhooks": "Webhooks", "events": "Events", "remove": "Remove", "hook_log": "Log of hook",
+    "tries": "Tries", "last_answer": "Last answer", "add_webhook": "Add a webhook",
 }
 
 ZH: dict[str, str] = {
@@ -85,6 +89,10 @@ ZH: dict[str, str] = {
     "author_cannot_approve": "你是作者：须由其他审批人决定",
     "status_awaiting_approval": "待审批", "status_approved": "已批准", "status_rejected": "已驳回",
     "status_cancelled": "已取消",
+    "followers_report": "矩阵报表", "group_by": "分组", "by_platform": "平台", "by_tag": "标签",
+    "by_account": "账号", "group": "组", "stale": "近期未采样", "per_day": "每日（UTC）", "day": "日期",
+    "webhooks": "Webhook", "events": "事件", "remove": "移除", "hook_log": "Webhook 日志",
+    "tries": "尝试次数", "last_answer": "最后应答", "add_webhook": "添加 Webhook",
 }
 
 CATALOGS = {"en": EN, "zh-Hans": ZH}

@@ -19,7 +19,9 @@ env = Environment(loader=PackageLoader("scheduler.web", "templates"), autoescape
 # (path, message key, the role it needs, held everywhere?): a page a role cannot use is not offered.
 MENU = [("/ui/stories", "stories", "viewer", False), ("/ui/inbox", "inbox", "viewer", False),
         ("/ui/compose", "compose", "editor", False), ("/ui/calendar", "calendar", "viewer", False),
-        ("/ui/accounts", "accounts", "viewer", False), ("/ui/audit", "audit", "admin", True),
+        ("/ui/accounts", "accounts", "viewer", False),
+        ("/ui/followers", "followers_report", "viewer", True), ("/ui/audit", "audit", "admin", True),
+        ("/ui/webhooks", "webhooks", "admin", True),
         ("/ui/users", "users", "viewer", False), ("/ui/health", "health", "viewer", False),
         ("/ui/settings", "settings", "viewer", False)]
 

@@ -122,7 +122,8 @@ def test_compose_with_live_counters_then_approve_on_a_phone(web: WebDesk, server
     phone.close()
 
 
-PAGES = ("stories", "inbox", "compose", "calendar", "accounts", "audit", "users", "health", "settings")
+PAGES = ("stories", "inbox", "compose", "calendar", "accounts", "followers", "audit", "webhooks", "users",
+         "health", "settings")
 
 
 def test_every_page_in_chinese_at_both_widths_fits_and_starts_with_the_skip_link(

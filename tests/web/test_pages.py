@@ -17,15 +17,16 @@ from scheduler.core.db import session_scope
 from scheduler.core.models import Account, Delivery, Story, utcnow
 from scheduler.desk import approval
 from scheduler.desk.access import Actor, Scope
-from scheduler.desk.models import ApiToken, AuditEntry
+from scheduler.desk.models import ApiToken, AuditEntry, Webhook
+from scheduler.followers import sampling
 from scheduler.stories.checks import check_targets
 from scheduler.stories.drafts import Draft
 from scheduler.web.app import ROUTERS
 from tests.factories import SECRET, make_delivery
 from tests.web.conftest import PASSWORD, WebDesk, csrf_of
 
-PAGES = ("/ui/stories", "/ui/inbox", "/ui/compose", "/ui/calendar", "/ui/accounts", "/ui/audit", "/ui/users",
-         "/ui/health", "/ui/settings")
+PAGES = ("/ui/stories", "/ui/inbox", "/ui/compose", "/ui/calendar", "/ui/accounts", "/ui/followers",
+         "/ui/audit", "/ui/webhooks", "/ui/users", "/ui/health", "/ui/settings")
 
 
 # -- signing in ---------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ def _post_routes() -> list[str]:
     paths = ["/ui" + r.path for router in ROUTERS for r in router.routes
              if "POST" in getattr(r, "methods", set())]
     fill = {"{delivery_id}": "1", "{story_id}": "1", "{token_id}": "1", "{account_id}": "1",
-            "{action}": "pause", "{name}": "viewer"}
+            "{action}": "pause", "{name}": "viewer", "{hook_id}": "1"}
     for key, value in fill.items():
         paths = [p.replace(key, value) for p in paths]
     return paths
@@ -120,9 +121,9 @@ def test_every_form_refuses_a_post_without_the_session_csrf_token(web: WebDesk) 
 
 # -- roles: what is offered, and what is refused by hand --------------------------------------------
 @pytest.mark.parametrize(("role", "offered", "refused"), [
-    ("viewer", {"/ui/stories", "/ui/inbox", "/ui/health"}, {"/ui/compose", "/ui/audit"}),
-    ("editor", {"/ui/compose", "/ui/calendar"}, {"/ui/audit"}),
-    ("approver", {"/ui/compose", "/ui/accounts"}, {"/ui/audit"}),
+    ("viewer", {"/ui/stories", "/ui/inbox", "/ui/health"}, {"/ui/compose", "/ui/audit", "/ui/followers"}),
+    ("editor", {"/ui/compose", "/ui/calendar"}, {"/ui/audit", "/ui/webhooks"}),
+    ("approver", {"/ui/compose", "/ui/accounts"}, {"/ui/audit", "/ui/followers", "/ui/webhooks"}),
     ("admin", set(PAGES), set()),
 ])
 def test_the_menu_offers_only_what_the_role_may_use(web: WebDesk, role: str, offered: set[str],
@@ -328,3 +329,42 @@ def test_a_new_tokens_secret_is_shown_once_and_pages_are_not_cached_or_framed(we
     assert "my laptop" in again and secret not in again
     api = web.client().get("/me", headers={"Authorization": f"Bearer {secret}"})
     assert api.status_code == 200 and api.json()["name"] == "viewer"
+
+
+def test_matrix_report_shows_gaps_as_gaps_and_downloads_the_same_figures(web: WebDesk) -> None:
+    today = utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
+    with session_scope() as s:
+        sampling.record(s, web.ids["x"], today - timedelta(days=10), 1000)
+        sampling.record(s, web.ids["x"], today, 12_345)
+        sampling.record(s, web.ids["bluesky"], today, 500)
+    client = web.sign_in("admin")
+    page = client.get("/ui/followers", params={"by": "platform", "days": 14}).text
+    rows = dict(re.findall(r'<tr><th scope="row">(\d{4}-\d\d-\d\d)</th>(.*?)</tr>', page, re.S))
+    columns = re.findall(r'<th scope="col">(\w+)</th>', page.split('class="series"')[1].split("</thead>")[0])
+    assert columns[1:] == ["bluesky", "x"]
+    cells = {day: re.findall(r"<td[^>]*>([^<]*)</td>", row) for day, row in rows.items()}
+    first = (today - timedelta(days=10)).date().isoformat()
+    before = (today - timedelta(days=11)).date().isoformat()
+    assert cells[today.date().isoformat()] == ["500", "12,345"]
+    assert cells[first] == ["", "1,000"] and cells[before] == ["", ""]  # no sample yet: empty, not 0
+    csv_text = client.get("/ui/followers.csv", params={"by": "platform", "days": 14}).text
+    assert csv_text.splitlines()[0] == "day,group,followers,accounts"
+    assert f"{today.date().isoformat()},x,12345,1" in csv_text.splitlines()
+    assert f"{before},x," not in csv_text
+    assert web.sign_in("editor").get("/ui/followers.csv").status_code == 403  # scoped: not the matrix
+
+
+def test_webhooks_page_adds_a_hook_shows_its_secret_once_and_its_log(web: WebDesk) -> None:
+    client = web.sign_in("admin")
+    page = client.get("/ui/webhooks")
+    made = client.post("/ui/webhooks", data={"csrf": csrf_of(page.text), "url": "https://hooks.example/in",
+                                             "events": ["delivery.failed"]})
+    assert made.status_code == 201
+    secret = re.search(r'<code class="secret">(whsec_[^<]+)</code>', made.text).group(1)
+    listed = client.get("/ui/webhooks").text
+    assert "https://hooks.example/in" in listed and "delivery.failed" in listed and secret not in listed
+    with session_scope() as s:
+        hook_id = s.scalars(select(Webhook.id)).one()
+    log = client.get(f"/ui/webhooks?hook={hook_id}")
+    assert log.status_code == 200 and f"#{hook_id}" in log.text
+    assert web.sign_in("editor").get("/ui/webhooks").status_code == 403
