@@ -192,6 +192,10 @@ def test_a_late_success_after_a_cancel_or_a_newer_attempt_is_a_possible_duplicat
     shown = json.loads(db_env.cli("deliveries", "show", str(cancelled), "--json").stdout)[0]
     assert [d["url"] for d in shown["possible_duplicates"]] == ["https://t.me/desk/8"]
     assert [a["url"] for a in shown["attempt_list"]] == ["https://t.me/desk/8"]
+    # The republished one is publishing: its attempt in flight shows, though its row comes with its outcome.
+    shown = json.loads(db_env.cli("deliveries", "show", str(republished), "--json").stdout)[0]
+    assert [(a["number"], a["outcome"]) for a in shown["attempt_list"]][-2:] == [
+        (lease_r.attempt, "late_success"), (newer.attempt, "in_flight")]
     monkeypatch.setenv("COLUMNS", "400")  # one table row per line
     table = db_env.cli("deliveries", "list").stdout
     assert "possible duplicate: https://t.me/desk/9" in table

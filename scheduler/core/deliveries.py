@@ -10,6 +10,7 @@ never both win. Nothing here talks to the network; callers commit.
                             |  (reaper: lost msg)   |-> blocked_auth
                             |                       '-> unknown
        any state before publishing -> cancelled
+       scheduled, queued -> awaiting_approval (the story was edited after its approval)
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ TERMINAL = ("published", "failed", "cancelled")
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "awaiting_approval": ("scheduled", "cancelled"),
-    "scheduled": ("queued", "cancelled", "published"),
-    "queued": ("publishing", "scheduled", "retry_wait", "cancelled", "published"),
+    # An edit after approval sends a story's deliveries that have not started back to wait for it.
+    "scheduled": ("queued", "cancelled", "published", "awaiting_approval"),
+    "queued": ("publishing", "scheduled", "retry_wait", "cancelled", "published", "awaiting_approval"),
     "publishing": ("published", "retry_wait", "failed", "blocked_auth", "unknown"),
     "retry_wait": ("queued", "cancelled", "published"),
     "blocked_auth": ("scheduled", "cancelled"),

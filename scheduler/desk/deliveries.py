@@ -64,6 +64,11 @@ def show(s: Session, actor: Actor, delivery_id: int) -> dict[str, Any]:
               "http_status": a.http_status, "remote_id": a.remote_id, "url": a.url, "error": a.error}
              for a in s.scalars(select(Attempt).where(Attempt.delivery_id == delivery_id)
                                 .order_by(Attempt.number))]
+    if found.state == "publishing" and all(t["number"] != found.attempts for t in tries):
+        # An attempt's row is written with its outcome: the one in flight is read off the delivery.
+        tries.append({"number": found.attempts, "started_at": found.updated_at.isoformat(), "ended_at": None,
+                      "outcome": "in_flight", "http_status": None, "remote_id": None, "url": None,
+                      "error": None})
     return {**row, "attempt_list": tries}
 
 
