@@ -109,6 +109,7 @@ class Env:
 
     def __init__(self, data_dir: Path, database_url: str, broker_url: str) -> None:
         self.data_dir = data_dir
+        self.monkeypatch: pytest.MonkeyPatch | None = None
         self.vars = {
             "CROSSPOST_DATA_DIR": str(data_dir),
             "CROSSPOST_DATABASE_URL": database_url,
@@ -136,7 +137,12 @@ class Env:
         dispose_engines()
 
     def set(self, **changes: str) -> None:
-        self.vars.update({f"CROSSPOST_{k.upper()}": v for k, v in changes.items()})
+        # Through the test's monkeypatch when there is one, so a setting one test turns on (a private
+        # media address, say) is gone for the next test.
+        for key, value in ((f"CROSSPOST_{k.upper()}", v) for k, v in changes.items()):
+            self.vars[key] = value
+            if self.monkeypatch is not None:
+                self.monkeypatch.setenv(key, value)
         self.activate()
 
     def child_env(self) -> dict[str, str]:
@@ -156,6 +162,7 @@ class Env:
 @pytest.fixture
 def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     env = Env(tmp_path, f"sqlite:///{tmp_path / 'crosspost.db'}", f"sqla+sqlite:///{tmp_path / 'broker.db'}")
+    env.monkeypatch = monkeypatch
     for key in env.vars:
         monkeypatch.setenv(key, env.vars[key])
     env.activate()
@@ -170,6 +177,7 @@ def pg_env(tmp_path: Path, pg_admin: str, monkeypatch: pytest.MonkeyPatch) -> It
     name = create_pg_database(pg_admin)
     url = _pg_url(name).replace("postgresql://", "postgresql+psycopg://")
     env = Env(tmp_path, url, REDIS_URL)
+    env.monkeypatch = monkeypatch
     for key in env.vars:
         monkeypatch.setenv(key, env.vars[key])
     env.activate()
