@@ -398,15 +398,19 @@ def test_a_feed_that_trickles_past_the_time_limit_is_cut_off(srv: FeedServer, tm
 
 
 def test_the_desks_approval_policy_holds_an_auto_story_too(env: Env, srv: FeedServer) -> None:
-    from scheduler.desk.models import ApprovalPolicy
+    from scheduler.desk.models import ApprovalPolicy, AuditEntry
 
     accounts(("mastodon", None, False))
     with session_scope() as s:
         s.add(ApprovalPolicy(scope_kind="tag", scope_value="news", created_at=T0))
     srv.routes["/rss"] = (200, XML, rss(THREE[:1]))
-    polling.poll_feed(add_feed(srv.url("/rss"), mode="auto"), T0)
+    feed_id = add_feed(srv.url("/rss"), mode="auto")
+    polling.poll_feed(feed_id, T0)
     with session_scope() as s:
         assert [d.state for d in s.scalars(select(Delivery))] == ["awaiting_approval"]
+        # Queued through the desk, as the feed: the audit log says who, and approvers are asked.
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "story.queue")).one()
+        assert (entry.actor, entry.via) == (f"feed:{feed_id}", "feed")
 
 
 def test_a_first_poll_takes_the_newest_items_and_remembers_the_rest(env: Env, srv: FeedServer) -> None:

@@ -13,13 +13,13 @@ from adapters import adapter_class
 from adapters.base import Media
 from scheduler.core.errors import UserError
 from scheduler.core.models import Account, Story
-from scheduler.desk import approval as desk_approval
+from scheduler.desk import stories as desk_stories
+from scheduler.desk.access import Actor, Role, Scope
 from scheduler.feeds import links, templates
 from scheduler.feeds.models import Feed, FeedItem
 from scheduler.feeds.text import hashtags
 from scheduler.matrix import accounts
 from scheduler.stories.drafts import MAX_STORY_CHARS, Draft
-from scheduler.stories.queueing import queue
 
 
 def _primary(tag: str) -> str:
@@ -64,6 +64,11 @@ def texts(feed: Feed, item: FeedItem, platforms: list[str],
     return text[:MAX_STORY_CHARS], variants
 
 
+def feed_actor(feed: Feed) -> Actor:
+    """Who queues a feed's stories: the feed itself, an editor of the accounts it was given."""
+    return Actor(name=f"feed:{feed.id}", via="feed", roles=(Role("editor", Scope("all")),))
+
+
 def make_story(s: Session, feed: Feed, item: FeedItem, now: datetime, *, approval: bool) -> Story:
     """Queue ``item`` as one story to its routed accounts: each account's next slot when any of them
     has a posting schedule (one without is then a problem, named), else now (a matrix that keeps no
@@ -79,8 +84,9 @@ def make_story(s: Session, feed: Feed, item: FeedItem, now: datetime, *, approva
     draft = Draft(text=text, targets=[str(a.id) for a in targets], variants=variants,
                   author=f"feed {feed.id}", media=[Media(**image)] if image else [],
                   next_slot=any(a.schedule for a in targets))
-    # The desk's stored policies hold an `auto` story too: a feed can add a wait, never remove one.
-    story = queue(s, draft, now, require_approval=approval or desk_approval.needed(s, targets))
+    # Through the desk, as the feed: the stored policies hold an `auto` story too (a feed can add a wait,
+    # never remove one), the audit log says which feed queued it, and approvers are told.
+    story = desk_stories.queue(s, feed_actor(feed), draft, now, require_approval=approval)
     story.language = language
     return story
 
