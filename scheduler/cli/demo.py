@@ -9,6 +9,7 @@ delivery has ended. A 429 and a 503 are injected on the way, to show retries at 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import struct
@@ -29,6 +30,8 @@ from scheduler.core.db import dispose_engines, migrate, prepare_data_dir, sessio
 from scheduler.core.deliveries import TERMINAL
 from scheduler.core.models import Account, Delivery, utcnow
 from scheduler.core.vault import ensure_key
+from scheduler.desk import users
+from scheduler.desk.access import Actor
 from scheduler.matrix import accounts
 from scheduler.stories import drafts, media, queueing
 
@@ -72,7 +75,9 @@ STORIES = [
 ]
 
 
-def run_demo(out: Console, keep: bool = False, timeout: float = 300.0) -> int:
+def run_demo(out: Console, keep: bool = False, timeout: float = 300.0,
+             serve: tuple[str, int] | None = None) -> int:
+    """``serve``: afterwards keep the dashboard open on the demo's data at (host, port) until stopped."""
     demo_dir = get_settings().data_dir / "demo"
     shutil.rmtree(demo_dir, ignore_errors=True)
     env = {
@@ -125,13 +130,28 @@ def run_demo(out: Console, keep: bool = False, timeout: float = 300.0) -> int:
             except subprocess.TimeoutExpired:
                 worker.kill()
         elapsed = time.monotonic() - started
-        return _report(out, standins, done, elapsed, worker)
+        code = _report(out, standins, done, elapsed, worker)
+        if serve is not None:
+            _serve_dashboard(out, *serve)
+        return code
     finally:
         for standin in standins.values():
             standin.stop()
         dispose_engines()
         if not keep:
             shutil.rmtree(demo_dir, ignore_errors=True)
+
+
+def _serve_dashboard(out: Console, host: str, port: int) -> None:
+    """The dashboard on the demo's data, with a demo admin whose password is made here and printed once."""
+    from scheduler.cli.serving import serve
+
+    password = secrets.token_urlsafe(12)
+    with session_scope() as s:
+        users.add(s, Actor.cli(), "demo", utcnow(), password=password, roles=[users.parse_role(s, "admin")])
+    out.print(f"demo: the dashboard is at http://{host}:{port}/ui/ ; sign in as demo with password "
+              f"{password} (Ctrl-C stops it)", highlight=False)
+    serve(host, port, "warning")
 
 
 def _build_matrix(standins: dict[str, StandIn]) -> None:

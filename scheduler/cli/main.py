@@ -237,12 +237,14 @@ def run(pool: PoolOpt = None, concurrency: ConcOpt = None, host: HostOpt = "127.
 
 
 @app.command()
-def demo(keep: Annotated[bool, typer.Option(help="Keep the demo data directory afterwards.")] = False) \
-        -> None:
+def demo(keep: Annotated[bool, typer.Option(help="Keep the demo data directory afterwards.")] = False,
+         serve: Annotated[bool, typer.Option("--serve", help="Then keep the dashboard open on the demo's "
+                                             "data, printing its address and a login.")] = False,
+         host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     """Start the stand-ins, create a demo matrix, queue stories, publish them all with a real worker."""
     from scheduler.cli.demo import run_demo
 
-    raise typer.Exit(run_demo(out, keep=keep))
+    raise typer.Exit(run_demo(out, keep=keep, serve=(host, port) if serve else None))
 
 
 def _rejected(exc: StoryRejected) -> str:
