@@ -31,7 +31,8 @@ EN: dict[str, str] = {
     "queue": "Queue", "counters": "Per platform", "limit": "limit", "problems": "Problems",
     "queued": "Queued story {id}.", "not_queued": "Not queued: {n} problem(s).", "status": "Status",
     "token_expiry": "Token expires", "followers": "Followers", "growth_7d": "7 days", "pause": "Pause",
-    "resume": "Resume", "week": "Week of {day}", "previous": "Previous week", "next": "Next week",
+    "resume": "Resume", "week": "Week of {day}", "month": "Month from {day}", "previous": "Earlier",
+    "next": "Later", "span": "Show", "span_week": "a week", "span_month": "a month",
     "account_time": "account's time", "your_time": "your time", "free": "free",
     "actor": "Who", "action": "Action", "object": "Object", "change": "Change", "at": "At",
     "older": "Older", "add_user": "Add a user", "roles": "Roles (comma-separated, e.g. editor@tag:en)",
@@ -74,7 +75,8 @@ ZH: dict[str, str] = {
     "counters": "各平台", "limit": "上限", "problems": "问题", "queued": "稿件 {id} 已排入队列。",
     "not_queued": "未排入队列：{n} 个问题。", "status": "状态", "token_expiry": "令牌到期",
     "followers": "粉丝", "growth_7d": "7 天", "pause": "暂停", "resume": "恢复", "week": "{day} 这一周",
-    "previous": "上一周", "next": "下一周", "account_time": "账号当地时间", "your_time": "你的时间",
+    "month": "{day} 起的一个月", "previous": "更早", "next": "更晚", "span": "显示", "span_week": "一周",
+    "span_month": "一个月", "account_time": "账号当地时间", "your_time": "你的时间",
     "free": "空闲", "actor": "操作者", "action": "操作", "object": "对象", "change": "变更", "at": "时间",
     "older": "更早", "add_user": "添加用户", "roles": "角色（逗号分隔，如 editor@tag:en）", "disable": "停用",
     "disabled": "已停用", "tokens": "令牌", "create_token": "创建令牌", "token_name": "令牌名称",
@@ -108,7 +110,8 @@ def translate(language: str, key: str, **values: object) -> str:
     return text.format(**values) if values else text
 
 
-def when(language: str, moment: datetime | str | None, tz: str, *, date: bool = True) -> str:
+def when(language: str, moment: datetime | str | None, tz: str, *, date: bool = True,
+         clock: bool = True) -> str:
     """A moment in ``tz`` as the language writes it: ``Mon 30 Nov 2026 19:05`` or
     ``2026年11月30日 周一 19:05``."""
     if not moment:
@@ -117,9 +120,10 @@ def when(language: str, moment: datetime | str | None, tz: str, *, date: bool = 
         moment = datetime.fromisoformat(moment)
     local = moment.astimezone(ZoneInfo(tz))
     if check(language) == "zh-Hans":
-        day = f"{local.year}年{local.month}月{local.day}日 周{WEEKDAYS_ZH[local.weekday()]} "
-        return (day if date else "") + local.strftime("%H:%M")
-    return (local.strftime("%a %d %b %Y ") if date else "") + local.strftime("%H:%M")
+        day = f"{local.year}年{local.month}月{local.day}日 周{WEEKDAYS_ZH[local.weekday()]}"
+    else:
+        day = local.strftime("%a %d %b %Y")
+    return " ".join(part for part, wanted in ((day, date), (local.strftime("%H:%M"), clock)) if wanted)
 
 
 def number(language: str, value: float | int | None) -> str:

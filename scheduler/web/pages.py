@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -78,18 +78,29 @@ def _covers(scope: Any, described: dict[str, Any]) -> bool:
     return scope.value == str(described["id"])
 
 
+def _span(today: date, span: str, offset: int) -> tuple[date, int]:
+    """The first day and the length of the week (from Monday) or the month ``offset`` away from today's."""
+    if span == "week":
+        return today - timedelta(days=today.weekday()) + timedelta(weeks=offset), 7
+    months = today.year * 12 + today.month - 1 + offset
+    first = date(months // 12, months % 12 + 1, 1)
+    following = date((months + 1) // 12, (months + 1) % 12 + 1, 1)
+    return first, (following - first).days
+
+
 @router.get("/calendar")
 def calendar_page(request: Request, actor: User, week: Annotated[int, Query(ge=-520, le=520)] = 0,
+                  span: Annotated[str, Query(pattern="^(week|month)$")] = "week",
                   account: Short = None, tag: Short = None) -> Response:
+    """``week`` is the offset from the current week (or month, with ``span=month``)."""
     with session_scope() as s:
         tz = prefs.read(s, actor).tz
-        today = utcnow().astimezone(ZoneInfo(tz)).date()
-        monday = today - timedelta(days=today.weekday()) + timedelta(weeks=week)
-        start = datetime.combine(monday, time(0), ZoneInfo(tz))
-        days = views.week(s, actor, start, account=account or None, tag=tag or None, tz=tz)
+        first, length = _span(utcnow().astimezone(ZoneInfo(tz)).date(), span, week)
+        start = datetime.combine(first, time(0), ZoneInfo(tz))
+        days = views.week(s, actor, start, account=account or None, tag=tag or None, tz=tz, days=length)
         listed = desk_accounts.listing(s, actor)
     tags = sorted({t for a in listed for t in a["tags"]})
-    return render.page(request, actor, "calendar.html", days=days, week=week, start=start,
+    return render.page(request, actor, "calendar.html", days=days, week=week, start=start, span=span,
                        account=account or "", tag=tag or "", labels=[a["account"] for a in listed], tags=tags)
 
 

@@ -43,7 +43,7 @@ def page(request: Request, actor: Actor | None, template: str, status: int = 200
             if actor is not None and may_see(actor, role, everywhere)]
     html = env.get_template(template).render(
         request=request, actor=actor, lang=lang, tz=tz, t=t, menu=menu, path=request.url.path,
-        when=lambda moment, date=True: i18n.when(lang, moment, tz, date=date),
+        when=lambda moment, date=True, clock=True: i18n.when(lang, moment, tz, date=date, clock=clock),
         number=lambda value: i18n.number(lang, value),
         csrf=session.csrf_token(request) if actor is not None else session.login_csrf(request),
         **context)

@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from scheduler.core.errors import UserError, parse_id, shown
 from scheduler.core.models import Account, Delivery, Story, utcnow
 from scheduler.desk import accounts as desk_accounts
 from scheduler.desk import approval
@@ -32,17 +33,17 @@ class Grid:
 
 def grid(s: Session, actor: Actor, *, status: str | None, account: str | None, attention: bool,
          cursor: str | None, limit: int = 30) -> Grid:
-    page = desk_stories.listing(s, actor, status=desk_stories.check_status(status), cursor=cursor,
-                                limit=limit)
+    if account:
+        stories, next_cursor = _stories_to(s, actor, account, status, cursor, limit)
+    else:
+        page = desk_stories.listing(s, actor, status=desk_stories.check_status(status), cursor=cursor,
+                                    limit=limit)
+        stories = [story for item in page.items if (story := s.get(Story, item["id"])) is not None]
+        next_cursor = page.next_cursor
     rows, columns = [], {}
-    for item in page.items:
-        story = s.get(Story, item["id"])
-        if story is None:
-            continue
+    for story in stories:
         shown = desk_stories.show(s, actor, story)
         cells = {d["account"]: d for d in shown["delivery_list"]}
-        if account and account not in cells:
-            continue
         if attention and not any(d["state"] in ATTENTION for d in cells.values()):
             continue
         columns.update(dict.fromkeys(cells))
@@ -50,7 +51,25 @@ def grid(s: Session, actor: Actor, *, status: str | None, account: str | None, a
                      "writers": sorted(approval.writers(s, story)),
                      "overdue": overdue(story, shown["first_due_at"], utcnow())})
     labels = [account] if account else sorted(columns)
-    return Grid(labels, rows, page.next_cursor)
+    return Grid(labels, rows, next_cursor)
+
+
+def _stories_to(s: Session, actor: Actor, label: str, status: str | None, cursor: str | None,
+                limit: int) -> tuple[list[Story], str | None]:
+    """A page of the stories with a delivery to one account (which the actor must be able to see)."""
+    account = desk_accounts.find(s, actor, label)
+    query = select(Story).where(exists().where(Delivery.story_id == Story.id,
+                                               Delivery.account_id == account.id))
+    if desk_stories.check_status(status):
+        query = query.where(Story.status == status)
+    if cursor:
+        after = parse_id(cursor)
+        if not after:
+            raise UserError(f"cursor: {shown(cursor)} is not a cursor from a previous page")
+        query = query.where(Story.id < after)
+    found = list(s.scalars(query.order_by(Story.id.desc()).limit(limit + 1)))
+    more = len(found) > limit
+    return found[:limit], str(found[limit - 1].id) if more else None
 
 
 def approvable(s: Session, actor: Actor, story: Story) -> bool:
@@ -107,11 +126,11 @@ def inbox(s: Session, actor: Actor, now: datetime) -> Inbox:
 
 
 def week(s: Session, actor: Actor, start: datetime, *, account: str | None, tag: str | None,
-         tz: str) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Seven days from ``start`` in the operator's zone ``tz``: each day and its deliveries, each with
-    the time in the operator's zone and in the account's own."""
+         tz: str, days: int = 7) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``days`` days (a week, or a month) from ``start`` in the operator's zone ``tz``: each day and its
+    deliveries, each with the time in the operator's zone and in the account's own."""
     zone = ZoneInfo(tz)
-    end = start + timedelta(days=7)
+    end = start + timedelta(days=days)
     ids = desk_stories.in_scope_ids(s, actor)
     query = (select(Delivery, Account, Story).join(Account, Account.id == Delivery.account_id)
              .join(Story, Story.id == Delivery.story_id)
@@ -119,14 +138,14 @@ def week(s: Session, actor: Actor, start: datetime, *, account: str | None, tag:
                     Account.status != "removed").order_by(Delivery.due_at, Delivery.id))
     if ids is not None:
         query = query.where(Delivery.account_id.in_(ids))
-    days: dict[str, list[dict[str, Any]]] = {}
-    for offset in range(7):
-        days[(start + timedelta(days=offset)).astimezone(zone).date().isoformat()] = []
+    found: dict[str, list[dict[str, Any]]] = {}
+    for offset in range(days):
+        found[(start + timedelta(days=offset)).astimezone(zone).date().isoformat()] = []
     for d, a, st in s.execute(query):
         if (account and a.label != account) or (tag and tag not in (a.tags or [])):
             continue
         local = d.due_at.astimezone(ZoneInfo(a.tz))
-        days.setdefault(d.due_at.astimezone(zone).date().isoformat(), []).append({
+        found.setdefault(d.due_at.astimezone(zone).date().isoformat(), []).append({
             "delivery": d.id, "story": st.id, "text": st.text[:80], "account": a.label, "state": d.state,
             "due_at": d.due_at, "account_time": local.strftime("%H:%M %Z"), "account_tz": a.tz})
-    return sorted(days.items())
+    return sorted(found.items())

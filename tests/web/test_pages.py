@@ -368,3 +368,27 @@ def test_webhooks_page_adds_a_hook_shows_its_secret_once_and_its_log(web: WebDes
     log = client.get(f"/ui/webhooks?hook={hook_id}")
     assert log.status_code == 200 and f"#{hook_id}" in log.text
     assert web.sign_in("editor").get("/ui/webhooks").status_code == 403
+
+
+def test_the_grid_filters_by_account_in_the_query_and_the_calendar_shows_a_month(web: WebDesk) -> None:
+    client = web.sign_in("editor")
+    token = csrf_of(client.get("/ui/compose").text)
+    for n in range(3):
+        client.post("/ui/compose", data={"csrf": token, "text": f"to X {n}", "to": str(web.ids["x"])})
+    client.post("/ui/compose", data={"csrf": token, "text": "to Telegram", "to": str(web.ids["telegram"])})
+    page = client.get("/ui/stories", params={"account": web.accounts["x"]}).text
+    assert re.findall(r"to X \d|to Telegram", page) == ["to X 2", "to X 1", "to X 0"]
+    assert re.findall(r'<th scope="col">([^<]+)</th>', page) == ["Story", web.accounts["x"]]
+    assert client.get("/ui/stories", params={"account": web.accounts["fr"]}).status_code == 403
+    now = utcnow()
+    mid_next_month = (now.replace(day=1, hour=12, minute=0, second=0, microsecond=0) + timedelta(days=45)
+                      ).replace(day=15)
+    with session_scope() as s:
+        make_delivery(s, s.get(Account, web.ids["x"]), mid_next_month, text="next month")
+    month = client.get("/ui/calendar", params={"span": "month", "week": 1}).text
+    this_month = client.get("/ui/calendar", params={"span": "month"}).text
+    week = client.get("/ui/calendar", params={"span": "week"}).text
+    days = re.findall(r"<li><h2>(\d{4}-\d\d-\d\d)</h2>", month)
+    assert days[0] == mid_next_month.date().replace(day=1).isoformat() and 28 <= len(days) <= 31
+    assert "next month" in month and "next month" not in this_month
+    assert len(re.findall(r"<li><h2>", week)) == 7 and "to X 2" in week and "to Telegram" in week
