@@ -64,18 +64,10 @@ def _growth(actor: Any) -> dict[str, dict[str, Any]]:
 def accounts_page(request: Request, actor: User) -> Response:
     with session_scope() as s:
         found = desk_accounts.listing(s, actor)
-    editable = {a["id"] for a in found if any(r.role in ("editor", "approver", "admin") and
-                                              _covers(r.scope, a) for r in actor.roles)}
+        editors = desk_stories.in_scope_ids(s, actor, "editor")  # None: every account
+    editable = {a["id"] for a in found if editors is None or a["id"] in editors}
     return render.page(request, actor, "accounts.html", accounts=found, growth=_growth(actor),
-                       editable=editable, now=utcnow(), soon=utcnow() + views.EXPIRING)
-
-
-def _covers(scope: Any, described: dict[str, Any]) -> bool:
-    if scope.kind == "all":
-        return True
-    if scope.kind == "tag":
-        return scope.value in described["tags"]
-    return scope.value == str(described["id"])
+                       editable=editable)
 
 
 def _span(today: date, span: str, offset: int) -> tuple[date, int]:

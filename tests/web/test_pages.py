@@ -392,3 +392,34 @@ def test_the_grid_filters_by_account_in_the_query_and_the_calendar_shows_a_month
     assert days[0] == mid_next_month.date().replace(day=1).isoformat() and 28 <= len(days) <= 31
     assert "next month" in month and "next month" not in this_month
     assert len(re.findall(r"<li><h2>", week)) == 7 and "to X 2" in week and "to Telegram" in week
+
+
+def test_text_is_escaped_and_pause_is_offered_only_where_the_user_edits(web: WebDesk) -> None:
+    client = web.sign_in("editor")
+    token = csrf_of(client.get("/ui/compose").text)
+    client.post("/ui/compose", data={"csrf": token, "text": "<script>alert(1)</script> & more",
+                                     "to": str(web.ids["mastodon"])})
+    page = client.get("/ui/stories").text
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
+    accounts = client.get("/ui/accounts").text
+    assert f'action="/ui/accounts/{web.ids["x"]}/pause"' in accounts
+    assert web.accounts["fr"] not in accounts  # another desk's account is not even listed
+    assert client.post(f"/ui/accounts/{web.ids['x']}/pause", data={"csrf": token}).status_code == 303
+    assert f'action="/ui/accounts/{web.ids["x"]}/resume"' in client.get("/ui/accounts").text
+    with session_scope() as s:
+        assert s.get(Account, web.ids["x"]).status == "paused"
+
+
+def test_repeated_wrong_passwords_are_refused_for_a_while(web: WebDesk) -> None:
+    client = web.client()
+    answers = []
+    for _ in range(6):
+        form = client.get("/ui/login")
+        answers.append(client.post("/ui/login", data={"name": "viewer", "password": "wrong password!!",
+                                                      "csrf": csrf_of(form.text)}).status_code)
+    form = client.get("/ui/login")
+    right = client.post("/ui/login", data={"name": "viewer", "password": PASSWORD,
+                                           "csrf": csrf_of(form.text)})
+    assert answers == [401] * 5 + [429] and right.status_code == 429
+    assert "too many failed logins" in right.text and "cp_session" not in right.headers.get("set-cookie", "")
