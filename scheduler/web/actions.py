@@ -15,6 +15,7 @@ from scheduler.desk import accounts as desk_accounts
 from scheduler.desk import approval
 from scheduler.desk import deliveries as desk_deliveries
 from scheduler.desk import stories as desk_stories
+from scheduler.web import compose, prefs
 from scheduler.web.people import safe_next
 from scheduler.web.session import Poster
 
@@ -46,11 +47,14 @@ def resolve(delivery_id: int, actor: Poster, back: Back = "/ui/inbox",
 
 @router.post("/stories/{story_id}/approve")
 def approve(story_id: int, actor: Poster, back: Back = "/ui/inbox", now: bool = False,
-            fingerprint: Annotated[str, Form(max_length=64)] = "") -> Response:
-    """The fingerprint of the text the approver read: an edit since then refuses the approval."""
+            fingerprint: Annotated[str, Form(max_length=64)] = "",
+            at: Annotated[str, Form(max_length=40)] = "") -> Response:
+    """The fingerprint of the text the approver read: an edit since then refuses the approval. A story
+    whose time has passed goes out ``now`` or ``at`` a new time (the approver's zone)."""
     with session_scope() as s:
         story = desk_stories.find(s, actor, story_id, "approver")
-        approval.approve(s, actor, story, utcnow(), publish_now=now, fingerprint=fingerprint or None)
+        when = compose.parse_local(at, prefs.read(s, actor).tz) if at.strip() else None
+        approval.approve(s, actor, story, utcnow(), at=when, publish_now=now, fingerprint=fingerprint or None)
     return _back(back, "approved", story_id)
 
 

@@ -4,7 +4,7 @@ the very checks ``stories queue`` runs (``stories.checks``), so what the page sa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -62,9 +62,8 @@ def parse_local(value: str, tz: str) -> datetime:
         naive = datetime.fromisoformat(value.strip())
     except ValueError:
         raise UserError(f"at: {shown(value)} is not a date and time") from None
-    if naive.tzinfo is not None:
-        return naive
-    return naive.replace(tzinfo=ZoneInfo(tz))
+    local = naive if naive.tzinfo is not None else naive.replace(tzinfo=ZoneInfo(tz))
+    return local.astimezone(UTC)  # stored and fingerprinted as drafts.parse_time gives it
 
 
 def draft_of(form: Form, tz: str) -> Draft:

@@ -50,6 +50,7 @@ EN: dict[str, str] = {
     "author_cannot_approve": "you wrote it: another approver decides",
     "status_awaiting_approval": "awaiting approval", "status_approved": "approved",
     "status_rejected": "rejected", "status_cancelled": "cancelled",
+    "slot": "its posting slot", "new_time": "or a new time (your zone)",
     "followers_report": "Matrix report", "group_by": "Group by", "by_platform": "platform", "by_tag": "tag",
     "by_account": "account", "group": "Group", "stale": "Not sampled lately", "per_day": "Per day (UTC)",
     "day": "Day", "webhooks": "Webhooks", "events": "Events", "remove": "Remove", "hook_log": "Log of hook",
@@ -91,6 +92,7 @@ ZH: dict[str, str] = {
     "author_cannot_approve": "你是作者：须由其他审批人决定",
     "status_awaiting_approval": "待审批", "status_approved": "已批准", "status_rejected": "已驳回",
     "status_cancelled": "已取消",
+    "slot": "账号的发布时段", "new_time": "或新时间（你的时区）",
     "followers_report": "矩阵报表", "group_by": "分组", "by_platform": "平台", "by_tag": "标签",
     "by_account": "账号", "group": "组", "stale": "近期未采样", "per_day": "每日（UTC）", "day": "日期",
     "webhooks": "Webhook", "events": "事件", "remove": "移除", "hook_log": "Webhook 日志",
@@ -124,6 +126,18 @@ def when(language: str, moment: datetime | str | None, tz: str, *, date: bool = 
     else:
         day = local.strftime("%a %d %b %Y")
     return " ".join(part for part, wanted in ((day, date), (local.strftime("%H:%M"), clock)) if wanted)
+
+
+def short(language: str, moment: datetime | str | None, tz: str, today: datetime) -> str:
+    """The clock alone for a moment on ``today`` (in ``tz``), the date too otherwise: "waiting until
+    09:00" must not hide that it is next week."""
+    if not moment:
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    zone = ZoneInfo(tz)
+    same_day = moment.astimezone(zone).date() == today.astimezone(zone).date()
+    return when(language, moment, tz, date=not same_day)
 
 
 def number(language: str, value: float | int | None) -> str:

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from scheduler.core.db import session_scope
+from scheduler.core.models import utcnow
 from scheduler.desk.access import Actor
 from scheduler.web import i18n, prefs, session
 
@@ -34,7 +35,7 @@ def page(request: Request, actor: Actor | None, template: str, status: int = 200
          **context: Any) -> HTMLResponse:
     with session_scope() as s:
         chosen = prefs.read(s, actor)
-    lang, tz = chosen.language, chosen.tz
+    lang, tz, now = chosen.language, chosen.tz, utcnow()
 
     def t(key: str, **values: object) -> str:
         return i18n.translate(lang, key, **values)
@@ -44,6 +45,7 @@ def page(request: Request, actor: Actor | None, template: str, status: int = 200
     html = env.get_template(template).render(
         request=request, actor=actor, lang=lang, tz=tz, t=t, menu=menu, path=request.url.path,
         when=lambda moment, date=True, clock=True: i18n.when(lang, moment, tz, date=date, clock=clock),
+        short=lambda moment: i18n.short(lang, moment, tz, now),
         number=lambda value: i18n.number(lang, value),
         csrf=session.csrf_token(request) if actor is not None else session.login_csrf(request),
         **context)

@@ -423,3 +423,32 @@ def test_repeated_wrong_passwords_are_refused_for_a_while(web: WebDesk) -> None:
                                            "csrf": csrf_of(form.text)})
     assert answers == [401] * 5 + [429] and right.status_code == 429
     assert "too many failed logins" in right.text and "cp_session" not in right.headers.get("set-cookie", "")
+
+
+def test_an_overdue_story_is_approved_to_go_now_or_at_a_new_time_in_the_approvers_zone(web: WebDesk) -> None:
+    with session_scope() as s:
+        approval.add_policy(s, Actor.cli(), Scope("tag", "en"), utcnow())
+    editor = web.sign_in("editor")
+    token = csrf_of(editor.get("/ui/compose").text)
+    soon = (utcnow() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    assert editor.post("/ui/compose", data={"csrf": token, "text": "late", "to": str(web.ids["x"]),
+                                            "when": "at", "at": soon}).status_code == 303
+    past = utcnow() - timedelta(hours=1)
+    with session_scope() as s:
+        story = s.scalars(select(Story)).one()
+        story.due_at = past
+        for d in story.deliveries:
+            d.due_at = past
+        story_id = story.id
+    approver = web.sign_in("approver")
+    token = csrf_of(approver.get("/ui/settings").text)
+    approver.post("/ui/settings", data={"csrf": token, "language": "en", "tz": "Europe/Madrid"})
+    inbox = approver.get("/ui/inbox").text
+    assert "Publish now (its time has passed)" in inbox and f'id="at-{story_id}"' in inbox
+    assert approver.post(f"/ui/stories/{story_id}/approve", data={"csrf": token}).status_code == 409
+    later = (utcnow() + timedelta(hours=3)).replace(second=0, microsecond=0)
+    local = later.astimezone(ZoneInfo("Europe/Madrid")).strftime("%Y-%m-%dT%H:%M")
+    done = approver.post(f"/ui/stories/{story_id}/approve", data={"csrf": token, "at": local})
+    assert done.status_code == 303
+    with session_scope() as s:
+        assert [(d.state, d.due_at) for d in s.get(Story, story_id).deliveries] == [("scheduled", later)]
