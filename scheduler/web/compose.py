@@ -3,20 +3,25 @@ the very checks ``stories queue`` runs (``stories.checks``), so what the page sa
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters import PLATFORMS, adapter_class
-from adapters.base import Capabilities
+from adapters.base import Capabilities, Media
 from adapters.text import split_thread
 from scheduler.core.errors import UserError, shown
 from scheduler.core.models import Account
 from scheduler.desk.access import Actor
 from scheduler.matrix import accounts as matrix
+from scheduler.stories import media
 from scheduler.stories.checks import check_draft, check_targets
 from scheduler.stories.drafts import Draft
 from scheduler.stories.slots import next_free_slot
@@ -45,8 +50,18 @@ class Counter:
         return self.count > self.limit
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file from the compose form (spooled by Starlette) and its alt text."""
+
+    filename: str
+    file: BinaryIO
+    alt: str = ""
+
+
 @dataclass
 class Form:
+    uploads: list[Upload] = field(default_factory=list)
     text: str = ""
     link: str = ""
     targets: list[str] = field(default_factory=list)
@@ -64,6 +79,22 @@ def parse_local(value: str, tz: str) -> datetime:
         raise UserError(f"at: {shown(value)} is not a date and time") from None
     local = naive if naive.tzinfo is not None else naive.replace(tzinfo=ZoneInfo(tz))
     return local.astimezone(UTC)  # stored and fingerprinted as drafts.parse_time gives it
+
+
+def store_uploads(uploads: list[Upload]) -> list[Media]:
+    """Each upload into the media store (type sniffed, size and pixels checked by ``media.ingest``),
+    before any transaction; errors name the file as the user named it, never the server's paths."""
+    found = []
+    with tempfile.TemporaryDirectory() as folder:
+        for n, upload in enumerate(uploads):
+            path = Path(folder) / f"upload-{n}"
+            with path.open("wb") as out:
+                shutil.copyfileobj(upload.file, out, 1024 * 1024)
+            try:
+                found.append(media.ingest(str(path), upload.alt))
+            except UserError as exc:
+                raise UserError(str(exc).replace(str(path), shown(upload.filename, 80))) from None
+    return found
 
 
 def draft_of(form: Form, tz: str) -> Draft:

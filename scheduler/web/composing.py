@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import UploadFile  # what request.form() gives (FastAPI's is a subclass)
 
 from adapters import PLATFORMS
 from scheduler.core.db import session_scope
@@ -19,6 +20,7 @@ from scheduler.web.session import Poster, User
 
 router = APIRouter()
 MAX_FIELD = 110_000  # a little over the longest story queueing accepts, which then says so
+UPLOADS = ("image_1", "image_2", "image_3", "image_4", "video")
 
 
 async def _form(request: Request) -> compose.Form:
@@ -28,8 +30,13 @@ async def _form(request: Request) -> compose.Form:
         value = data.get(name, "")
         return value[:MAX_FIELD] if isinstance(value, str) else ""
 
+    uploads = []
+    for name in UPLOADS:
+        item = data.get(name)
+        if isinstance(item, UploadFile) and item.filename:
+            uploads.append(compose.Upload(item.filename, item.file, text(f"{name}_alt")[:1500]))
     return compose.Form(
-        text=text("text"), link=text("link")[:2048],
+        uploads=uploads, text=text("text"), link=text("link")[:2048],
         targets=[v for v in data.getlist("to") if isinstance(v, str) and v.strip()][:200],
         variants={p: text(f"variant_{p}") for p in PLATFORMS if text(f"variant_{p}").strip()},
         when=text("when") if text("when") in ("now", "at", "next_slot") else "now",
@@ -81,7 +88,11 @@ def queue(request: Request, actor: Poster, form: Filled) -> Response:
     require_role(actor, "editor", "compose")
     try:
         with session_scope() as s:
-            draft = compose.draft_of(form, prefs.read(s, actor).tz)
+            tz = prefs.read(s, actor).tz
+        draft = compose.draft_of(form, tz)
+        # Stored before the transaction: on SQLite it holds the write lock.
+        draft.media = compose.store_uploads(form.uploads)
+        with session_scope() as s:
             story = desk_stories.queue(s, actor, draft, utcnow())
             story_id = story.id
     except StoryRejected as exc:

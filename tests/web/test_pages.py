@@ -4,11 +4,13 @@ against the queueing checks, inbox actions that change deliveries, and the Chine
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from adapters import adapter_class
@@ -452,3 +454,25 @@ def test_an_overdue_story_is_approved_to_go_now_or_at_a_new_time_in_the_approver
     assert done.status_code == 303
     with session_scope() as s:
         assert [(d.state, d.due_at) for d in s.get(Story, story_id).deliveries] == [("scheduled", later)]
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_compose_uploads_an_image_with_alt_text_and_refuses_what_is_not_media(web: WebDesk) -> None:
+    client = web.sign_in("editor")
+    token = csrf_of(client.get("/ui/compose").text)
+    form = {"csrf": token, "text": "with a picture", "to": str(web.ids["mastodon"])}
+    bad = client.post("/ui/compose", data=form,
+                      files={"image_1": ("notes.txt", b"just some words", "text/plain")})
+    assert bad.status_code == 422 and "notes.txt" in bad.text and "is not a JPEG" in bad.text
+    assert str(web.env.data_dir) not in bad.text  # the server's paths never reach the page
+    good = client.post("/ui/compose", data={**form, "image_1_alt": "A red square"},
+                       files={"image_1": ("square.png", _png(), "image/png")})
+    assert good.status_code == 303, good.text
+    with session_scope() as s:
+        stored = s.scalars(select(Story)).one().media
+    assert [(m["mime"], m["alt"], m["width"]) for m in stored] == [("image/png", "A red square", 40)]
