@@ -67,6 +67,16 @@ def reject(story_id: int, actor: Poster, reason: Annotated[str, Form(max_length=
     return _back(back, "rejected", story_id)
 
 
+@router.post("/stories/{story_id}/retime")
+def retime(story_id: int, actor: Poster, at: Annotated[str, Form(max_length=40)],
+           back: Back = "/ui/calendar") -> Response:
+    """Move a story's deliveries that have not started (the calendar's form, and its drag and drop)."""
+    with session_scope() as s:
+        when = compose.parse_local(at, prefs.read(s, actor).tz)
+        desk_stories.retime(s, actor, story_id, utcnow(), at=when)
+    return _back(back, "moved", story_id)
+
+
 @router.post("/accounts/{account_id}/{action}")
 def pause_or_resume(request: Request, account_id: int, action: str, actor: Poster) -> Response:
     if action not in ("pause", "resume"):

@@ -18,6 +18,7 @@ from scheduler.desk import approval
 from scheduler.desk import deliveries as desk_deliveries
 from scheduler.desk import stories as desk_stories
 from scheduler.desk.access import Actor
+from scheduler.stories.queueing import RETIMABLE
 
 ATTENTION = ("failed", "unknown", "blocked_auth", "awaiting_approval")
 WAITING = ("scheduled", "queued", "retry_wait")
@@ -147,5 +148,7 @@ def week(s: Session, actor: Actor, start: datetime, *, account: str | None, tag:
         local = d.due_at.astimezone(ZoneInfo(a.tz))
         found.setdefault(d.due_at.astimezone(zone).date().isoformat(), []).append({
             "delivery": d.id, "story": st.id, "text": st.text[:80], "account": a.label, "state": d.state,
-            "due_at": d.due_at, "account_time": local.strftime("%H:%M %Z"), "account_tz": a.tz})
+            "due_at": d.due_at, "account_time": local.strftime("%H:%M %Z"), "account_tz": a.tz,
+            "local": d.due_at.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
+            "movable": d.state in RETIMABLE and actor.may("editor", a)})
     return sorted(found.items())

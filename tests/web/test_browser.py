@@ -9,6 +9,7 @@ import importlib
 import os
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -151,4 +152,26 @@ def test_every_page_in_chinese_at_both_widths_fits_and_starts_with_the_skip_link
     page.goto(f"{server}/ui/inbox")
     page.keyboard.press("Tab")  # the keyboard's first stop skips the menu
     expect(page.locator(":focus")).to_have_text("跳到正文")
+    context.close()
+
+
+def test_dragging_a_story_to_another_day_moves_it(web: WebDesk, server: str, browser: object) -> None:
+    expect = sync_api.expect
+    now = utcnow().replace(second=0, microsecond=0)
+    # Next week (UTC is the user's zone): Thursday noon dragged to Friday, both ahead whatever today is.
+    monday = (now - timedelta(days=now.weekday()) + timedelta(weeks=1)).replace(hour=12, minute=0)
+    with session_scope() as s:
+        story = make_delivery(s, s.get(Account, web.ids["x"]), monday + timedelta(days=3), text="drag me")
+        story_id, delivery_id = story.story_id, story.id
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, server, "editor")
+    page.goto(f"{server}/ui/calendar?week=1")
+    item = page.locator(f'li.movable[data-story="{story_id}"]')
+    target = page.locator(f'li.day[data-day="{(monday + timedelta(days=4)).date().isoformat()}"]')
+    item.drag_to(target)
+    page.wait_for_url("**done=moved*")
+    expect(page.get_by_role("status")).to_contain_text(f"Story {story_id} moved")
+    with session_scope() as s:
+        assert s.get(Delivery, delivery_id).due_at == monday + timedelta(days=4)
     context.close()

@@ -390,10 +390,10 @@ def test_the_grid_filters_by_account_in_the_query_and_the_calendar_shows_a_month
     month = client.get("/ui/calendar", params={"span": "month", "week": 1}).text
     this_month = client.get("/ui/calendar", params={"span": "month"}).text
     week = client.get("/ui/calendar", params={"span": "week"}).text
-    days = re.findall(r"<li><h2>(\d{4}-\d\d-\d\d)</h2>", month)
+    days = re.findall(r'<li class="day" data-day="[-\d]+"><h2>(\d{4}-\d\d-\d\d)</h2>', month)
     assert days[0] == mid_next_month.date().replace(day=1).isoformat() and 28 <= len(days) <= 31
     assert "next month" in month and "next month" not in this_month
-    assert len(re.findall(r"<li><h2>", week)) == 7 and "to X 2" in week and "to Telegram" in week
+    assert len(re.findall(r'<li class="day"', week)) == 7 and "to X 2" in week and "to Telegram" in week
 
 
 def test_text_is_escaped_and_pause_is_offered_only_where_the_user_edits(web: WebDesk) -> None:
@@ -476,3 +476,32 @@ def test_compose_uploads_an_image_with_alt_text_and_refuses_what_is_not_media(we
     with session_scope() as s:
         stored = s.scalars(select(Story)).one().media
     assert [(m["mime"], m["alt"], m["width"]) for m in stored] == [("image/png", "A red square", 40)]
+
+
+def test_the_calendar_moves_a_story_that_has_not_started_and_refuses_one_that_has(web: WebDesk) -> None:
+    now = utcnow().replace(second=0, microsecond=0)
+    with session_scope() as s:
+        x = s.get(Account, web.ids["x"])
+        waiting = make_delivery(s, x, now + timedelta(hours=2), text="waiting one")
+        gone = make_delivery(s, x, now - timedelta(minutes=1), state="published", text="gone one")
+        waiting_story, gone_story = waiting.story_id, gone.story_id
+    viewer = web.sign_in("viewer")
+    assert "/retime" not in viewer.get("/ui/calendar").text
+    editor = web.sign_in("editor")
+    page = editor.get("/ui/calendar").text
+    assert f'action="/ui/stories/{waiting_story}/retime"' in page
+    assert f'action="/ui/stories/{gone_story}/retime"' not in page
+    token = csrf_of(page)
+    target = now + timedelta(days=1, hours=3)
+    moved = editor.post(f"/ui/stories/{waiting_story}/retime",
+                        data={"csrf": token, "at": target.strftime("%Y-%m-%dT%H:%M"), "back": "/ui/calendar"})
+    assert moved.status_code == 303 and "done=moved" in moved.headers["location"]
+    refused = editor.post(f"/ui/stories/{gone_story}/retime",
+                          data={"csrf": token, "at": target.strftime("%Y-%m-%dT%H:%M")})
+    assert refused.status_code == 422 and "has no delivery that has not started" in refused.text
+    assert viewer.post(f"/ui/stories/{waiting_story}/retime",
+                       data={"csrf": csrf_of(viewer.get("/ui/calendar").text),
+                             "at": now.strftime("%Y-%m-%dT%H:%M")}).status_code == 403
+    with session_scope() as s:
+        assert s.get(Delivery, waiting.id).due_at == target
+        assert s.get(Delivery, gone.id).due_at == now - timedelta(minutes=1)
