@@ -17,6 +17,7 @@ def create_app() -> FastAPI:
     problems.install(app)
     for module in (system, accounts, stories, deliveries, exports, people):
         app.include_router(module.router, responses=PROBLEMS)
+    app.include_router(importlib.import_module("scheduler.api.routes.feeds").router, responses=PROBLEMS)
     importlib.import_module("scheduler.web.app").mount(app)  # by name: faces never import each other
     return app
 

@@ -10,8 +10,8 @@ from adapters import PLATFORMS
 from scheduler.cli.common import JsonOpt, db, done, emit, group
 from scheduler.core.errors import UserError, read_text_file, shown
 from scheduler.core.models import utcnow
-from scheduler.feeds import inbox, making, polling, registry
-from scheduler.feeds.models import Feed
+from scheduler.desk.access import Actor
+from scheduler.feeds import desk, registry
 
 feeds_app = group("Feeds (RSS, Atom, JSON Feed, news sitemaps) whose new articles become stories.")
 
@@ -67,8 +67,8 @@ def feeds_add(url: str, to: ToOpt = None, lang: LangOpt = None, template: Templa
     """Watch a feed; its new articles become stories for the accounts and tags given with --to."""
     with db() as s:
         now = utcnow()
-        feed = registry.add(s, url, to or [], now, language=lang, sources=_templates(template),
-                            mode=mode or "draft", every=every or "15m", utm=_utm(utm))
+        feed = desk.add(s, Actor.cli(), url, to or [], now, language=lang, sources=_templates(template),
+                        mode=mode or "draft", every=every or "15m", utm=_utm(utm))
         shown_row = registry.describe(s, feed, now)
     done(as_json, f"feed {shown_row['id']} added: {shown_row['url']} ({shown_row['mode']}, every "
          f"{shown_row['every_seconds']} s)", **shown_row)
@@ -79,7 +79,7 @@ def feeds_list(removed: Annotated[bool, typer.Option("--removed", help="Removed 
                as_json: JsonOpt = False) -> None:
     """Every feed with its health; "silent" marks one quiet for longer than its usual cadence."""
     with db() as s:
-        rows = registry.listing(s, utcnow(), include_removed=removed)
+        rows = desk.listing(s, Actor.cli(), utcnow(), include_removed=removed)
     emit(rows, as_json, FEED_COLUMNS, title="feeds")
 
 
@@ -87,11 +87,11 @@ def feeds_list(removed: Annotated[bool, typer.Option("--removed", help="Removed 
 def feeds_show(feed: str, as_json: JsonOpt = False) -> None:
     """One feed: its settings, its health and its waiting items."""
     with db() as s:
-        row = registry.describe(s, registry.find(s, feed), utcnow())
-        waiting = [inbox.describe_item(i) for i in inbox.items(s, feed_id=row["id"])]
+        row = desk.show(s, Actor.cli(), feed, utcnow())
     if as_json:
-        emit([{**row, "waiting": waiting}], True, [])
+        emit([row], True, [])
         return
+    waiting = row.pop("waiting")
     emit([{"field": k, "value": v} for k, v in row.items()], False, ["field", "value"],
          title=f"feed {row['id']}")
     emit(waiting, False, ITEM_COLUMNS, title="waiting items")
@@ -104,15 +104,15 @@ def feeds_edit(feed: str, to: ToOpt = None, lang: LangOpt = None, template: Temp
     """Change a feed (only what is given; --lang "" clears the language)."""
     with db() as s:
         now = utcnow()
-        found = registry.edit(s, registry.find(s, feed), now, targets=to, language=lang,
-                              sources=_templates(template), mode=mode, every=every, utm=_utm(utm))
+        found = desk.edit(s, Actor.cli(), feed, now, targets=to, language=lang,
+                          sources=_templates(template), mode=mode, every=every, utm=_utm(utm))
         row = registry.describe(s, found, now)
     done(as_json, f"feed {row['id']} changed", **row)
 
 
 def _status(feed: str, status: str, as_json: JsonOpt, verb: str) -> None:
     with db() as s:
-        found: Feed = registry.set_status(s, registry.find(s, feed), status, utcnow())
+        found = desk.set_status(s, Actor.cli(), feed, status, utcnow())
         feed_id, url = found.id, found.url
     done(as_json, f"feed {feed_id} {verb}: {url}", id=feed_id, url=url, status=status)
 
@@ -141,14 +141,10 @@ def feeds_poll(feed: Annotated[str | None, typer.Argument(help="One feed (id or 
                                                           "or paused; without it, every due feed.")] = None,
                as_json: JsonOpt = False) -> None:
     """Poll now, in this process."""
-    if feed is not None:
-        with db() as s:
-            feed_id = registry.find(s, feed).id
-        results = [polling.poll_feed(feed_id, force=True)]
-    else:
-        with db():
-            pass  # the database check, before any fetch
-        results = polling.poll_due()
+    with db():
+        pass  # the database check, before any fetch
+    results = [desk.poll(Actor.cli(), feed, utcnow())] if feed is not None else \
+        desk.poll_due(Actor.cli(), utcnow())
     emit([r.as_dict() for r in results], as_json, POLL_COLUMNS, title="polled")
 
 
@@ -160,9 +156,7 @@ def feeds_drafts(feed: Annotated[str | None, typer.Option(help="Only this feed (
                  as_json: JsonOpt = False) -> None:
     """The inbox: items waiting for an editor (drafts, and items queueing refused, with the reason)."""
     with db() as s:
-        feed_id = registry.find(s, feed).id if feed else None
-        rows = [inbox.describe_item(i) for i in inbox.items(
-            s, feed_id=feed_id, statuses=tuple(status or ("draft", "rejected")))]
+        rows = desk.drafts(s, Actor.cli(), feed=feed, statuses=tuple(status or ("draft", "rejected"))).items
     emit(rows, as_json, ITEM_COLUMNS, title="feed items")
 
 
@@ -171,7 +165,6 @@ def feeds_promote(item: str, as_json: JsonOpt = False) -> None:
     """Queue a draft (or a rejected item) as a story: each account's next slot (now when none of the
     accounts keeps a posting schedule)."""
     with db() as s:
-        found = inbox.find_item(s, item)
-        story = making.promote(s, found, utcnow())
+        found, story = desk.promote(s, Actor.cli(), item, utcnow())
         item_id, story_id = found.id, story.id
     done(as_json, f"item {item_id} queued as story {story_id}", item=item_id, story=story_id)

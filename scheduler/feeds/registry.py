@@ -142,9 +142,13 @@ def describe(s: Session, feed: Feed, now: datetime) -> dict[str, Any]:
         "last_new_at": _iso(feed.last_new_at), "last_error": feed.last_error,
         "errors_in_row": feed.errors_in_row, "error_count": feed.error_count,
         "fetch_count": feed.fetch_count, "item_count": feed.item_count,
-        "silent": feed.status == "active" and health.silent(now, feed.last_new_at,
-                                                            arrivals(s, feed.id)),
+        "silent": is_silent(s, feed, now),
     }
+
+
+def is_silent(s: Session, feed: Feed, now: datetime) -> bool:
+    """Quiet for longer than its usual cadence; only an active feed (a paused one is quiet on purpose)."""
+    return feed.status == "active" and health.silent(now, feed.last_new_at, arrivals(s, feed.id))
 
 
 def listing(s: Session, now: datetime, *, include_removed: bool = False) -> list[dict[str, Any]]:

@@ -20,6 +20,8 @@ from scheduler.core.db import session_scope
 from scheduler.core.models import Delivery, Story, utcnow
 from scheduler.desk import approval, stories, tokens, users, webhooks
 from scheduler.desk.access import ROLES, Actor, Scope
+from scheduler.feeds import registry
+from scheduler.feeds.models import FeedItem
 from scheduler.stories import drafts
 from tests.api.conftest import Desk, make_desk
 from tests.conftest import Env
@@ -79,6 +81,16 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/webhooks"): Rule("admin", everywhere=True),
     ("DELETE", "/webhooks/{webhook_id}"): Rule("admin", everywhere=True),
     ("GET", "/webhooks/{webhook_id}/log"): Rule("admin", everywhere=True),
+    ("GET", "/feeds"): Rule("viewer"),
+    ("POST", "/feeds"): Rule("editor", scoped=True),
+    ("GET", "/feeds/{feed_id}"): Rule("viewer", scoped=True),
+    ("PATCH", "/feeds/{feed_id}"): Rule("editor", scoped=True),
+    ("DELETE", "/feeds/{feed_id}"): Rule("admin", everywhere=True),
+    ("POST", "/feeds/{feed_id}/pause"): Rule("editor", scoped=True),
+    ("POST", "/feeds/{feed_id}/resume"): Rule("editor", scoped=True),
+    ("POST", "/feeds/{feed_id}/poll"): Rule("editor", scoped=True),
+    ("GET", "/feed-items"): Rule("viewer"),
+    ("POST", "/feed-items/{item_id}/promote"): Rule("editor", scoped=True),
 }
 PERSONAS = (None, *ROLES)
 _serial = itertools.count(1)
@@ -100,15 +112,23 @@ def allowed(rule: Rule, persona: str | None, outside: bool) -> bool:
 
 def objects(desk: Desk, desk_label: str) -> dict[str, Any]:
     """A story waiting for approval (written by someone else than every persona), one of its
-    deliveries, and the desk's account; fresh for every call, so earlier calls change nothing."""
+    deliveries, the desk's account, and a feed aimed at the desk's tag with a draft item; fresh for
+    every call, so earlier calls change nothing."""
     now = utcnow()
     author = Actor(name="author", via="test", roles=Actor.cli().roles)
+    tag = "en" if desk_label == desk.en else "fr"
     with session_scope() as s:
         story = stories.queue(s, author, drafts.Draft(text="matrix story", targets=[desk_label]), now,
                               allow_duplicate=True, require_approval=True)
         delivery = s.query(Delivery).filter(Delivery.story_id == story.id).one()
+        # Port 9 on loopback: a poll fails at once (a private address), which is still an allowed call.
+        feed = registry.add(s, f"http://127.0.0.1:9/feed{next(_serial)}.xml", [tag], now)
+        item = FeedItem(feed_id=feed.id, guid="g", guid_key=f"g{feed.id}", title=f"Matrix item {feed.id}",
+                        status="draft", created_at=now)
+        s.add(item)
+        s.flush()
         return {"story_id": story.id, "delivery_id": delivery.id, "account_id": delivery.account_id,
-                "label": desk_label}
+                "label": desk_label, "tag": tag, "feed_id": feed.id, "item_id": item.id}
 
 
 def extras() -> dict[str, Any]:
@@ -148,6 +168,9 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/users/{name}/notifications"): lambda o: {"json": {"email": "desk@example.org", "digest": True}},
     ("PUT", "/me/notifications"): lambda o: {"json": {"email": "me@example.org",
                                                       "notify": ["worker.silent"]}},
+    ("POST", "/feeds"): lambda o: {"json": {"url": f"http://127.0.0.1:9/new{next(_serial)}.xml",
+                                            "to": [o["tag"]]}},
+    ("PATCH", "/feeds/{feed_id}"): lambda o: {"json": {"mode": "approve"}},
 }
 
 

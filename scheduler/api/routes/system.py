@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from config.settings import get_settings
 from scheduler.api.auth import Viewer
+from scheduler.api.routes.feeds import FeedMetrics
 from scheduler.api.schemas import Changed, Health
 from scheduler.core.db import session_scope
 from scheduler.core.models import utcnow
@@ -81,6 +82,7 @@ def metrics() -> Response:
     """Prometheus text format; unauthenticated like /health (figures, no content)."""
     registry = CollectorRegistry()
     registry.register(_Figures())
+    registry.register(FeedMetrics())
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
