@@ -67,6 +67,13 @@ def reject(story_id: int, actor: Poster, reason: Annotated[str, Form(max_length=
     return _back(back, "rejected", story_id)
 
 
+@router.post("/stories/{story_id}/cancel")
+def cancel(story_id: int, actor: Poster, back: Back = "/ui/stories") -> Response:
+    with session_scope() as s:
+        desk_stories.cancel(s, actor, story_id, utcnow())
+    return _back(back, "cancelled_story", story_id)
+
+
 @router.post("/stories/{story_id}/retime")
 def retime(story_id: int, actor: Poster, at: Annotated[str, Form(max_length=40)],
            back: Back = "/ui/calendar") -> Response:

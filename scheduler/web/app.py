@@ -27,6 +27,9 @@ STATUS_OF: list[tuple[type[Exception], int]] = [
 
 
 def _signed_out(request: Request, exc: Exception) -> Response:
+    if request.headers.get("HX-Request"):
+        # The session ended while typing: send the whole page to the login form, not into the counters.
+        return Response(status_code=401, headers={"HX-Redirect": "/ui/login?next=%2Fui%2Fcompose"})
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", status_code=303)
 

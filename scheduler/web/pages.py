@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from config.settings import get_settings
 from scheduler.core.db import session_scope
-from scheduler.core.deliveries import STATES
+from scheduler.core.deliveries import CANCELLABLE, STATES
 from scheduler.core.models import utcnow
 from scheduler.desk import accounts as desk_accounts
 from scheduler.desk import health
@@ -39,7 +39,7 @@ def stories_page(request: Request, actor: User, status: Short = None, account: S
         labels = [a["account"] for a in desk_accounts.listing(s, actor)]
     return render.page(request, actor, "stories.html", grid=grid, statuses=desk_stories.STATUSES,
                        chosen_status=status or "", account=account or "", attention=attention, labels=labels,
-                       may_edit=actor.at_least("editor"))
+                       may_edit=actor.at_least("editor"), cancellable=CANCELLABLE)
 
 
 @router.get("/inbox")

@@ -505,3 +505,22 @@ def test_the_calendar_moves_a_story_that_has_not_started_and_refuses_one_that_ha
     with session_scope() as s:
         assert s.get(Delivery, waiting.id).due_at == target
         assert s.get(Delivery, gone.id).due_at == now - timedelta(minutes=1)
+
+
+def test_cancel_from_the_grid_and_a_lapsed_session_while_typing(web: WebDesk) -> None:
+    client = web.sign_in("editor")
+    token = csrf_of(client.get("/ui/compose").text)
+    client.post("/ui/compose", data={"csrf": token, "text": "changed our minds", "to": str(web.ids["x"])})
+    with session_scope() as s:
+        story_id = s.scalars(select(Story.id)).one()
+    grid = client.get("/ui/stories").text
+    assert f'action="/ui/stories/{story_id}/cancel"' in grid
+    assert f'action="/ui/stories/{story_id}/cancel"' not in web.sign_in("viewer").get("/ui/stories").text
+    done = client.post(f"/ui/stories/{story_id}/cancel", data={"csrf": token, "back": "/ui/stories"})
+    assert done.status_code == 303 and "done=cancelled_story" in done.headers["location"]
+    with session_scope() as s:
+        assert {d.state for d in s.get(Story, story_id).deliveries} == {"cancelled"}
+    assert f'action="/ui/stories/{story_id}/cancel"' not in client.get("/ui/stories").text
+    lapsed = web.client()
+    answer = lapsed.post("/ui/compose/check", data={"text": "x"}, headers={"HX-Request": "true"})
+    assert answer.status_code == 401 and answer.headers["HX-Redirect"].startswith("/ui/login")
