@@ -49,15 +49,20 @@ def inbox_page(request: Request, actor: User) -> Response:
     return render.page(request, actor, "inbox.html", box=box, may_edit=actor.at_least("editor"))
 
 
-def _growth(actor: Any) -> dict[str, dict[str, Any]]:
-    """Followers and their 7-day change per account: the report covers the whole matrix, so only a
-    viewer of every account gets it (as GET /followers/report)."""
+CHART_DAYS = 30
+
+
+def _growth(actor: Any) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Followers, their changes and a 30-day line per account: the report covers the whole matrix, so
+    only a viewer of every account gets it (as GET /followers/report)."""
     if not actor.everywhere("viewer"):
-        return {}
+        return {}, {}
     now = utcnow()
+    first = now.date() - timedelta(days=CHART_DAYS - 1)
     with session_scope() as s:
-        _, body, _ = summary.report(s, now, "account", None, get_settings().follower_interval)
-    return {g["group"]: g for g in body["groups"]}
+        _, body, daily = summary.report(s, now, "account", None, get_settings().follower_interval, first)
+    lines = {name: views.sparkline(points, first, CHART_DAYS) for name, points in daily.items()}
+    return {g["group"]: g for g in body["groups"]}, lines
 
 
 @router.get("/accounts")
@@ -66,7 +71,8 @@ def accounts_page(request: Request, actor: User) -> Response:
         found = desk_accounts.listing(s, actor)
         editors = desk_stories.in_scope_ids(s, actor, "editor")  # None: every account
     editable = {a["id"] for a in found if editors is None or a["id"] in editors}
-    return render.page(request, actor, "accounts.html", accounts=found, growth=_growth(actor),
+    growth, lines = _growth(actor)
+    return render.page(request, actor, "accounts.html", accounts=found, growth=growth, lines=lines,
                        editable=editable)
 
 

@@ -4,7 +4,7 @@ accounts grid, the inbox of what waits for a person, and a week of deliveries.""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -152,3 +152,25 @@ def week(s: Session, actor: Actor, start: datetime, *, account: str | None, tag:
             "local": d.due_at.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
             "movable": d.state in RETIMABLE and actor.may("editor", a)})
     return sorted(found.items())
+
+
+def sparkline(points: list[tuple[date, int, int]], first: date, days: int, width: int = 120,
+              height: int = 28) -> str:
+    """An SVG path of a follower series over ``days`` days from ``first``: days without a count break
+    the line (a gap stays a gap), and a flat series is drawn mid-height."""
+    values = {d: v for d, v, _ in points}
+    if not values:
+        return ""
+    low, high = min(values.values()), max(values.values())
+    span = (high - low) or 1
+    step = width / max(days - 1, 1)
+    path, drawing = [], False
+    for i in range(days):
+        value = values.get(first + timedelta(days=i))
+        if value is None:
+            drawing = False
+            continue
+        y = height / 2 if high == low else height - 2 - (value - low) / span * (height - 4)
+        path.append(f"{'L' if drawing else 'M'}{i * step:.1f},{y:.1f}")
+        drawing = True
+    return " ".join(path)
