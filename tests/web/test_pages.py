@@ -23,6 +23,7 @@ from scheduler.desk.models import ApiToken, AuditEntry, Webhook
 from scheduler.followers import sampling
 from scheduler.stories.checks import check_targets
 from scheduler.stories.drafts import Draft
+from scheduler.web import views
 from scheduler.web.app import ROUTERS
 from tests.factories import SECRET, make_delivery
 from tests.web.conftest import PASSWORD, WebDesk, csrf_of
@@ -524,3 +525,25 @@ def test_cancel_from_the_grid_and_a_lapsed_session_while_typing(web: WebDesk) ->
     lapsed = web.client()
     answer = lapsed.post("/ui/compose/check", data={"text": "x"}, headers={"HX-Request": "true"})
     assert answer.status_code == 401 and answer.headers["HX-Redirect"].startswith("/ui/login")
+
+
+def test_accounts_draw_a_follower_line_for_viewers_of_every_account(web: WebDesk) -> None:
+    today = utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
+    with session_scope() as s:
+        for days_ago, count in ((20, 100), (19, 110), (3, 150)):
+            sampling.record(s, web.ids["x"], today - timedelta(days=days_ago), count)
+    page = web.sign_in("admin").get("/ui/accounts").text
+    line = re.search(r'<svg class="spark"[^>]*>\s*<path d="([^"]+)"', page).group(1)
+    # Counts are carried forward between samples: one unbroken line from 20 days ago to today, from the
+    # bottom (the lowest count) to the top.
+    moves = re.findall(r"([ML])([\d.]+),([\d.]+)", line)
+    assert moves[0][0] == "M" and all(m[0] == "L" for m in moves[1:]) and len(moves) == 21
+    assert float(moves[0][2]) > float(moves[-1][2])
+    assert '<svg class="spark"' not in web.sign_in("editor").get("/ui/accounts").text
+
+
+def test_the_sparkline_breaks_at_days_without_a_count() -> None:
+    first = utcnow().date()
+    points = [(first, 5, 1), (first + timedelta(days=1), 7, 1), (first + timedelta(days=3), 6, 1)]
+    path = views.sparkline(points, first, 4, width=30, height=28)
+    assert path == "M0.0,26.0 L10.0,2.0 M30.0,14.0"
