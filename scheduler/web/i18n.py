@@ -4,7 +4,7 @@ numbers written as each language writes them. A missing Chinese message falls ba
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 LANGUAGES = {"en": "English", "zh-Hans": "简体中文"}
@@ -145,6 +145,14 @@ def short(language: str, moment: datetime | str | None, tz: str, today: datetime
     zone = ZoneInfo(tz)
     same_day = moment.astimezone(zone).date() == today.astimezone(zone).date()
     return when(language, moment, tz, date=not same_day)
+
+
+def day(language: str, iso: str) -> str:
+    """A calendar day's heading: ``Mon 30 Nov`` or ``11月30日 周一``."""
+    d = date.fromisoformat(iso)
+    if check(language) == "zh-Hans":
+        return f"{d.month}月{d.day}日 周{WEEKDAYS_ZH[d.weekday()]}"
+    return d.strftime("%a %d %b")
 
 
 def number(language: str, value: float | int | None) -> str:

@@ -46,7 +46,7 @@ def page(request: Request, actor: Actor | None, template: str, status: int = 200
         request=request, actor=actor, lang=lang, tz=tz, t=t, menu=menu, path=request.url.path,
         when=lambda moment, date=True, clock=True: i18n.when(lang, moment, tz, date=date, clock=clock),
         short=lambda moment: i18n.short(lang, moment, tz, now),
-        number=lambda value: i18n.number(lang, value),
+        number=lambda value: i18n.number(lang, value), day=lambda iso: i18n.day(lang, iso),
         csrf=session.csrf_token(request) if actor is not None else session.login_csrf(request),
         **context)
     return HTMLResponse(html, status_code=status)
