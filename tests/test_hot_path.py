@@ -144,14 +144,20 @@ class Statements:
         self.transactions += 1
 
 
-@pytest.mark.usefixtures("db_env")
-def test_a_single_request_publish_costs_four_statements_in_two_transactions(mastodon: StandIn) -> None:
+def claimed_posts(mastodon: StandIn, count: int) -> list[int]:
+    """``count`` due deliveries to one account on the Mastodon stand-in, claimed as a tick would."""
     now = utcnow()
     with session_scope() as s:
         creds = Credentials(mastodon.add_account("desk"))
         account = accounts.add(s, "mastodon", "desk@example.social", creds, base_url=mastodon.url)
-        delivery_id = make_delivery(s, account, now - timedelta(seconds=1), text="Budget passes").id
-        assert deliveries.claim_due(s, now, 10) == [delivery_id]
+        ids = [make_delivery(s, account, now - timedelta(seconds=1), text=f"Story {n}").id for n in range(count)]
+        assert sorted(deliveries.claim_due(s, now, 10)) == sorted(ids)
+    return ids
+
+
+@pytest.mark.usefixtures("db_env")
+def test_a_single_request_publish_costs_four_statements_in_two_transactions(mastodon: StandIn) -> None:
+    [delivery_id] = claimed_posts(mastodon, 1)
     with Statements() as seen:
         assert publishing.publish_delivery(delivery_id, "celery-1") == "published"
     assert len(seen.sql) <= 4, "\n".join(seen.sql)
@@ -165,12 +171,7 @@ def test_a_single_request_publish_costs_four_statements_in_two_transactions(mast
 
 @pytest.mark.usefixtures("db_env")
 def test_publishes_on_one_thread_reuse_one_kept_alive_connection(mastodon: StandIn) -> None:
-    now = utcnow()
-    with session_scope() as s:
-        creds = Credentials(mastodon.add_account("desk"))
-        account = accounts.add(s, "mastodon", "desk@example.social", creds, base_url=mastodon.url)
-        ids = [make_delivery(s, account, now - timedelta(seconds=1), text=f"Story {n}").id for n in range(3)]
-        assert sorted(deliveries.claim_due(s, now, 10)) == sorted(ids)
+    ids = claimed_posts(mastodon, 3)
     before = mastodon.connections
     for delivery_id in ids:
         assert publishing.publish_delivery(delivery_id) == "published"
