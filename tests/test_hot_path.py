@@ -150,7 +150,8 @@ def claimed_posts(mastodon: StandIn, count: int) -> list[int]:
     with session_scope() as s:
         creds = Credentials(mastodon.add_account("desk"))
         account = accounts.add(s, "mastodon", "desk@example.social", creds, base_url=mastodon.url)
-        ids = [make_delivery(s, account, now - timedelta(seconds=1), text=f"Story {n}").id for n in range(count)]
+        due = now - timedelta(seconds=1)
+        ids = [make_delivery(s, account, due, text=f"Story {n}").id for n in range(count)]
         assert sorted(deliveries.claim_due(s, now, 10)) == sorted(ids)
     return ids
 
