@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -22,6 +22,22 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "crosspost"
+
+
+class OAuthApp(BaseModel):
+    """A platform app that accounts are connected through (authorization code with PKCE): the app's
+    id and secret belong to the installation, never to an account."""
+
+    client_id: str = Field("", description="The app's client id; empty: connecting is not offered.")
+    client_secret: SecretStr | None = Field(None, description="A confidential app's secret (Basic auth).")
+    authorize_url: str = Field("", description="The platform's authorize page.")
+    token_url: str = Field("", description="The platform's token endpoint.")
+    api_url: str = Field("", description="The API the connected accounts use; empty: the platform's own.")
+
+
+class XApp(OAuthApp):
+    authorize_url: str = Field("https://x.com/i/oauth2/authorize", description="X's authorize page.")
+    token_url: str = Field("https://api.x.com/2/oauth2/token", description="X's token endpoint.")
 
 
 class Settings(BaseSettings):
@@ -76,6 +92,8 @@ class Settings(BaseSettings):
     smtp_url: str = Field("", description="Where e-mail notifications go out: smtp://[user:password@]host"
                           "[:port] (STARTTLS when offered) or smtps://...; empty means no e-mail.")
     mail_from: str = Field("crosspost@localhost", description="The From address of notification e-mails.")
+    x: XApp = Field(default_factory=XApp, description="X's OAuth 2 app for connecting "
+                    "accounts from the dashboard (CROSSPOST_X__CLIENT_ID, CROSSPOST_X__CLIENT_SECRET...).")
 
     @field_validator("data_dir", mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 
 Implements ``POST /2/tweets``, ``GET /2/users/me``, ``GET /2/users/:id/tweets``, the v2 media upload
 (one-shot ``POST /2/media/upload``; ``initialize`` / ``append`` / ``finalize``; ``STATUS``), alt text
-(``POST /2/media/metadata``) and ``POST /2/oauth2/token`` (refresh, rotating), with X's checks and
+(``POST /2/media/metadata``), ``POST /2/oauth2/token`` (refresh, rotating; and the authorization code
+with PKCE behind ``/i/oauth2/authorize``, see ``oauth.py``), with X's checks and
 answer shapes: v2 problems ``{"title", "detail", "type", "status"}``, ``{"errors": [...]}`` for invalid
 requests, 403 for duplicate content, OAuth ``{"error", "error_description"}`` on the token endpoint,
 and 429 with ``x-rate-limit-*`` headers (X sends no Retry-After). Text is counted with the adapter's
@@ -31,6 +32,7 @@ from twitter_text import extract_urls_with_indices, parse_tweet
 from twitter_text.config import config as twitter_text_config
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
+from adapters.standins.oauth import AuthorizationCodes
 
 PROBLEMS = "https://api.twitter.com/2/problems"
 SCOPES = ("tweet.read", "tweet.write", "users.read", "media.write", "offline.access")
@@ -102,6 +104,8 @@ class XStandIn(StandIn):
         # Two apps: a public client (client_id in the form) and a confidential one (Basic auth).
         self.clients: dict[str, str | None] = {"standin-public": None,
                                                "standin-confidential": secrets.token_urlsafe(24)}
+        # Connecting an account: the authorize page and the authorization_code grant (PKCE).
+        self.oauth = AuthorizationCodes({client: set() for client in self.clients})
         self.tweets: list[dict[str, Any]] = []
         self.media: dict[str, _Upload] = {}
         self._last_id = 0
@@ -130,6 +134,8 @@ class XStandIn(StandIn):
         self.route("POST", r"/2/media/upload/(?P<id>[^/]+)/finalize", self.upload_finalize)
         self.route("POST", r"/2/media/metadata", self.media_metadata)
         self.route("POST", r"/2/oauth2/token", self.token)
+        self.route("GET", r"/i/oauth2/authorize", self.authorize)
+        self.route("POST", r"/i/oauth2/authorize", self.authorize_decision)
 
     # -- accounts and control ---------------------------------------------------------------------
     def add_account(self, handle: str, followers: int = 0, confidential: bool = False,
@@ -454,14 +460,43 @@ class XStandIn(StandIn):
         with self.lock:
             self.refresh_calls += 1
             client = self._client(req, form)
+            if form.get("grant_type") == "authorization_code":
+                code = self.oauth.redeem(form, client)
+                issued = self._issue(code.user, code.scopes, client)
+                return Response(200, {"token_type": "bearer", "expires_in": int(self.access_ttl),
+                                      "scope": " ".join(sorted(code.scopes)), **issued})
             if form.get("grant_type") != "refresh_token":
-                raise oauth_error(400, "invalid_request", "The stand-in only refreshes tokens.")
+                raise oauth_error(400, "invalid_request", "grant_type must be authorization_code or "
+                                                          "refresh_token.")
             grant = self.refresh_tokens.pop(form.get("refresh_token", ""), None)
             if grant is None or grant["client"] != client:
                 raise oauth_error(400, "invalid_request", "Value passed for the token was invalid.")
             issued = self._issue(grant["user"], grant["scopes"], client)
         return Response(200, {"token_type": "bearer", "expires_in": int(self.access_ttl),
                               "scope": " ".join(sorted(grant["scopes"])), **issued})
+
+    def authorize(self, req: Request) -> Response:
+        """X's consent page for the signed-in user (``sign_in``)."""
+        with self.lock:
+            return self.oauth.consent_page(req, self.clients, {"tweet.read", "tweet.write", "users.read"})
+
+    def authorize_decision(self, req: Request) -> Response:
+        with self.lock:
+            return self.oauth.decide(req, self.clients, self._user_named)
+
+    def sign_in(self, handle: str, followers: int = 0) -> None:
+        """Who is signed in on the stand-in's own site (the consent page acts for them)."""
+        username = handle.lstrip("@")
+        with self.lock:
+            self.oauth.signed_in = username
+            self._user_named(username, followers)
+
+    def _user_named(self, username: str, followers: int = 0) -> str:
+        user = next((u for u in self.users.values() if u.username == username), None)
+        if user is None:
+            user = _User(self._next_id(), username, followers)
+            self.users[user.id] = user
+        return user.id
 
     def _client(self, req: Request, form: dict[str, str]) -> str:
         header = req.headers.get("authorization", "")

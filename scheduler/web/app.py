@@ -7,21 +7,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from config.settings import get_settings
 from scheduler.core.deliveries import IllegalTransition
 from scheduler.core.errors import UserError
 from scheduler.desk.errors import Conflict, Forbidden, NotFound, TooManyAttempts, Unauthenticated
-from scheduler.web import actions, composing, pages, people, render, reports
+from scheduler.web import actions, composing, connecting, pages, people, render, reports
 from scheduler.web.session import NotSignedIn, current
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-ROUTERS = (people.router, pages.router, actions.router, composing.router, reports.router)
+ROUTERS = (people.router, pages.router, actions.router, composing.router, reports.router,
+           connecting.router)
 STATUS_OF: list[tuple[type[Exception], int]] = [
     (Forbidden, 403), (NotFound, 404), (Conflict, 409), (TooManyAttempts, 429), (UserError, 422)]
 
@@ -50,14 +52,26 @@ def _refused(request: Request, exc: Exception) -> Response:
 
 # Scripts and styles only from the dashboard itself, no framing (clickjacking), no referrer to the
 # links it shows (published posts), and pages that may hold a token's secret are never cached.
-HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
-                                      "form-action 'self'; base-uri 'none'",
-           "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-store"}
+
+
+def _policy() -> str:
+    """The Content-Security-Policy; a form may lead to the platforms' authorize pages (connect)."""
+    origins = " ".join(sorted({_origin(getattr(get_settings(), p).authorize_url)
+                               for p in connecting.connectable()}))
+    return ("default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+            f"form-action 'self'{' ' + origins if origins else ''}; base-uri 'none'")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
     response = await call_next(request)
+    response.headers.setdefault("Content-Security-Policy", _policy())
     for name, value in HEADERS.items():
         if name == "Cache-Control" and request.url.path.startswith("/ui/static/"):
             continue

@@ -17,7 +17,7 @@ from scheduler.desk import accounts as desk_accounts
 from scheduler.desk import health
 from scheduler.desk import stories as desk_stories
 from scheduler.followers import summary
-from scheduler.web import prefs, render, views
+from scheduler.web import connecting, prefs, render, views
 from scheduler.web.session import User
 
 router = APIRouter()
@@ -73,7 +73,8 @@ def accounts_page(request: Request, actor: User) -> Response:
     editable = {a["id"] for a in found if editors is None or a["id"] in editors}
     growth, lines = _growth(actor)
     return render.page(request, actor, "accounts.html", accounts=found, growth=growth, lines=lines,
-                       editable=editable)
+                       editable=editable,
+                       connectable=connecting.connectable() if actor.everywhere("admin") else [])
 
 
 def _span(today: date, span: str, offset: int) -> tuple[date, int]:
