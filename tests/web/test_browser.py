@@ -16,12 +16,13 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
+from adapters.standins import standin_class
 from scheduler.api.app import create_app
 from scheduler.core.db import session_scope
 from scheduler.core.models import Account, Delivery, Story, utcnow
 from scheduler.desk import approval
 from scheduler.desk.access import Actor, Scope
-from tests.conftest import IN_CI, free_port, wait_for
+from tests.conftest import IN_CI, Env, free_port, wait_for
 from tests.factories import make_delivery
 from tests.web.conftest import PASSWORD, WebDesk
 
@@ -175,3 +176,28 @@ def test_dragging_a_story_to_another_day_moves_it(web: WebDesk, server: str, bro
     with session_scope() as s:
         assert s.get(Delivery, delivery_id).due_at == monday + timedelta(days=4)
     context.close()
+
+
+def test_connecting_an_x_account_through_the_standins_oauth_pages(web: WebDesk, server: str,
+                                                                 browser: object, sqlite_env: Env) -> None:
+    expect = sync_api.expect
+    standin = standin_class("x")().start()
+    try:
+        standin.oauth.redirect_uris["standin-public"].add(f"{server}/ui/oauth/x/callback")
+        standin.sign_in("worlddesk", followers=3)
+        sqlite_env.set(x__client_id="standin-public", x__authorize_url=f"{standin.url}/i/oauth2/authorize",
+                       x__token_url=f"{standin.url}/2/oauth2/token", x__api_url=standin.url)
+        context = browser.new_context(viewport={"width": 390, "height": 844})
+        page = context.new_page()
+        sign_in(page, server, "admin")
+        page.goto(f"{server}/ui/accounts")
+        page.get_by_label("Handle").fill("@worlddesk")
+        page.get_by_role("button", name="Connect", exact=True).click()
+        expect(page.get_by_role("heading", name="Authorize app")).to_be_visible()  # the platform's page
+        page.get_by_role("button", name="Authorize app").click()
+        page.wait_for_url(f"{server}/ui/accounts?done=connected*")
+        expect(page.get_by_role("status")).to_contain_text("connected")
+        expect(page.get_by_role("rowheader", name="x:worlddesk")).to_be_visible()
+        context.close()
+    finally:
+        standin.stop()
