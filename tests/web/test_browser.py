@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+import signal
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from sqlalchemy import select
 
+from adapters.base import Credentials
 from adapters.standins import standin_class
 from scheduler.api.app import create_app
 from scheduler.core.db import session_scope
 from scheduler.core.models import Account, Delivery, Story, utcnow
 from scheduler.desk import approval
 from scheduler.desk.access import Actor, Scope
+from scheduler.matrix import accounts
 from tests.conftest import IN_CI, Env, free_port, wait_for
 from tests.factories import make_delivery
 from tests.web.conftest import PASSWORD, WebDesk
@@ -200,4 +205,62 @@ def test_connecting_an_x_account_through_the_standins_oauth_pages(web: WebDesk, 
         expect(page.get_by_role("rowheader", name="x:worlddesk")).to_be_visible()
         context.close()
     finally:
+        standin.stop()
+
+
+@pytest.mark.workers
+def test_approved_in_the_browser_then_crosspost_run_publishes_it_into_the_grid(
+        web: WebDesk, browser: object, sqlite_env: Env, tmp_path: Path) -> None:
+    """The dashboard as `crosspost run` serves it (one process: worker, beat and the app by name)."""
+    expect = sync_api.expect
+    standin = standin_class("mastodon")().start()
+    port = free_port()
+    run = None
+    try:
+        with session_scope() as s:
+            account = accounts.add(s, "mastodon", "frontdesk", Credentials(standin.add_account("frontdesk")),
+                                   base_url=standin.url, tags=["en"])
+            label = account.label
+            approval.add_policy(s, Actor.cli(), Scope("account", str(account.id)), utcnow())
+        run = sqlite_env.spawn("run", "--concurrency", "1", "--port", str(port), log=tmp_path / "run.log")
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/health", timeout=2).status_code in (200, 503)
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 60, what="the dashboard of `crosspost run`")
+        desk = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = desk.new_page()
+        sign_in(page, base, "editor")
+        page.goto(f"{base}/ui/compose")
+        page.get_by_label(label).check()
+        page.get_by_label("Text", exact=True).fill("Published by a real worker")
+        page.get_by_role("button", name="Queue").click()
+        page.wait_for_url("**/ui/stories?done=queued*")
+        phone = browser.new_context(viewport={"width": 390, "height": 844})
+        approver = phone.new_page()
+        sign_in(approver, base, "approver")
+        approver.goto(f"{base}/ui/inbox")
+        approver.get_by_role("button", name="Approve").click()
+        approver.wait_for_url("**done=approved*")
+
+        def in_the_grid() -> bool:
+            approver.goto(f"{base}/ui/stories")
+            return approver.locator("a.ok", has_text="published").count() == 1
+
+        wait_for(in_the_grid, 60, 0.5, "the worker's post to show in the grid")
+        link = approver.locator("a.ok", has_text="published").get_attribute("href")
+        assert link is not None and link.startswith(standin.url)
+        posts = standin.posts()
+        assert len(posts) == 1 and "Published by a real worker" in str(posts[0].data)
+        expect(approver.get_by_role("cell", name=re.compile("published"))).to_be_visible()
+        desk.close()
+        phone.close()
+    finally:
+        if run is not None:
+            os.killpg(run.pid, signal.SIGTERM)
+            run.wait(30)
         standin.stop()
