@@ -76,18 +76,22 @@ def embed_beat(celery: Celery) -> None:
 # Beat's housekeeping runs every second or so; its "sending", "received" and "succeeded" lines would be
 # most of an idle installation's log. They go to DEBUG; what the tasks did (a claim, a sample, an error)
 # is logged by the tasks themselves, and every publish still logs its outcome.
-ROUTINE = ("crosspost.tick", "crosspost.followers_tick", "crosspost.feeds_tick")
-
-
 class RoutineToDebug(logging.Filter):
+    def __init__(self, routine: tuple[str, ...]) -> None:
+        super().__init__()
+        self.routine = routine
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.INFO or not any(name in record.getMessage() for name in ROUTINE):
+        if record.levelno != logging.INFO or not any(name in record.getMessage() for name in self.routine):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
-for _name in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
-    logging.getLogger(_name).addFilter(RoutineToDebug())
-
 app = create_app(get_settings())
+# Every task beat runs on a schedule: its names in the lines of the loggers that speak of them (sent,
+# received, expired before it ran, done).
+ROUTINE = tuple(f"{entry['task']}[" for entry in app.conf.beat_schedule.values()) + tuple(
+    f"({entry['task']})" for entry in app.conf.beat_schedule.values())
+for _name in ("celery.beat", "celery.worker.strategy", "celery.worker.request", "celery.app.trace"):
+    logging.getLogger(_name).addFilter(RoutineToDebug(ROUTINE))
