@@ -76,6 +76,13 @@ class Resolve(BaseModel):
     republish: bool = False
 
 
+class DeliveryText(BaseModel):
+    """One account's own text for its story; null: the story's text again."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(..., max_length=100_000)
+
+
 class Notifications(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: str | None = Field(None, max_length=255)

@@ -86,6 +86,24 @@ def _delivery_id(value: str) -> int:
     return number
 
 
+@deliveries_app.command("edit")
+def deliveries_edit(
+    delivery: str,
+    text: Annotated[str | None, typer.Option(help="This account's own text, checked as its platform "
+                                                  "counts it.")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Back to the story's text.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give one account its own text for a story, before the delivery's first attempt."""
+    if (text is None) == (not clear):
+        raise UserError("edit: give exactly one of --text and --clear")
+    number = _delivery_id(delivery)
+    with db() as s:
+        desk.edit_text(s, Actor.cli(), number, text, utcnow())
+    done(as_json, f"delivery {delivery}: {'its own text' if text is not None else 'the story text'}",
+         id=number, text=text)
+
+
 @deliveries_app.command("retry")
 def deliveries_retry(delivery: str, as_json: JsonOpt = False) -> None:
     """Publish a failed delivery again, with a fresh attempt budget."""

@@ -220,6 +220,7 @@ class Started(Lease):
     key: str = field(default="", compare=False)
     first_attempt_at: datetime | None = field(default=None, compare=False)
     remote_state: dict[str, Any] | None = field(default=None, compare=False)
+    text: str | None = field(default=None, compare=False)
 
 
 def _start_statement() -> Any:
@@ -237,7 +238,7 @@ def _start_statement() -> Any:
         .values(state="publishing", attempts=d.attempts + 1,
                 lease_until=bindparam("lease_until", type_=UTCDateTime()),
                 first_attempt_at=func.coalesce(d.first_attempt_at, now), updated_at=now)
-        .returning(d.attempts, d.story_id, d.account_id, d.key, d.first_attempt_at, d.remote_state)
+        .returning(d.attempts, d.story_id, d.account_id, d.key, d.first_attempt_at, d.remote_state, d.text)
     )
 
 
@@ -254,8 +255,8 @@ def start(s: Session, delivery_id: int, now: datetime, lease_seconds: float,
                                           "lease_until": now + timedelta(seconds=lease_seconds)}).first()
     if row is None:
         return None
-    attempt, story_id, account_id, key, first_at, state = row
-    return Started(delivery_id, attempt, now, celery_id, story_id, account_id, key, first_at, state)
+    attempt, story_id, account_id, key, first_at, state, text = row
+    return Started(delivery_id, attempt, now, celery_id, story_id, account_id, key, first_at, state, text)
 
 
 def why_not_started(s: Session, delivery_id: int, now: datetime) -> str:

@@ -149,6 +149,8 @@ class Delivery(Base):
     state: Mapped[str] = mapped_column(String(20))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # This account's own text (an operator's edit for one account), instead of the story's for its platform.
+    text: Mapped[str | None] = mapped_column(Text)
     # Idempotency key: the same on every retry of this delivery.
     key: Mapped[str] = mapped_column(String(64), default=lambda: uuid.uuid4().hex)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

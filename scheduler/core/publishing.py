@@ -74,8 +74,10 @@ def _saver(lease: Lease) -> Callable[[dict[str, Any]], None]:
     return save
 
 
-def post_of(story: Story, platform: str, created_at: datetime, language: str | None = None) -> Post:
-    return Post(text=story.text_for(platform), link=story.link, created_at=created_at,
+def post_of(story: Story, platform: str, created_at: datetime, language: str | None = None,
+            text: str | None = None) -> Post:
+    """What goes to one account: the story for its platform, or ``text``, the delivery's own."""
+    return Post(text=text or story.text_for(platform), link=story.link, created_at=created_at,
                 media=tuple(Media(**m) for m in story.media or []), thread=bool(story.thread),
                 language=story.language or language)
 
@@ -119,7 +121,7 @@ def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: dat
             lease=lease,
             account=to_ref(account),
             version=account.credentials_version,
-            post=post_of(story, account.platform, first_at, account.language),
+            post=post_of(story, account.platform, first_at, account.language, lease.text),
             key=f"cp{delivery_id}-{lease.key}",
             first_attempt_at=first_at,
             lookup_first=lookup,

@@ -17,9 +17,9 @@ from scheduler.desk import audit, events
 from scheduler.desk.access import Actor, require_accounts
 from scheduler.desk.errors import Conflict, Forbidden, NotFound, UserError
 from scheduler.desk.pages import Page, page_of
-from scheduler.desk.stories import in_scope_ids
+from scheduler.desk.stories import back_to_approval, in_scope_ids
 from scheduler.matrix import accounts as matrix
-from scheduler.stories import bulk
+from scheduler.stories import bulk, queueing
 
 
 def check_state(state: str | None) -> str | None:
@@ -80,6 +80,22 @@ def _releasable(s: Session, actor: Actor, delivery_id: int, what: str) -> Delive
         raise Conflict(f"{what}: story {story.id} is {story.status.replace('_', ' ')}; "
                        "its deliveries go out only after approval")
     return found
+
+
+def edit_text(s: Session, actor: Actor, delivery_id: int, text: str | None, now: datetime) -> None:
+    """One account's own text for its story (None: the story's again), before its first attempt;
+    checked as that platform counts it; an approved story waits for its approver again."""
+    found = find(s, actor, delivery_id, "editor")
+    require_accounts(actor, "editor", [found.account], "edit")
+    story = s.get(Story, found.story_id, with_for_update=True)  # one edit or decision at a time
+    assert story is not None
+    if story.status in ("cancelled", "rejected"):
+        raise Conflict(f"edit: story {story.id} is {story.status}")
+    before = found.text
+    queueing.set_text(s, found, text, now)
+    back = back_to_approval(s, story, [found.account], now)
+    audit.record(s, actor, "delivery.edit", "delivery", delivery_id, now, before=before, after=text,
+                 sent_back=back)
 
 
 def retry(s: Session, actor: Actor, delivery_id: int, now: datetime) -> None:

@@ -131,18 +131,25 @@ def edit(s: Session, actor: Actor, ref: str | int, now: datetime, *, text: str |
     story.text, story.link, story.variants = draft.text, draft.link, draft.variants
     draft.at = story.due_at if story.timing == "at" else None
     story.fingerprint = fingerprint(draft, targets)
-    was_approved = s.scalar(select(AuditEntry.id).where(
-        AuditEntry.object_type == "story", AuditEntry.object_id == str(story.id),
-        AuditEntry.action == "story.approve").limit(1)) is not None
-    back = 0
-    if story.status == "awaiting_approval" or was_approved or approval.needed(s, targets):
-        back = approval.send_back(s, story, now)
-        approval.requested(s, story, now)
+    back = back_to_approval(s, story, targets, now)
     audit.record(s, actor, "story.edit", "story", story.id, now, before=before,
                  after={"text": story.text, "link": story.link, "variants": story.variants},
                  sent_back=back)
     s.flush()
     return story
+
+
+def back_to_approval(s: Session, story: Story, targets: list[Account], now: datetime) -> int:
+    """After an edit of what goes out: a story that was approved, waits, or falls under a policy
+    (re)waits for an approver, with every delivery not yet started; how many went back."""
+    was_approved = s.scalar(select(AuditEntry.id).where(
+        AuditEntry.object_type == "story", AuditEntry.object_id == str(story.id),
+        AuditEntry.action == "story.approve").limit(1)) is not None
+    if not (story.status == "awaiting_approval" or was_approved or approval.needed(s, targets)):
+        return 0
+    back = approval.send_back(s, story, now)
+    approval.requested(s, story, now)
+    return back
 
 
 def check_status(status: str | None) -> str | None:

@@ -268,7 +268,7 @@ def describe_delivery(d: Delivery, duplicates: list[dict[str, Any]] | None = Non
         "id": d.id, "story": d.story_id, "account": d.account.label, "platform": d.account.platform,
         "state": d.state, "due_at": d.due_at.isoformat(), "slot_at": _iso(d.slot_at), "attempts": d.attempts,
         "failures": d.failures, "remote_id": d.remote_id, "published_url": d.published_url,
-        "published_at": _iso(d.published_at), "last_error": d.last_error,
+        "published_at": _iso(d.published_at), "last_error": d.last_error, "text": d.text,
         "possible_duplicates": [{**dup, "at": _iso(dup["at"])} for dup in duplicates or []],
     }
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
+from adapters.base import Media
 from scheduler.core import deliveries
 from scheduler.core.errors import StoryRejected, UserError, parse_id, shown
 from scheduler.core.models import Account, Delivery, Story
@@ -133,6 +134,27 @@ def retime(s: Session, story: Story, now: datetime, *, at: datetime | None = Non
     story.timing, story.due_at = ("next_slot", now) if next_slot else ("at", at or now)
     s.flush()
     return moved
+
+
+def set_text(s: Session, delivery: Delivery, text: str | None, now: datetime) -> None:
+    """One account's own text for a story (``None``: the story's again), checked as its platform counts
+    it. Only before the delivery's first attempt: a text that has been sent is history. The change is a
+    conditional UPDATE, so a delivery a worker starts meanwhile is left alone."""
+    if delivery.state not in RETIMABLE or delivery.attempts:
+        raise UserError(f"delivery: {delivery.id} is {delivery.state} after {delivery.attempts} attempt(s); "
+                        "only a delivery that has not started takes a text of its own")
+    story, account = delivery.story, delivery.account
+    if text is not None:
+        draft = Draft(text=text, targets=[str(account.id)], link=story.link, thread=story.thread,
+                      media=[Media(**m) for m in story.media or []])
+        problems = check_draft(draft, now) or check_targets(draft, [account])
+        if problems:
+            raise StoryRejected(problems)
+    changed = s.execute(update(Delivery).where(Delivery.id == delivery.id, Delivery.state.in_(RETIMABLE),
+                                               Delivery.attempts == 0)
+                        .values(text=text, updated_at=now).execution_options(synchronize_session=False))
+    if not changed.rowcount:
+        raise UserError(f"delivery: {delivery.id} started meanwhile; its text is the one it went with")
 
 
 def describe(s: Session, story: Story) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""/deliveries: list with filters, show with attempts, retry, resolve."""
+"""/deliveries: list with filters, show with attempts, one account's own text, retry, resolve."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from scheduler.api.auth import Editor, Viewer
-from scheduler.api.schemas import Changed, ObjectId, Order, Page, Resolve
+from scheduler.api.schemas import Changed, DeliveryText, ObjectId, Order, Page, Resolve
 from scheduler.core.db import session_scope
 from scheduler.core.errors import MAX_ID
 from scheduler.core.models import utcnow
@@ -31,6 +31,13 @@ def list_deliveries(actor: Viewer, state: str | None = None, story: Id | None = 
 @router.get("/{delivery_id}", response_model=Changed)
 def show_delivery(delivery_id: ObjectId, actor: Viewer) -> dict[str, Any]:
     with session_scope() as s:
+        return desk.show(s, actor, delivery_id)
+
+
+@router.patch("/{delivery_id}", response_model=Changed)
+def edit_delivery(delivery_id: ObjectId, body: DeliveryText, actor: Editor) -> dict[str, Any]:
+    with session_scope() as s:
+        desk.edit_text(s, actor, delivery_id, body.text, utcnow())
         return desk.show(s, actor, delivery_id)
 
 
