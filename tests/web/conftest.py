@@ -59,8 +59,17 @@ def make_web_desk(env: Env) -> WebDesk:
         desk.accounts["fr"], desk.ids["fr"] = french.label, french.id
         for role in ROLES:
             spec = role if role == "admin" else f"{role}@tag:en"
-            users.add(s, cli, role, utcnow(), password=PASSWORD, roles=[users.parse_role(s, spec)])
+            user = users.add(s, cli, role, utcnow(), password=None if _HASH else PASSWORD,
+                             roles=[users.parse_role(s, spec)])
+            # One argon2 hash for every user of every test: it is slow on purpose.
+            if _HASH:
+                user.password_hash = _HASH[0]
+            else:
+                _HASH.append(user.password_hash)
     return desk
+
+
+_HASH: list[str | None] = []
 
 
 @pytest.fixture
