@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import urllib3
@@ -270,6 +271,9 @@ def test_auto_routes_by_language_to_each_accounts_next_slot(env: Env, srv: FeedS
         assert story.language == "zh-CN" and en_masto not in [d.account_id for d in deliveries]
         assert "utm_source=mastodon&utm_medium=social&utm_campaign=cn-site" in story.variants["mastodon"]
         assert "utm_source=bluesky" in story.variants["bluesky"]
+        # Each account's own text names it, so the centre can tell what each account brings back.
+        for d in deliveries:
+            assert d.text is not None and f"utm_content={quote(d.account.handle)}" in d.text
         assert "#CityNews" in story.variants["mastodon"]
         item = s.scalars(select(FeedItem)).one()
         assert (item.status, item.story_id) == ("queued", story.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Parameters that say who sent the reader, never which article: dropped from the canonical form.
@@ -45,7 +46,12 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-DEFAULT_UTM = {"utm_source": "{platform}", "utm_medium": "social", "utm_campaign": "feed-{feed}"}
+# utm_content names the account, so the centre can tell what each account of the matrix brings back.
+DEFAULT_UTM = {"utm_source": "{platform}", "utm_medium": "social", "utm_campaign": "feed-{feed}",
+               "utm_content": "{account}"}
+
+
+UNFILLED = re.compile(r"\{(platform|feed|account)\}")
 
 
 def utm_values(config: dict[str, str], **names: str) -> dict[str, str]:
@@ -57,7 +63,8 @@ def utm_values(config: dict[str, str], **names: str) -> dict[str, str]:
         value = template
         for name, filled in names.items():
             value = value.replace("{" + name + "}", filled)
-        if value:
+        # A parameter naming what this post does not have (the story-wide text has no account) is left out.
+        if value and not UNFILLED.search(value):
             values[key] = value
     return values
 

@@ -49,19 +49,24 @@ def texts(feed: Feed, item: FeedItem, platforms: list[str],
           image: dict[str, Any] | None) -> tuple[str, dict[str, str]]:
     """(text, variants): one text per platform, each fitted to that platform's limit as its adapter
     counts it; the story's own text is the first platform's."""
-    variants: dict[str, str] = {}
-    for platform in platforms:
-        link = links.with_utm(item.link, links.utm_values(feed.utm, platform=platform, feed=str(feed.id))) \
-            if item.link else ""
-        fields = templates.Fields(
-            title=item.title, summary=item.summary, link=link, categories=list(item.categories or []),
-            hashtags=hashtags(list(item.categories or [])), language=item.language or feed.language,
-            image={"url": image.get("url") or "", "alt": image.get("alt") or ""} if image else None,
-            feed=str(feed.id))
-        caps = adapter_class(platform).caps
-        variants[platform] = templates.fit(source_for(feed, platform), fields, caps.text_limit, caps.count)
+    variants = {platform: render(feed, item, platform, image) for platform in platforms}
     text = variants[platforms[0]] if platforms else item.title
     return text[:MAX_STORY_CHARS], variants
+
+
+def render(feed: Feed, item: FeedItem, platform: str, image: dict[str, Any] | None,
+           account: str = "") -> str:
+    """The item's text for ``platform`` (and, with ``account``, its link tagged for that account),
+    fitted to the platform's limit as its adapter counts it."""
+    utm = links.utm_values(feed.utm, platform=platform, feed=str(feed.id), account=account)
+    fields = templates.Fields(
+        title=item.title, summary=item.summary, link=links.with_utm(item.link, utm) if item.link else "",
+        categories=list(item.categories or []), hashtags=hashtags(list(item.categories or [])),
+        language=item.language or feed.language,
+        image={"url": image.get("url") or "", "alt": image.get("alt") or ""} if image else None,
+        feed=str(feed.id))
+    caps = adapter_class(platform).caps
+    return templates.fit(source_for(feed, platform), fields, caps.text_limit, caps.count)
 
 
 def feed_actor(feed: Feed) -> Actor:
@@ -88,6 +93,12 @@ def make_story(s: Session, feed: Feed, item: FeedItem, now: datetime, *, approva
     # never remove one), the audit log says which feed queued it, and approvers are told.
     story = desk_stories.queue(s, feed_actor(feed), draft, now, require_approval=approval)
     story.language = language
+    if item.link:
+        # Each account's link names it (utm_content): the delivery's own text, the platform's otherwise.
+        for delivery in story.deliveries:
+            own = render(feed, item, delivery.account.platform, image, delivery.account.handle)
+            if own != variants.get(delivery.account.platform):
+                delivery.text = own
     return story
 
 
