@@ -196,8 +196,8 @@ def test_connecting_an_x_account_through_the_standins_oauth_pages(web: WebDesk, 
         page = context.new_page()
         sign_in(page, server, "admin")
         page.goto(f"{server}/ui/accounts")
-        page.get_by_label("Handle").fill("@worlddesk")
-        page.get_by_role("button", name="Connect", exact=True).click()
+        page.get_by_label("X handle").fill("@worlddesk")
+        page.get_by_role("button", name="Connect X", exact=True).click()
         expect(page.get_by_role("heading", name="Authorize app")).to_be_visible()  # the platform's page
         page.get_by_role("button", name="Authorize app").click()
         page.wait_for_url(f"{server}/ui/accounts?done=connected*")

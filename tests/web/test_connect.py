@@ -120,3 +120,26 @@ def test_the_standin_is_strict_about_redirect_uri_and_verifier(web: WebDesk, x: 
         # The failed try spent the code, as a stolen code must not be retried.
         right = browser.post("/2/oauth2/token", data={**token, "code_verifier": verifier})
         assert right.status_code == 400
+
+
+def test_a_bluesky_account_is_connected_with_an_app_password_never_shown_again(web: WebDesk) -> None:
+    standin = standin_class("bluesky")().start()
+    try:
+        password = standin.add_account("desk.bsky.social")["password"]
+        client = web.sign_in("admin")
+        token = csrf_of(client.get("/ui/accounts").text)
+        form = {"csrf": token, "handle": "desk.bsky.social", "pds": standin.url}
+        wrong = client.post("/ui/connect/bluesky/app-password",
+                            data={**form, "password": "abcd-efgh-ijkl-mnop"})
+        assert wrong.status_code in (401, 403, 422) and "abcd-efgh-ijkl-mnop" not in wrong.text
+        done = client.post("/ui/connect/bluesky/app-password", data={**form, "password": password})
+        assert done.status_code == 303, done.text
+        page = client.get("/ui/accounts").text
+        assert "bluesky:desk.bsky.social" in page and password not in page
+        editor = web.sign_in("editor")
+        refused = editor.post("/ui/connect/bluesky/app-password",
+                              data={**form, "csrf": csrf_of(editor.get("/ui/accounts").text),
+                                    "handle": "other.bsky.social", "password": password})
+        assert refused.status_code == 403
+    finally:
+        standin.stop()
