@@ -18,6 +18,7 @@ from scheduler.desk import approval
 from scheduler.desk import deliveries as desk_deliveries
 from scheduler.desk import stories as desk_stories
 from scheduler.desk.access import Actor
+from scheduler.feeds import desk as feeds_desk
 from scheduler.stories.queueing import RETIMABLE
 
 ATTENTION = ("failed", "unknown", "blocked_auth", "awaiting_approval")
@@ -98,11 +99,12 @@ class Inbox:
     expiring: list[dict[str, Any]] = field(default_factory=list)
     approvals: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
+    silent_feeds: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
         return sum(len(v) for v in (self.failed, self.unknown, self.blocked, self.expiring, self.approvals,
-                                    self.duplicates))
+                                    self.duplicates, self.silent_feeds))
 
 
 def inbox(s: Session, actor: Actor, now: datetime) -> Inbox:
@@ -123,6 +125,8 @@ def inbox(s: Session, actor: Actor, now: datetime) -> Inbox:
                                   "overdue": overdue(story, item["first_due_at"], now)})
     recent = desk_deliveries.listing(s, actor, state="published", limit=200).items
     box.duplicates = [d for d in recent if d["possible_duplicates"]]
+    # A website that stopped publishing (or a feed that broke) leaves the matrix quiet: a person looks.
+    box.silent_feeds = feeds_desk.silent(s, actor, now)
     return box
 
 

@@ -18,7 +18,7 @@ from adapters.text import split_thread
 from scheduler.core.db import session_scope
 from scheduler.core.models import Account, Delivery, Story, utcnow
 from scheduler.desk import approval
-from scheduler.desk.access import Actor, Scope
+from scheduler.desk.access import Actor, Role, Scope
 from scheduler.desk.models import ApiToken, AuditEntry, Webhook
 from scheduler.followers import sampling
 from scheduler.stories.checks import check_targets
@@ -584,3 +584,22 @@ def test_every_form_a_viewer_lacks_the_role_for_answers_403_with_a_valid_csrf_to
     with session_scope() as s:
         assert s.get(Delivery, failed.id).state == "failed"
         assert s.get(Account, web.ids["x"]).status == "active"
+
+
+def test_a_feed_gone_silent_waits_in_the_inbox_of_its_desk_only(web: WebDesk) -> None:
+    from scheduler.feeds import registry
+    from scheduler.feeds.models import FeedItem
+
+    now = utcnow()
+    with session_scope() as s:
+        feed = registry.add(s, "https://news.example.com/en/rss", ["en"], now - timedelta(hours=15))
+        # New items every hour until ten hours ago: silent for well over three usual gaps.
+        for n in range(5):
+            s.add(FeedItem(feed_id=feed.id, guid=f"q{n}", guid_key=f"q{n}", title="old", status="queued",
+                           created_at=now - timedelta(hours=14 - n)))
+        feed.last_new_at = now - timedelta(hours=10)
+    inbox = web.sign_in("editor").get("/ui/inbox").text
+    assert "https://news.example.com/en/rss" in inbox
+    with session_scope() as s:
+        french = Actor(name="fr-editor", via="test", roles=(Role("editor", Scope("tag", "fr")),))
+        assert views.inbox(s, french, now).silent_feeds == []  # a feed of another desk's accounts
