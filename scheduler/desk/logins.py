@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from scheduler.core.db import session_scope
 from scheduler.desk import tokens, users
 from scheduler.desk.access import Actor
 from scheduler.desk.errors import TooManyAttempts, Unauthenticated
@@ -45,3 +46,15 @@ def login(s: Session, name: str, password: str, now: datetime,
 
 def record_failure(s: Session, name: str, address: str | None, now: datetime) -> None:
     s.add(LoginFailure(name=name[:64], address=address, at=now, reason="wrong name or password"))
+
+
+def sign_in(name: str, password: str, now: datetime, address: str | None) -> tuple[str, Actor]:
+    """A login in its own transaction, and a failed one counted in another (the first rolled back):
+    what the API's password login and the dashboard's sign-in both do."""
+    try:
+        with session_scope() as s:
+            return login(s, name, password, now, address)
+    except Unauthenticated:
+        with session_scope() as s:
+            record_failure(s, name, address, now)
+        raise

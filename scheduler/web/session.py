@@ -43,14 +43,7 @@ def set_cookie(request: Request, response: Response, name: str, value: str, max_
 
 def start(request: Request, response: Response, name: str, password: str) -> Actor:
     """Log in (rate-limited, failures counted as the API counts them) and set the session cookie."""
-    now, where = utcnow(), address(request)
-    try:
-        with session_scope() as s:
-            secret, actor = logins.login(s, name, password, now, where)
-    except Unauthenticated:
-        with session_scope() as s:
-            logins.record_failure(s, name, where, now)
-        raise
+    secret, actor = logins.sign_in(name, password, utcnow(), address(request))
     set_cookie(request, response, COOKIE, secret, logins.LOGIN_HOURS * 3600)
     return actor
 

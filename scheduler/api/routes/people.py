@@ -24,7 +24,6 @@ from scheduler.api.schemas import (
 from scheduler.core.db import session_scope
 from scheduler.core.models import utcnow
 from scheduler.desk import approval, audit, logins, tokens, users, webhooks
-from scheduler.desk.errors import Unauthenticated
 from scheduler.stories.drafts import parse_time
 
 router = APIRouter(tags=["people"])
@@ -34,14 +33,7 @@ router = APIRouter(tags=["people"])
 def login(request: Request, username: Annotated[str, Form(max_length=256)],
           password: Annotated[str, Form(max_length=1024)]) -> dict[str, Any]:
     """A token valid for 12 hours for a name and password; 429 after repeated failures."""
-    now, where = utcnow(), address(request)
-    try:
-        with session_scope() as s:
-            secret, actor = logins.login(s, username, password, now, where)
-    except Unauthenticated:
-        with session_scope() as s:
-            logins.record_failure(s, username, where, now)
-        raise
+    secret, actor = logins.sign_in(username, password, utcnow(), address(request))
     return {"token": secret, "user": actor.name, "expires_in": logins.LOGIN_HOURS * 3600}
 
 
