@@ -203,6 +203,19 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def wait_for_api(base: str, what: str) -> None:
+    """Until the HTTP API at ``base`` answers /health (ready or not: it is up either way)."""
+    import httpx
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/health", timeout=2).status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, 60, what=what)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import get_settings
 from scheduler.core.db import session_scope
-from scheduler.core.errors import UserError
+from scheduler.core.errors import MAX_ID, UserError
 
 out = Console(soft_wrap=True)
 
@@ -49,7 +49,7 @@ def _range_in_words(param: Any) -> str | None:
     low, high = getattr(param, "min", None), getattr(param, "max", None)
     if low is None and high is None:
         return None
-    if high is None or high >= 2**31 - 1:  # "no limit" in practice: the id column's own
+    if high is None or high >= MAX_ID:  # "no limit" in practice: the id column's own
         return f"at least {low}"
     return f"{low} to {high}" if low is not None else f"at most {high}"
 

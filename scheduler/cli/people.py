@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from scheduler.cli.common import JsonOpt, db, done, emit, group
-from scheduler.core.errors import UserError
+from scheduler.core.errors import MAX_ID, UserError
 from scheduler.core.models import utcnow
 from scheduler.desk import approval, audit, events, tokens, users, webhooks
 from scheduler.desk.access import Actor
@@ -32,6 +32,8 @@ def _password(ask: bool) -> str | None:
 EmailOpt = Annotated[str | None, typer.Option(help="Where their e-mail notifications go.")]
 NotifyOpt = Annotated[list[str] | None, typer.Option(help="An event kind to e-mail them (repeatable): "
                                                      + ", ".join(events.KINDS) + ".")]
+# A row id: beyond MAX_ID it cannot exist (and the database driver would overflow).
+RowId = Annotated[int, typer.Argument(min=1, max=MAX_ID)]
 DigestOpt = Annotated[bool, typer.Option("--digest", help="A daily digest of their desk by e-mail.")]
 
 
@@ -117,8 +119,7 @@ def tokens_list(user: Annotated[str | None, typer.Option(help="Only this user's 
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(token: Annotated[int, typer.Argument(min=1, max=2**31 - 1)], as_json: JsonOpt = False) \
-        -> None:
+def tokens_revoke(token: RowId, as_json: JsonOpt = False) -> None:
     """Revoke a token by its id: requests with it fail at once."""
     with db() as s:
         tokens.revoke(s, Actor.cli(), token, utcnow())
@@ -144,8 +145,7 @@ def policies_list(as_json: JsonOpt = False) -> None:
 
 
 @policies_app.command("remove")
-def policies_remove(policy: Annotated[int, typer.Argument(min=1, max=2**31 - 1)], as_json: JsonOpt = False) \
-        -> None:
+def policies_remove(policy: RowId, as_json: JsonOpt = False) -> None:
     """Remove a policy (stories already waiting still wait)."""
     with db() as s:
         approval.remove_policy(s, Actor.cli(), policy, utcnow())
@@ -198,8 +198,7 @@ def webhooks_list(as_json: JsonOpt = False) -> None:
 
 
 @webhooks_app.command("remove")
-def webhooks_remove(hook: Annotated[int, typer.Argument(min=1, max=2**31 - 1)], as_json: JsonOpt = False) \
-        -> None:
+def webhooks_remove(hook: RowId, as_json: JsonOpt = False) -> None:
     """Stop a webhook (its log stays)."""
     with db() as s:
         webhooks.remove(s, Actor.cli(), hook, utcnow())
@@ -207,7 +206,7 @@ def webhooks_remove(hook: Annotated[int, typer.Argument(min=1, max=2**31 - 1)], 
 
 
 @webhooks_app.command("log")
-def webhooks_log(hook: Annotated[int, typer.Argument(min=1, max=2**31 - 1)],
+def webhooks_log(hook: RowId,
                  limit: Annotated[int, typer.Option(min=1, max=500)] = 100, as_json: JsonOpt = False) -> None:
     """What was sent to a webhook: each event's tries, last answer and next try."""
     with db() as s:

@@ -20,7 +20,7 @@ from scheduler.core.models import utcnow
 from scheduler.desk import approval, tokens, users, webhooks
 from scheduler.desk.access import Actor, Scope
 from scheduler.matrix import accounts
-from tests.conftest import Env, free_port, wait_for
+from tests.conftest import Env, free_port, wait_for, wait_for_api
 from tests.test_desk_webhooks import Receiver, verified
 
 pytestmark = pytest.mark.workers
@@ -58,15 +58,8 @@ def test_queue_over_http_then_the_worker_publishes_once_and_approval_releases(
     port = free_port()
     proc = sqlite_env.spawn("run", "--concurrency", "2", "--port", str(port), log=tmp_path / "run.log")
     base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{base}/health", timeout=2).status_code in (200, 503)
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(up, 60, what="the API of `crosspost run`")
+        wait_for_api(base, "the API of `crosspost run`")
         as_editor = {"Authorization": f"Bearer {editor}", "Idempotency-Key": "article-1"}
         first = httpx.post(f"{base}/stories", json={"text": "free news", "to": [free]}, headers=as_editor)
         again = httpx.post(f"{base}/stories", json={"text": "free news", "to": [free]}, headers=as_editor)

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 from sqlalchemy import select
@@ -27,7 +26,7 @@ from scheduler.core.models import Account, Delivery, Story, utcnow
 from scheduler.desk import approval
 from scheduler.desk.access import Actor, Scope
 from scheduler.matrix import accounts
-from tests.conftest import IN_CI, Env, free_port, wait_for
+from tests.conftest import IN_CI, Env, free_port, wait_for, wait_for_api
 from tests.factories import make_delivery
 from tests.web.conftest import PASSWORD, WebDesk
 
@@ -224,14 +223,7 @@ def test_approved_in_the_browser_then_crosspost_run_publishes_it_into_the_grid(
             approval.add_policy(s, Actor.cli(), Scope("account", str(account.id)), utcnow())
         run = sqlite_env.spawn("run", "--concurrency", "1", "--port", str(port), log=tmp_path / "run.log")
         base = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"{base}/health", timeout=2).status_code in (200, 503)
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, 60, what="the dashboard of `crosspost run`")
+        wait_for_api(base, "the dashboard of `crosspost run`")
         desk = browser.new_context(viewport={"width": 1280, "height": 900})
         page = desk.new_page()
         sign_in(page, base, "editor")

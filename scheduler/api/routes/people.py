@@ -24,6 +24,7 @@ from scheduler.api.schemas import (
 from scheduler.core.db import session_scope
 from scheduler.core.models import utcnow
 from scheduler.desk import approval, audit, logins, tokens, users, webhooks
+from scheduler.desk.access import Actor
 from scheduler.stories.drafts import parse_time
 
 router = APIRouter(tags=["people"])
@@ -62,18 +63,18 @@ def add_user(body: UserIn, actor: Admin) -> dict[str, Any]:
 @router.put("/users/{name}/notifications", response_model=Changed)
 def set_notifications(name: str, body: Notifications, actor: Admin) -> dict[str, Any]:
     """What a user is told by e-mail (event kinds, a daily digest)."""
-    with session_scope() as s:
-        user = users.find(s, name)
-        users.set_notifications(s, actor, user, utcnow(), email=body.email, notify=body.notify,
-                                digest=body.digest)
-        return users.describe(s, user)
+    return _notifications(name, body, actor)
 
 
 @router.put("/me/notifications", response_model=Changed)
 def set_my_notifications(body: Notifications, actor: AnyUser) -> dict[str, Any]:
     """What the caller is told by e-mail."""
+    return _notifications(actor.name, body, actor)
+
+
+def _notifications(name: str, body: Notifications, actor: Actor) -> dict[str, Any]:
     with session_scope() as s:
-        user = users.find(s, actor.name)
+        user = users.find(s, name)
         users.set_notifications(s, actor, user, utcnow(), email=body.email, notify=body.notify,
                                 digest=body.digest)
         return users.describe(s, user)
