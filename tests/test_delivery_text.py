@@ -68,6 +68,7 @@ def test_a_text_too_long_for_the_platform_is_refused_and_nothing_changes() -> No
     with session_scope() as s, pytest.raises(StoryRejected) as refused:
         desk.edit_text(s, Actor.cli(), delivery_id, "é" * 281, utcnow())
     assert label in str(refused.value.problems) and "280" in str(refused.value.problems)
+    assert refused.value.outcome == f"delivery {delivery_id}: text not changed"  # not "story not queued"
     with session_scope() as s:
         assert s.get(Delivery, delivery_id).text is None
 
@@ -106,6 +107,8 @@ def test_the_command_sets_and_clears_an_accounts_text(db_env: Env) -> None:
     assert done.returncode == 0, done.stderr
     shown = json.loads(db_env.cli("deliveries", "show", str(delivery_id), "--json").stdout)[0]
     assert shown["text"] == "Its own words"
+    table = db_env.cli("deliveries", "show", str(delivery_id)).stdout
+    assert "its own text (not the story's): Its own words" in table
     both = db_env.cli("deliveries", "edit", str(delivery_id), "--text", "x", "--clear")
     assert both.returncode != 0 and "exactly one of --text and --clear" in both.stderr
     assert db_env.cli("deliveries", "edit", str(delivery_id), "--clear").returncode == 0

@@ -55,7 +55,7 @@ def _user_error(request: Request, exc: Exception) -> JSONResponse:
     status = next(code for cls, code in STATUS_OF if isinstance(exc, cls))
     message = " ".join(str(exc).split())
     if isinstance(exc, StoryRejected):
-        return problem(422, f"story not queued: {len(exc.problems)} problem(s)",
+        return problem(422, f"{exc.outcome}: {len(exc.problems)} problem(s)",
                        [_story_problem(p) for p in exc.problems])
     headers = {}
     if isinstance(exc, Unauthenticated):

@@ -74,6 +74,8 @@ def deliveries_show(delivery: str, as_json: JsonOpt = False) -> None:
         print(json.dumps([{**row, "attempt_list": tries}], ensure_ascii=False))
         return
     emit([_flag_duplicates(row)], False, DELIVERY_COLUMNS)
+    if row["text"] is not None:
+        print(f"its own text (not the story's): {row['text']}")
     emit(tries, False, ATTEMPT_COLUMNS, title="attempts")
 
 

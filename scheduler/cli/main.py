@@ -249,8 +249,8 @@ def demo(keep: Annotated[bool, typer.Option(help="Keep the demo data directory a
 
 def _rejected(exc: StoryRejected) -> str:
     if len(exc.problems) == 1:
-        return f"story not queued: {exc.problems[0]}"
-    return "\n".join([f"story not queued, {len(exc.problems)} problems:", *(f"  {p}" for p in exc.problems)])
+        return f"{exc.outcome}: {exc.problems[0]}"
+    return "\n".join([f"{exc.outcome}, {len(exc.problems)} problems:", *(f"  {p}" for p in exc.problems)])
 
 
 def _database_problem(exc: DBAPIError) -> str:

@@ -13,11 +13,12 @@ class UserError(Exception):
 
 
 class StoryRejected(UserError):
-    """A story failed its checks; ``problems`` lists every one, per account."""
+    """A story failed its checks; ``problems`` lists every one, per account. ``outcome`` says what did
+    not happen (queueing, or an edit), for the line that introduces them."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__(f"story not queued, {len(problems)} problem(s): " + "; ".join(problems))
-        self.problems = problems
+    def __init__(self, problems: list[str], outcome: str = "story not queued") -> None:
+        super().__init__(f"{outcome}, {len(problems)} problem(s): " + "; ".join(problems))
+        self.problems, self.outcome = problems, outcome
 
 
 def shown(value: str, limit: int = 60) -> str:

@@ -126,7 +126,7 @@ def edit(s: Session, actor: Actor, ref: str | int, now: datetime, *, text: str |
     # Media stay as stored; the checks below see the text, link and variants that change.
     problems = check_draft(draft, now) or check_targets(draft, targets)
     if problems:
-        raise StoryRejected(problems)
+        raise StoryRejected(problems, f"story {story.id} not changed")
     before = {"text": story.text, "link": story.link, "variants": story.variants}
     story.text, story.link, story.variants = draft.text, draft.link, draft.variants
     draft.at = story.due_at if story.timing == "at" else None

@@ -149,7 +149,7 @@ def set_text(s: Session, delivery: Delivery, text: str | None, now: datetime) ->
                       media=[Media(**m) for m in story.media or []])
         problems = check_draft(draft, now) or check_targets(draft, [account])
         if problems:
-            raise StoryRejected(problems)
+            raise StoryRejected(problems, f"delivery {delivery.id}: text not changed")
     changed = s.execute(update(Delivery).where(Delivery.id == delivery.id, Delivery.state.in_(RETIMABLE),
                                                Delivery.attempts == 0)
                         .values(text=text, updated_at=now).execution_options(synchronize_session=False))
