@@ -40,6 +40,57 @@ class XApp(OAuthApp):
     token_url: str = Field("https://api.x.com/2/oauth2/token", description="X's token endpoint.")
 
 
+# Meta's Graph version in the Login dialog and token URLs (the adapters' own, adapters/graph.py).
+_GRAPH = "v24.0"
+
+
+class FacebookApp(OAuthApp):
+    authorize_url: str = Field(f"https://www.facebook.com/{_GRAPH}/dialog/oauth",
+                               description="Facebook Login's dialog.")
+    token_url: str = Field(f"https://graph.facebook.com/{_GRAPH}/oauth/access_token",
+                           description="Graph's token endpoint (code and fb_exchange_token).")
+
+
+class InstagramApp(FacebookApp):
+    """Instagram professional accounts through Facebook Login (the Page's linked account)."""
+
+
+class ThreadsApp(OAuthApp):
+    authorize_url: str = Field("https://threads.net/oauth/authorize", description="Threads' authorize page.")
+    token_url: str = Field("https://graph.threads.net/oauth/access_token",
+                           description="Threads' token endpoint (the short-lived token).")
+
+
+class LinkedInApp(OAuthApp):
+    authorize_url: str = Field("https://www.linkedin.com/oauth/v2/authorization",
+                               description="LinkedIn's authorize page.")
+    token_url: str = Field("https://www.linkedin.com/oauth/v2/accessToken",
+                           description="LinkedIn's token endpoint.")
+
+
+class YouTubeApp(OAuthApp):
+    authorize_url: str = Field("https://accounts.google.com/o/oauth2/v2/auth",
+                               description="Google's authorize page.")
+    token_url: str = Field("https://oauth2.googleapis.com/token", description="Google's token endpoint.")
+
+
+class TikTokApp(OAuthApp):
+    authorize_url: str = Field("https://www.tiktok.com/v2/auth/authorize/",
+                               description="TikTok's authorize page.")
+    token_url: str = Field("https://open.tiktokapis.com/v2/oauth/token/",
+                           description="TikTok's token endpoint.")
+
+
+class MastodonApps(BaseModel):
+    """Mastodon has no installation-wide app: the dashboard registers one on each instance (its id
+    and secret are kept per instance, the secret sealed like credentials); this is how it introduces
+    itself there."""
+
+    enabled: bool = Field(True, description="Offer connecting Mastodon accounts from the dashboard.")
+    client_name: str = Field("crosspost", description="The app's name shown on the instance's consent page.")
+    website: str = Field("", description="The app's website shown on the consent page; empty: none.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CROSSPOST_", env_file=".env", env_nested_delimiter="__", extra="ignore"
@@ -94,6 +145,17 @@ class Settings(BaseSettings):
     mail_from: str = Field("crosspost@localhost", description="The From address of notification e-mails.")
     x: XApp = Field(default_factory=XApp, description="X's OAuth 2 app for connecting "
                     "accounts from the dashboard (CROSSPOST_X__CLIENT_ID, CROSSPOST_X__CLIENT_SECRET...).")
+    # The other platforms' apps, read the same way (CROSSPOST_FACEBOOK__CLIENT_ID, ...__CLIENT_SECRET).
+    facebook: FacebookApp = Field(default_factory=FacebookApp, description="The Meta app for Facebook Pages.")
+    instagram: InstagramApp = Field(default_factory=InstagramApp, description="The Meta app for Instagram "
+                                    "professional accounts (Facebook Login).")
+    threads: ThreadsApp = Field(default_factory=ThreadsApp, description="The Threads app.")
+    linkedin: LinkedInApp = Field(default_factory=LinkedInApp, description="The LinkedIn app.")
+    youtube: YouTubeApp = Field(default_factory=YouTubeApp,
+                                description="The Google OAuth client for YouTube.")
+    tiktok: TikTokApp = Field(default_factory=TikTokApp, description="The TikTok app (its client key).")
+    mastodon: MastodonApps = Field(default_factory=MastodonApps, description="How the dashboard registers "
+                                   "itself on Mastodon instances.")
 
     @field_validator("data_dir", mode="before")
     @classmethod

@@ -2,7 +2,10 @@
 
 Implements ``GET /api/v2/instance``, ``POST /api/v2/media`` (multipart), ``GET /api/v1/media/:id``,
 ``POST /api/v1/statuses`` (JSON or form body, Idempotency-Key, media_ids, in_reply_to_id),
-``GET /api/v1/accounts/verify_credentials`` and ``GET /api/v1/accounts/:id/statuses``, with the
+``GET /api/v1/accounts/verify_credentials`` and ``GET /api/v1/accounts/:id/statuses``, and for
+connecting an account ``POST /api/v1/apps`` (an app registration: its client id and secret, its exact
+redirect URIs and scopes), the consent page ``/oauth/authorize`` (PKCE optional, S256 only, as 4.3+)
+and ``POST /oauth/token`` (the secret in the form or Basic auth; a code works once), with the
 real server's checks and error bodies: an unknown token is 401, a missing scope or a disabled login
 403, a blank or too-long status, an unknown visibility or unusable media 422, each as
 ``{"error": "..."}``.
@@ -14,6 +17,7 @@ after that. ``uploads`` counts every accepted upload.
 
 from __future__ import annotations
 
+import base64
 import email.parser
 import email.policy
 import hashlib
@@ -31,6 +35,7 @@ from PIL import Image
 from twitter_text import extract_urls_with_indices
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
+from adapters.standins.oauth import AuthorizationCodes
 from adapters.standins.text import graphemes
 
 VISIBILITIES = ("public", "unlisted", "private", "direct")
@@ -103,6 +108,11 @@ class MastodonStandIn(StandIn):
         # (account id, key) -> (status id, time stored)
         self.idempotency: dict[tuple[str, str], tuple[str, float]] = {}
         self._last_id = 0
+        # Connecting: registered apps (client id -> secret) and their codes; the scopes an app may ask.
+        self.clients: dict[str, str | None] = {}
+        self.apps_registered = 0
+        self.oauth = AuthorizationCodes({}, pkce="optional", methods=("S256",),
+                                        refuse=_doorkeeper_error)
         self._defaults()
         super().__init__(host, port)
 
@@ -127,6 +137,10 @@ class MastodonStandIn(StandIn):
         self.route("POST", r"/api/v1/statuses", self.create_status)
         self.route("GET", r"/api/v1/accounts/verify_credentials", self.verify_credentials)
         self.route("GET", r"/api/v1/accounts/(?P<id>[^/]+)/statuses", self.account_statuses)
+        self.route("POST", r"/api/v1/apps", self.create_app)
+        self.route("GET", r"/oauth/authorize", self.authorize)
+        self.route("POST", r"/oauth/authorize", self.authorize_decision)
+        self.route("POST", r"/oauth/token", self.token)
 
     # -- accounts and control ---------------------------------------------------------------------
     def add_account(self, handle: str, followers: int = 0,
@@ -141,6 +155,77 @@ class MastodonStandIn(StandIn):
             account.followers = followers
             self.tokens[token] = _Token(username, frozenset(scopes))
         return {"access_token": token}
+
+    def sign_in(self, handle: str, followers: int = 0) -> None:
+        """Who is signed in on the instance's own pages (the consent page acts for them)."""
+        username = handle.lstrip("@").split("@")[0]
+        with self.lock:
+            self.oauth.signed_in = username
+            self._account_named(username, followers)
+
+    def _account_named(self, username: str, followers: int = 0) -> str:
+        if username not in self.accounts:
+            self.accounts[username] = _Account(self._next_id(), username, followers)
+        return username
+
+    # -- connecting: app registration and OAuth 2 (Doorkeeper's answers) ---------------------------
+    def create_app(self, req: Request) -> Response:
+        """``POST /api/v1/apps``: client_name and redirect_uris required (absolute URIs, or the
+        out-of-band one), scopes default ``read``; the answer carries the client id and secret."""
+        form = self._params(req)
+        name, website = _scalar(form.get("client_name")), _scalar(form.get("website"))
+        raw = form.get("redirect_uris")
+        uris = ([u for u in (_scalar(v) for v in raw) if u] if isinstance(raw, list)
+                else (_scalar(raw) or "").split())
+        scopes = (_scalar(form.get("scopes")) or "read").split()
+        if not name:
+            raise HttpError(422, {"error": "Validation failed: Application name can't be blank"})
+        if not uris or any(u != "urn:ietf:wg:oauth:2.0:oob" and not re.match(r"^[a-z][a-z0-9+.-]*://\S+$", u)
+                           for u in uris):
+            raise HttpError(422, {"error": "Validation failed: Redirect URI must be an absolute URI."})
+        if not all(scope.split(":")[0] in _KNOWN_SCOPES for scope in scopes):
+            raise HttpError(422, {"error": "Validation failed: Scopes are invalid"})
+        client, secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        with self.lock:
+            self.apps_registered += 1
+            self.clients[client] = secret
+            self.oauth.redirect_uris[client] = set(uris)
+            self.oauth.allowed_scopes[client] = frozenset(scopes)
+            app_id = self._next_id()
+        return Response(200, {"id": app_id, "name": name, "website": website, "scopes": scopes,
+                              "redirect_uri": "\n".join(uris), "redirect_uris": uris,
+                              "vapid_key": "", "client_id": client, "client_secret": secret,
+                              "client_secret_expires_at": 0})
+
+    def authorize(self, req: Request) -> Response:
+        with self.lock:
+            return self.oauth.consent_page(req, self.clients, set())
+
+    def authorize_decision(self, req: Request) -> Response:
+        with self.lock:
+            return self.oauth.decide(req, self.clients, self._account_named)
+
+    def token(self, req: Request) -> Response:
+        """``POST /oauth/token``: authorization_code with the app's id and secret (form or Basic)."""
+        form = req.form()
+        header = req.headers.get("authorization", "")
+        if header.startswith("Basic "):
+            try:
+                client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+            except ValueError:
+                client_id, secret = "", ""
+            form = {**form, "client_id": client_id, "client_secret": secret}
+        with self.lock:
+            if form.get("grant_type") != "authorization_code":
+                raise _doorkeeper_error(400, "unsupported_grant_type", "The authorization grant type is "
+                                        "not supported by the authorization server.")
+            client = self.oauth.form_client(form, self.clients)
+            code = self.oauth.redeem(form, client)
+            token = secrets.token_urlsafe(32)
+            self.tokens[token] = _Token(code.user, code.scopes)
+            scope = " ".join(sorted(code.scopes))
+        return Response(200, {"access_token": token, "token_type": "Bearer", "scope": scope,
+                              "created_at": int(time.time())})
 
     def revoke(self, token: str) -> None:
         with self.lock:
@@ -542,6 +627,20 @@ def _scalar(value: Any) -> str | None:
     if isinstance(value, str | int | float):
         return str(value)
     return None
+
+
+_KNOWN_SCOPES = frozenset({"read", "write", "follow", "push", "profile", "admin"})
+
+
+def _doorkeeper_error(status: int, error: str, description: str) -> HttpError:
+    # Doorkeeper's words: invalid_grant covers a bad, spent or foreign code, redirect_uri or verifier.
+    if error == "invalid_grant":
+        description = ("The provided authorization grant is invalid, expired, revoked, does not match the "
+                       "redirection URI used in the authorization request, or was issued to another client.")
+    elif error == "invalid_client":
+        description = ("Client authentication failed due to unknown client, no client authentication "
+                       "included, or unsupported authentication method.")
+    return HttpError(status, {"error": error, "error_description": description})
 
 
 def _int(value: str) -> int:

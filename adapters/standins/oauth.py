@@ -3,6 +3,13 @@
 the code challenge is S256 (or plain), a code lives ten minutes and works once, and the token request
 must repeat the ``redirect_uri`` and send the verifier that hashes to the challenge.
 
+One class serves every stand-in; what differs between platforms is declared on it: whether PKCE is
+required (X, TikTok), optional (Mastodon, Google: a challenge sent must be answered) or not part of the
+flow (Meta, LinkedIn), which challenge methods are accepted, the client parameter's name (TikTok's
+``client_key``), how scopes are separated (commas at Meta and TikTok), the scopes an app may ask for
+(Mastodon: a subset of the app's registration), and the platform's own error body for a refused code
+(``refuse``). ``form_client`` checks a client that sends its secret in the token form.
+
 The platform's sign-in is the stand-in's ``signed_in`` user: the consent page acts for them."""
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ import hmac
 import html
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from adapters.standins.base import HttpError, Request, Response
@@ -40,14 +48,26 @@ class AuthorizationCodes:
     redirect_uris: dict[str, set[str]] = field(default_factory=dict)
     signed_in: str | None = None  # the user signed in on the platform's own site
     codes: dict[str, _Code] = field(default_factory=dict)
+    pkce: Literal["required", "optional", "none"] = "required"
+    methods: tuple[str, ...] = ("S256", "plain")
+    client_param: str = "client_id"
+    scope_sep: str = " "
+    # client -> the scopes its registration allows; absent: any (the platform checks them elsewhere).
+    allowed_scopes: dict[str, frozenset[str]] = field(default_factory=dict)
+    grant_error: str = "invalid_grant"  # RFC 6749's word for a bad code; X says invalid_request
+    refuse: Callable[[int, str, str], HttpError] = field(default=lambda status, error, text:
+                                                          _oauth(status, error, text))
+
+    def scopes_of(self, text: str) -> set[str]:
+        return {s.strip() for s in text.split(self.scope_sep) if s.strip()}
 
     def consent_page(self, req: Request, clients: dict[str, Any], required: set[str]) -> Response:
         """GET authorize: every parameter checked before anything is shown; a bad ``redirect_uri`` is
         never redirected to (an error page instead, as the platforms do)."""
         q = req.query
-        client = q.get("client_id", "")
+        client = q.get(self.client_param, "")
         if client not in clients:
-            return _page(400, "Something went wrong: unknown client_id")
+            return _page(400, f"Something went wrong: unknown {self.client_param}")
         if q.get("redirect_uri", "") not in self.redirect_uris.get(client, set()):
             return _page(400, "Something went wrong: redirect_uri does not match a registered callback")
         problems = []
@@ -55,13 +75,19 @@ class AuthorizationCodes:
             problems.append("response_type must be code")
         if not q.get("state"):
             problems.append("state is required")
-        if not q.get("code_challenge"):
+        if self.pkce == "required" and not q.get("code_challenge"):
             problems.append("code_challenge is required")
-        if q.get("code_challenge_method", "plain") not in ("S256", "plain"):
-            problems.append("code_challenge_method must be S256 or plain")
-        scopes = set(q.get("scope", "").split())
+        if (self.pkce != "none" and q.get("code_challenge")
+                and q.get("code_challenge_method", "plain") not in self.methods):
+            problems.append(f"code_challenge_method must be {' or '.join(self.methods)}")
+        scopes = self.scopes_of(q.get("scope", ""))
         if not required <= scopes:
             problems.append(f"scope must include {' '.join(sorted(required - scopes))}")
+        allowed = self.allowed_scopes.get(client)
+        if allowed is not None and not scopes <= allowed:
+            return _redirect(q["redirect_uri"], {"error": "invalid_scope",
+                                                 "error_description": "The requested scope is invalid, "
+                                                 "unknown, or malformed.", "state": q.get("state", "")})
         if problems:
             return _redirect(q["redirect_uri"], {"error": "invalid_request",
                                                  "error_description": "; ".join(problems),
@@ -79,15 +105,16 @@ class AuthorizationCodes:
     def decide(self, req: Request, clients: dict[str, Any], user_of: Any) -> Response:
         """POST authorize: the user's decision, back to the registered ``redirect_uri``."""
         form = req.form()
-        client, redirect_uri = form.get("client_id", ""), form.get("redirect_uri", "")
+        client, redirect_uri = form.get(self.client_param, ""), form.get("redirect_uri", "")
         if client not in clients or redirect_uri not in self.redirect_uris.get(client, set()):
             return _page(400, "Something went wrong: redirect_uri does not match a registered callback")
         if form.get("decision") != "allow" or self.signed_in is None:
             return _redirect(redirect_uri, {"error": "access_denied", "state": form.get("state", "")})
         code = secrets.token_urlsafe(24)
-        self.codes[code] = _Code(client, redirect_uri, form.get("code_challenge", ""),
-                                 form.get("code_challenge_method", "plain"),
-                                 frozenset(form.get("scope", "").split()), user_of(self.signed_in),
+        # A platform without PKCE ignores a challenge (Meta, LinkedIn): nothing is asked at the token.
+        challenge = form.get("code_challenge", "") if self.pkce != "none" else ""
+        self.codes[code] = _Code(client, redirect_uri, challenge, form.get("code_challenge_method", "plain"),
+                                 frozenset(self.scopes_of(form.get("scope", ""))), user_of(self.signed_in),
                                  time.time() + CODE_SECONDS)
         return _redirect(redirect_uri, {"state": form.get("state", ""), "code": code})
 
@@ -95,18 +122,29 @@ class AuthorizationCodes:
         """The token request's code: once only, for the same app and redirect_uri, with the verifier."""
         code = self.codes.pop(form.get("code", ""), None)
         if code is None or code.client != client or code.expires < time.time():
-            raise _oauth(400, "invalid_request", "Value passed for the authorization code was invalid.")
+            raise self.refuse(400, self.grant_error, "Value passed for the authorization code was invalid.")
         if form.get("redirect_uri") != code.redirect_uri:
-            raise _oauth(400, "invalid_request", "Value passed for the redirect uri did not match the "
-                                                 "uri of the authorization code.")
+            raise self.refuse(400, self.grant_error, "Value passed for the redirect uri did not match the "
+                                                    "uri of the authorization code.")
+        if not code.challenge:
+            return code  # no PKCE in this flow (or none asked for where it is optional)
         verifier = form.get("code_verifier", "")
         digest = hashlib.sha256(verifier.encode()).digest()
         expected = (base64.urlsafe_b64encode(digest).rstrip(b"=").decode() if code.method == "S256"
                     else verifier)
         if not verifier or not hmac.compare_digest(expected, code.challenge):
-            raise _oauth(400, "invalid_request", "Value passed for the code verifier did not match the "
-                                                 "code challenge.")
+            raise self.refuse(400, self.grant_error, "Value passed for the code verifier did not match the "
+                                                    "code challenge.")
         return code
+
+    def form_client(self, form: dict[str, str], clients: dict[str, str | None]) -> str:
+        """The client of a token request that sends its secret in the form (Meta, LinkedIn, Google,
+        TikTok, Mastodon): both must match, compared in constant time."""
+        client, secret = form.get(self.client_param, ""), form.get("client_secret", "")
+        expected = clients.get(client)
+        if client not in clients or (expected is not None and not hmac.compare_digest(secret, expected)):
+            raise self.refuse(401, "invalid_client", "Client authentication failed.")
+        return client
 
 
 def _oauth(status: int, error: str, description: str) -> HttpError:

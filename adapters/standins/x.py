@@ -105,7 +105,8 @@ class XStandIn(StandIn):
         self.clients: dict[str, str | None] = {"standin-public": None,
                                                "standin-confidential": secrets.token_urlsafe(24)}
         # Connecting an account: the authorize page and the authorization_code grant (PKCE).
-        self.oauth = AuthorizationCodes({client: set() for client in self.clients})
+        self.oauth = AuthorizationCodes({client: set() for client in self.clients},
+                                        grant_error="invalid_request")
         self.tweets: list[dict[str, Any]] = []
         self.media: dict[str, _Upload] = {}
         self._last_id = 0
