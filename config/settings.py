@@ -91,6 +91,13 @@ class MastodonApps(BaseModel):
     website: str = Field("", description="The app's website shown on the consent page; empty: none.")
 
 
+class TelegramBots(BaseModel):
+    """Telegram has no OAuth: a channel is connected with its bot's token. Only where the Bot API is."""
+
+    api_url: str = Field("", description="The Bot API server channels are connected through; empty: "
+                         "api.telegram.org (or a local Bot API server, or the stand-in).")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CROSSPOST_", env_file=".env", env_nested_delimiter="__", extra="ignore"
@@ -154,6 +161,8 @@ class Settings(BaseSettings):
     youtube: YouTubeApp = Field(default_factory=YouTubeApp,
                                 description="The Google OAuth client for YouTube.")
     tiktok: TikTokApp = Field(default_factory=TikTokApp, description="The TikTok app (its client key).")
+    telegram: TelegramBots = Field(default_factory=TelegramBots, description="Where the dashboard checks "
+                                   "a Telegram bot token.")
     mastodon: MastodonApps = Field(default_factory=MastodonApps, description="How the dashboard registers "
                                    "itself on Mastodon instances.")
 

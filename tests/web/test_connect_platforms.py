@@ -1,0 +1,254 @@
+"""Connecting accounts of every platform from the dashboard, each against its stand-in over real HTTP:
+the full flow, re-connecting, a forged state, a denied consent, another account's token refused, and
+the stand-ins' strictness about redirect_uri, state, PKCE and client credentials. No page or error
+shows a token or an app secret."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from adapters.standins import standin_class
+from scheduler.core import vault
+from scheduler.core.db import session_scope
+from scheduler.core.models import Account
+from scheduler.desk.models import AuditEntry
+from scheduler.web.models import MastodonApp
+from tests.conftest import Env
+from tests.web.conftest import WebDesk, csrf_of
+
+SERVER = "http://testserver"
+
+
+def _callback(platform: str) -> str:
+    return f"{SERVER}/ui/oauth/{platform}/callback"
+
+
+def _challenge(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+class Pages:
+    """Every page and answer the admin saw, to check that no secret is in any of them."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def keep(self, answer: Any) -> Any:
+        self.seen.append(f"{answer.headers.get('location', '')}\n{answer.text}")
+        return answer
+
+    def assert_never_shown(self, *secrets: str) -> None:
+        for secret in secrets:
+            assert secret and not any(secret in page for page in self.seen), "a secret was shown"
+
+
+def _account(platform: str, handle: str) -> Account | None:
+    with session_scope() as s:
+        account = s.scalars(select(Account).where(Account.platform == platform,
+                                                  Account.handle == handle)).first()
+        if account is not None:
+            s.expunge(account)
+        return account
+
+
+def _consent(authorize: str, decision: str = "allow") -> str:
+    """The admin's browser on the platform: the consent page, then the decision; where it leads."""
+    query = parse_qs(urlsplit(authorize).query)
+    with httpx.Client() as browser:
+        consent = browser.get(authorize)
+        assert consent.status_code == 200, consent.text
+        back = browser.post(authorize.split("?")[0], data={**{k: v[0] for k, v in query.items()},
+                                                           "decision": decision})
+    assert back.status_code == 302, back.text
+    return back.headers["location"]
+
+
+# -- Mastodon ------------------------------------------------------------------------------------------
+@pytest.fixture
+def mastodon(web: WebDesk) -> Iterator[Any]:
+    standin = standin_class("mastodon")().start()
+    yield standin
+    standin.stop()
+
+
+def _start_mastodon(client: Any, pages: Pages, handle: str, instance: str) -> str:
+    """Start a connection as the admin; the authorize page's URL (a link: form-action cannot name
+    every instance)."""
+    page = pages.keep(client.get("/ui/accounts"))
+    assert 'action="/ui/connect/mastodon"' in page.text
+    started = pages.keep(client.post("/ui/connect/mastodon", data={"csrf": csrf_of(page.text),
+                                                                    "handle": handle, "instance": instance}))
+    assert started.status_code == 200, started.text
+    found = re.search(r'<a class="button primary" href="([^"]+)"', started.text)
+    assert found, started.text
+    return html.unescape(found.group(1))
+
+
+def _finish(client: Any, pages: Pages, location: str) -> Any:
+    assert location.startswith(SERVER)
+    return pages.keep(client.get(location.removeprefix(SERVER)))
+
+
+def test_a_mastodon_account_is_connected_through_an_app_registered_once_per_instance(
+        web: WebDesk, mastodon: Any) -> None:
+    mastodon.sign_in("newsdesk", followers=5)
+    client, pages = web.sign_in("admin"), Pages()
+    authorize = _start_mastodon(client, pages, "@newsdesk", mastodon.url + "/")
+    query = parse_qs(urlsplit(authorize).query)
+    assert authorize.startswith(f"{mastodon.url}/oauth/authorize?")
+    assert query["redirect_uri"] == [_callback("mastodon")] and query["scope"] == ["read write"]
+    assert query["code_challenge_method"] == ["S256"] and mastodon.apps_registered == 1
+    client_id = query["client_id"][0]
+    secret = mastodon.clients[client_id]
+    with session_scope() as s:
+        app = s.scalars(select(MastodonApp)).one()
+        assert app.instance == mastodon.url and app.client_id == client_id
+        assert secret.encode() not in app.client_secret  # sealed, as credentials are
+        assert vault.unseal(app.client_secret).get("client_secret") == secret
+    back = _consent(authorize)
+    assert parse_qs(urlsplit(back).query)["state"] == query["state"]
+    done = _finish(client, pages, back)
+    assert done.status_code == 303 and done.headers["location"].startswith("/ui/accounts?done=connected")
+    account = _account("mastodon", "newsdesk")
+    assert account is not None and account.base_url == mastodon.url and account.remote_id
+    first_token = vault.unseal(account.credentials).get("access_token")
+    assert set(vault.unseal(account.credentials).reveal()) == {"access_token"}
+    assert first_token in mastodon.tokens
+    # The answer cannot be replayed: the connection's cookie is gone.
+    assert _finish(client, pages, back).status_code == 403
+    page = pages.keep(client.get("/ui/accounts")).text
+    assert "mastodon:newsdesk" in page and f'value="{mastodon.url}"' in page  # the row's re-connect
+
+    # Re-connecting goes through the instance again, with the same app, and stores the new token.
+    authorize = _start_mastodon(client, pages, "newsdesk", mastodon.url)
+    assert parse_qs(urlsplit(authorize).query)["client_id"] == [client_id] and mastodon.apps_registered == 1
+    assert _finish(client, pages, _consent(authorize)).status_code == 303
+    account = _account("mastodon", "newsdesk")
+    assert account is not None and vault.unseal(account.credentials).get("access_token") != first_token
+    with session_scope() as s:
+        actions = s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "admin")).all()
+    assert "account.add" in actions and "account.reauth" in actions
+
+    # The next account on that instance reuses the registration.
+    mastodon.sign_in("weekend")
+    authorize = _start_mastodon(client, pages, "weekend", mastodon.url.upper().replace("HTTP://", "http://"))
+    assert _finish(client, pages, _consent(authorize)).status_code == 303
+    assert mastodon.apps_registered == 1 and _account("mastodon", "weekend") is not None
+    tokens = [vault.unseal(a.credentials).get("access_token") or ""
+              for a in (_account("mastodon", "newsdesk"), _account("mastodon", "weekend")) if a]
+    pages.assert_never_shown(secret, first_token, *tokens)
+
+
+def test_mastodon_refuses_another_accounts_token_a_forged_state_and_a_denied_consent(
+        web: WebDesk, mastodon: Any) -> None:
+    client, pages = web.sign_in("admin"), Pages()
+    mastodon.sign_in("someone_else")  # signed in on the instance as another account
+    authorize = _start_mastodon(client, pages, "newsdesk", mastodon.url)
+    refused = _finish(client, pages, _consent(authorize))
+    assert refused.status_code == 422 and "someone_else" in refused.text
+    assert _account("mastodon", "newsdesk") is None
+
+    mastodon.sign_in("newsdesk")
+    authorize = _start_mastodon(client, pages, "newsdesk", mastodon.url)
+    state = parse_qs(urlsplit(authorize).query)["state"][0]
+    forged = pages.keep(client.get("/ui/oauth/mastodon/callback", params={"state": "not-it", "code": "x"}))
+    assert forged.status_code == 403
+    denied = _finish(client, pages, _consent(authorize, "deny"))
+    assert denied.status_code == 422 and "access_denied" in denied.text
+    # Someone else's session cannot bring the answer home, nor can an editor start one.
+    editor = web.sign_in("editor")
+    assert editor.get("/ui/oauth/mastodon/callback", params={"state": state}).status_code == 403
+    form = {"csrf": csrf_of(editor.get("/ui/accounts").text), "handle": "x", "instance": mastodon.url}
+    assert editor.post("/ui/connect/mastodon", data=form).status_code == 403
+    assert _account("mastodon", "newsdesk") is None
+    pages.assert_never_shown(*(s for s in mastodon.clients.values() if s), *mastodon.tokens)
+
+
+def test_the_mastodon_standin_is_as_strict_as_doorkeeper(web: WebDesk, mastodon: Any) -> None:
+    mastodon.sign_in("newsdesk")
+    with httpx.Client(base_url=mastodon.url) as http:
+        assert http.post("/api/v1/apps", data={"client_name": "c", "redirect_uris": "not a uri"}
+                         ).status_code == 422
+        app = http.post("/api/v1/apps", data={"client_name": "c", "redirect_uris": _callback("mastodon"),
+                                              "scopes": "read write"}).json()
+        verifier = "a-verifier-of-enough-length-0123456789-abcdefghij"
+        params = {"response_type": "code", "client_id": app["client_id"],
+                  "redirect_uri": _callback("mastodon"), "scope": "read write", "state": "s1",
+                  "code_challenge": _challenge(verifier), "code_challenge_method": "S256"}
+        elsewhere = http.get("/oauth/authorize", params={**params, "redirect_uri": "https://evil.example/cb"})
+        assert elsewhere.status_code == 400 and "location" not in elsewhere.headers
+        wider = http.get("/oauth/authorize", params={**params, "scope": "read write admin:write"})
+        assert "error=invalid_scope" in wider.headers["location"]
+        plain = http.get("/oauth/authorize", params={**params, "code_challenge_method": "plain"})
+        assert "error=invalid_request" in plain.headers["location"]
+        assert "error=invalid_request" in http.get("/oauth/authorize", params={**params, "state": ""}
+                                                   ).headers["location"]
+
+        def code() -> str:
+            back = http.post("/oauth/authorize", data={**params, "decision": "allow"})
+            return parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
+
+        token = {"grant_type": "authorization_code", "redirect_uri": _callback("mastodon"),
+                 "client_id": app["client_id"], "client_secret": app["client_secret"],
+                 "code_verifier": verifier}
+        first = code()
+        wrong = http.post("/oauth/token", data={**token, "code": first, "code_verifier": "not-the-verifier"})
+        assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+        # The failed try spent the code.
+        assert http.post("/oauth/token", data={**token, "code": first}).status_code == 400
+        assert http.post("/oauth/token", data={**token, "code": code(), "client_secret": "nope"}
+                         ).json()["error"] == "invalid_client"
+        assert http.post("/oauth/token", data={**token, "code": code(), "redirect_uri": f"{SERVER}/other"}
+                         ).status_code == 400
+        good = http.post("/oauth/token", data={**token, "code": code()})
+        assert good.status_code == 200 and good.json()["scope"] == "read write"
+        me = http.get("/api/v1/accounts/verify_credentials",
+                      headers={"Authorization": f"Bearer {good.json()['access_token']}"})
+        assert me.json()["username"] == "newsdesk"
+
+
+# -- Telegram ------------------------------------------------------------------------------------------
+def test_a_telegram_channel_is_connected_with_its_bot_token_never_shown_again(
+        web: WebDesk, sqlite_env: Env) -> None:
+    standin = standin_class("telegram")().start()
+    try:
+        sqlite_env.set(telegram__api_url=standin.url)
+        token = standin.add_account("@deskchannel", followers=3)["bot_token"]
+        other = standin.add_account("@otherchannel")["bot_token"]
+        client, pages = web.sign_in("admin"), Pages()
+        page = pages.keep(client.get("/ui/accounts"))
+        assert 'action="/ui/connect/telegram/bot-token"' in page.text
+        form = {"csrf": csrf_of(page.text), "handle": "@deskchannel"}
+        made_up = f"{token.split(':')[0]}:{'A' * 35}"
+        wrong = pages.keep(client.post("/ui/connect/telegram/bot-token", data={**form, "bot_token": made_up}))
+        assert wrong.status_code in (401, 403, 422) and made_up not in wrong.text
+        # Another channel's bot is a bot, and can read a public channel: it may not post there.
+        foreign = pages.keep(client.post("/ui/connect/telegram/bot-token", data={**form, "bot_token": other}))
+        assert foreign.status_code == 422 and "administrator" in foreign.text
+        assert _account("telegram", "@deskchannel") is None
+        done = pages.keep(client.post("/ui/connect/telegram/bot-token", data={**form, "bot_token": token}))
+        assert done.status_code == 303, done.text
+        account = _account("telegram", "@deskchannel")
+        assert account is not None and account.base_url == standin.url and account.remote_id
+        again = pages.keep(client.post("/ui/connect/telegram/bot-token", data={**form, "bot_token": token}))
+        assert again.status_code == 303
+        with session_scope() as s:
+            assert "account.reauth" in s.scalars(select(AuditEntry.action)).all()
+        pages.keep(client.get("/ui/accounts"))
+        pages.assert_never_shown(token, other, made_up.split(":")[1])
+        editor = web.sign_in("editor")
+        form = {**form, "csrf": csrf_of(editor.get("/ui/accounts").text), "bot_token": token}
+        refused = editor.post("/ui/connect/telegram/bot-token", data=form)
+        assert refused.status_code == 403
+    finally:
+        standin.stop()
