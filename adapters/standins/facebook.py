@@ -13,6 +13,11 @@ Versioned routes (``/v24.0/...``; see :mod:`adapters.standins.graph`):
   ``GET /{page}?fields=followers_count,fan_count,access_token``: the Page token for a user token
   (a new one when the old was invalidated).
 
+Connecting (Facebook Login, see :class:`adapters.standins.graph.MetaLogin`): the dialog
+``/dialog/oauth`` acting for the admin of the Page ``sign_in`` names, ``/oauth/access_token`` for the
+code (a short-lived user token) and ``grant_type=fb_exchange_token`` (a long-lived one; the app's id
+and secret), and ``GET /me/accounts`` listing the user's Pages with their Page tokens.
+
 Tokens: a Page token (``pages_manage_posts`` to publish, ``pages_read_engagement`` to read,
 ``publish_video`` for videos) and the long-lived user token it was derived from. Refusals use Graph's
 codes (190 with subcodes 460/463, 200, 100, 104, 324, 506); texts the docs do not give verbatim
@@ -29,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.standins.base import Request, Response
-from adapters.standins.graph import GraphStandIn, Upload, graph_error, graph_time, invalid
+from adapters.standins.graph import GraphStandIn, MetaLogin, Upload, graph_error, graph_time, invalid
 
 TEXT_LIMIT = 63_206
 MAX_PHOTO_BYTES = 4 * 1024 * 1024
@@ -81,6 +86,8 @@ class FacebookStandIn(GraphStandIn):
         self.photos: dict[str, dict[str, Any]] = {}
         self.videos: dict[str, _Video] = {}
         self.uploads = 0
+        self.app_id, self.app_secret = "2233445566", secrets.token_hex(16)
+        self.login = MetaLogin(self._admin_of, self.app_id, self.app_secret)
         self._defaults()
         super().__init__(host, port)
 
@@ -93,6 +100,11 @@ class FacebookStandIn(GraphStandIn):
 
     def register(self) -> None:
         page = r"/(?P<page>[^/]+)"
+        self.graph_route("GET", r"/dialog/oauth", self.dialog)
+        self.graph_route("POST", r"/dialog/oauth", self.dialog)
+        self.graph_route("GET", r"/oauth/access_token", self.access_token)
+        self.graph_route("POST", r"/oauth/access_token", self.access_token)
+        self.graph_route("GET", r"/me/accounts", self.me_accounts)
         self.graph_route("POST", rf"{page}/feed", self.create_post)
         self.graph_route("POST", rf"{page}/photos", self.create_photo)
         self.graph_route("POST", rf"{page}/videos", self.create_video)
@@ -111,6 +123,64 @@ class FacebookStandIn(GraphStandIn):
             page = self.pages[page_id] = _Page(page_id, handle.lstrip("@"), followers, user_id)
             page.token = self._mint_page_token(page, frozenset(scopes))
             return {"page_id": page_id, "access_token": page.token, "user_access_token": user_token}
+
+    def sign_in(self, handle: str, followers: int = 0) -> None:
+        """Signed in on facebook.com as the admin of the Page ``handle`` (made if it is new)."""
+        with self.lock:
+            self.login.codes.signed_in = handle.lstrip("@")
+            self._admin_of(handle.lstrip("@"), followers)
+
+    def _admin_of(self, handle: str, followers: int = 0) -> str:
+        page = next((p for p in self.pages.values() if p.handle == handle), None)
+        if page is None:
+            page_id = self.new_id()
+            page = self.pages[page_id] = _Page(page_id, handle, followers, self.new_id())
+        return page.user
+
+    # -- connecting -----------------------------------------------------------------------------------
+    def dialog(self, req: Request) -> Response:
+        with self.lock:
+            return self.login.dialog(req)
+
+    def access_token(self, req: Request) -> Response:
+        """The code for a short-lived user token, or ``fb_exchange_token`` for a long-lived one."""
+        params, _ = self.params(req)
+        with self.lock:
+            if params.get("grant_type") == "fb_exchange_token":
+                if params.get("client_id") != self.app_id or params.get("client_secret") != self.app_secret:
+                    raise graph_error("Error validating application. Invalid application ID or secret.", 101)
+                token = self.tokens.get(str(params.get("fb_exchange_token") or ""))
+                if token is None or token.state != "valid" or token.kind != "user":
+                    raise graph_error("Invalid OAuth access token - Cannot parse access token", 190)
+                issued, life = self._user_token(token.subject, token.scopes), 5_183_944
+            else:
+                user, scopes = self.login.redeem(params)
+                issued, life = self._user_token(user, scopes), 5_400
+        return Response(200, {"access_token": issued, "token_type": "bearer", "expires_in": life})
+
+    def me_accounts(self, req: Request) -> Response:
+        """The user's Pages with a Page token each (``pages_show_list``)."""
+        params, _ = self.params(req)
+        with self.lock:
+            token = self._token(req, params)
+            if token.kind != "user":
+                raise graph_error("(#100) Tried accessing nonexisting field (accounts) on node type (Page)",
+                                  100)
+            if "pages_show_list" not in token.scopes:
+                raise graph_error("(#200) The permission(s) pages_show_list are not available.", 200)
+            data = []
+            for page in self.pages.values():
+                if page.user == token.subject:
+                    page.token = self._mint_page_token(page, token.scopes)
+                    data.append({"id": page.id, "name": page.handle, "username": page.handle,
+                                 "access_token": page.token, "tasks": ["CREATE_CONTENT", "MANAGE"]})
+            paging = {"cursors": {"before": "0", "after": str(len(data))}}
+            return Response(200, {"data": data, "paging": paging})
+
+    def _user_token(self, user: str, scopes: frozenset[str]) -> str:
+        value = "EAAU" + secrets.token_urlsafe(40)
+        self.tokens[value] = _Token("user", user, scopes)
+        return value
 
     def invalidate(self, token: str, state: str = "revoked") -> None:
         """Make ``token`` fail: ``revoked`` (code 190/460, password changed) or ``expired`` (190/463)."""

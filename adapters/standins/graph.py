@@ -10,6 +10,11 @@
   in minutes), not as a bare 429.
 * Media containers that stay ``IN_PROGRESS`` for a set number of status reads, then turn ``FINISHED``
   (or ``ERROR``), expire after 24 h, and are ``PUBLISHED`` once used.
+* Facebook Login for connecting accounts (:class:`MetaLogin`): the dialog ``/vNN.N/dialog/oauth``
+  (one app, ``app_id``/``app_secret``; the exact registered ``redirect_uri``, ``state``, scopes
+  separated by commas, no PKCE) and the code's redemption at ``/vNN.N/oauth/access_token`` with the
+  app secret, refused in Graph's envelope (a used code 100/36009, another redirect_uri 100/36008, a
+  wrong secret code 1).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
+from adapters.standins.oauth import AuthorizationCodes
 
 MIN_VERSION = (21, 0)
 CURRENT_VERSION = "v24.0"
@@ -95,6 +101,41 @@ class Container:
             else:
                 self.status_code = "ERROR" if self.error else "FINISHED"
         return self.status_code
+
+
+def _login_refusal(status: int, error: str, description: str) -> HttpError:
+    """The OAuth refusals as Graph words them (its envelope, not RFC 6749's)."""
+    if error == "invalid_client":
+        return graph_error("Error validating client secret.", 1)
+    if "redirect" in description:
+        return graph_error("Error validating verification code. Please make sure your redirect_uri is "
+                           "identical to the one you used in the OAuth dialog request", 100, subcode=36008)
+    return graph_error("This authorization code has been used.", 100, subcode=36009)
+
+
+class MetaLogin:
+    """Facebook Login for one app: the dialog and the code's redemption (the token endpoint's other
+    grants are the stand-ins' own). ``user_of(signed_in)`` names the user the consent acts for."""
+
+    def __init__(self, user_of: Callable[[str], str], app_id: str, app_secret: str) -> None:
+        self.app_id, self.app_secret, self.user_of = app_id, app_secret, user_of
+        self.codes = AuthorizationCodes({app_id: set()}, pkce="none", scope_sep=",", refuse=_login_refusal)
+
+    @property
+    def clients(self) -> dict[str, str | None]:
+        return {self.app_id: self.app_secret}
+
+    def dialog(self, req: Request) -> Response:
+        if req.method == "GET":
+            return self.codes.consent_page(req, self.clients, set())
+        return self.codes.decide(req, self.clients, self.user_of)
+
+    def redeem(self, params: dict[str, Any]) -> tuple[str, frozenset[str]]:
+        """``code`` with the app's id and secret: the user and the scopes granted."""
+        form = {k: str(v) for k, v in params.items()}
+        client = self.codes.form_client(form, self.clients)
+        code = self.codes.redeem(form, client)
+        return code.user, code.scopes
 
 
 class GraphStandIn(StandIn):

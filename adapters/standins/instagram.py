@@ -15,6 +15,9 @@ Versioned routes (``/v24.0/...``; see :mod:`adapters.standins.graph`):
 * Tokens: Instagram-Login tokens refresh at ``/refresh_access_token?grant_type=ig_refresh_token``
   (unversioned as documented, at least 24 h old, unexpired); Facebook-Login tokens are extended at
   ``/oauth/access_token?grant_type=fb_exchange_token`` with the app id and secret. Both live 60 days.
+* Connecting through Facebook Login (:class:`adapters.standins.graph.MetaLogin`): the dialog
+  ``/dialog/oauth`` for the professional account ``sign_in`` names, the code at ``/oauth/access_token``,
+  and ``GET /me/accounts`` listing the user's Page with its ``instagram_business_account``.
 
 Error texts the docs do not give verbatim (caption limits, carousel rules, a too-young token) are the
 stand-in's own words under the codes platforms.md lists.
@@ -30,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.standins.base import Request, Response
-from adapters.standins.graph import Container, GraphStandIn, graph_error, graph_time, invalid
+from adapters.standins.graph import Container, GraphStandIn, MetaLogin, graph_error, graph_time, invalid
 
 TOKEN_LIFE = 60 * 24 * 3600
 CAPTION_LIMIT, MAX_HASHTAGS, MAX_MENTIONS = 2200, 30, 20
@@ -72,6 +75,7 @@ class InstagramStandIn(GraphStandIn):
         self.media: list[dict[str, Any]] = []  # published, oldest first
         self.app_id, self.app_secret = "1122334455", secrets.token_hex(16)
         self.refreshes = 0
+        self.login = MetaLogin(self._professional, self.app_id, self.app_secret)
         self._defaults()
         super().__init__(host, port)
 
@@ -88,6 +92,10 @@ class InstagramStandIn(GraphStandIn):
         self.route("GET", r"/refresh_access_token", self.refresh_token)
         self.graph_route("GET", r"/refresh_access_token", self.refresh_token)
         self.graph_route("GET", r"/oauth/access_token", self.exchange_token)
+        self.graph_route("POST", r"/oauth/access_token", self.exchange_token)
+        self.graph_route("GET", r"/dialog/oauth", self.dialog)
+        self.graph_route("POST", r"/dialog/oauth", self.dialog)
+        self.graph_route("GET", r"/me/accounts", self.me_accounts)
         self.graph_route("POST", rf"{user}/media", self.create_container)
         self.graph_route("POST", rf"{user}/media_publish", self.publish)
         self.graph_route("GET", rf"{user}/media", self.list_media)
@@ -109,6 +117,38 @@ class InstagramStandIn(GraphStandIn):
             if login == "facebook":
                 credentials.update(login="facebook", app_id=self.app_id, app_secret=self.app_secret)
             return credentials
+
+    def sign_in(self, handle: str, followers: int = 0) -> None:
+        """Signed in on facebook.com as the admin of the Page linked to the professional account
+        ``handle`` (made if it is new)."""
+        with self.lock:
+            self.login.codes.signed_in = handle.lstrip("@")
+            self._professional(handle.lstrip("@"), followers)
+
+    def _professional(self, username: str, followers: int = 0) -> str:
+        user = next((u for u in self.users.values()
+                     if u.username == username and u.login == "facebook"), None)
+        if user is None:
+            user = _User(self.new_id(), username, followers, "facebook")
+            self.users[user.id] = user
+        return user.id
+
+    def dialog(self, req: Request) -> Response:
+        with self.lock:
+            return self.login.dialog(req)
+
+    def me_accounts(self, req: Request) -> Response:
+        """The Facebook user's Page, linked to their professional account (``pages_show_list``)."""
+        params, _ = self.params(req)
+        with self.lock:
+            token = self._valid(self.token_of(req, params))
+            if "pages_show_list" not in token.scopes:
+                raise graph_error("(#200) The permission(s) pages_show_list are not available.", 200)
+            user = self.users[token.user]
+            page = {"id": str(int(user.id) + 500_000), "name": f"{user.username} Page",
+                    "access_token": "EAAP" + secrets.token_urlsafe(40), "tasks": ["CREATE_CONTENT"],
+                    "instagram_business_account": {"id": user.id, "username": user.username}}
+            return Response(200, {"data": [page] if user.login == "facebook" else []})
 
     def invalidate(self, token: str) -> None:
         """The user changed password or removed the app: code 190/460 from now on."""
@@ -162,6 +202,12 @@ class InstagramStandIn(GraphStandIn):
 
     def exchange_token(self, req: Request) -> Response:
         params, _ = self.params(req)
+        if params.get("code") is not None and params.get("grant_type") in (None, "authorization_code"):
+            with self.lock:
+                user, scopes = self.login.redeem(params)
+                short = self._issue(self.users[user], scopes)
+                self.tokens[short].expires_at = time.time() + 5_400  # Facebook Login's short-lived token
+            return Response(200, {"access_token": short, "token_type": "bearer", "expires_in": 5_400})
         if params.get("grant_type") != "fb_exchange_token":
             raise invalid("grant_type must be fb_exchange_token")
         if params.get("client_id") != self.app_id or params.get("client_secret") != self.app_secret:

@@ -126,7 +126,7 @@ def _meta_user_token(grant: Grant) -> tuple[str, str | None]:
 
 def _pages(grant: Grant, user_token: str) -> list[dict[str, Any]]:
     url = f"{_api(grant, 'https://graph.facebook.com')}/{GRAPH_VERSION}/me/accounts"
-    listing = grant.get(url, {"access_token": user_token, "fields": "id,name,access_token,tasks,"
+    listing = grant.get(url, {"access_token": user_token, "fields": "id,name,username,access_token,tasks,"
                               "instagram_business_account{id,username}"}, "the list of Pages")
     return [p for p in listing.get("data") or [] if isinstance(p, dict)]
 
@@ -139,8 +139,8 @@ def _named(handle: str, *names: Any) -> bool:
 def _facebook(grant: Grant) -> dict[str, Any]:
     """The Page the handle names (its id or its name), with its Page token."""
     user_token, _ = _meta_user_token(grant)
-    page = next((p for p in _pages(grant, user_token) if _named(grant.handle, p.get("id"), p.get("name"))),
-                None)
+    page = next((p for p in _pages(grant, user_token)
+                 if _named(grant.handle, p.get("id"), p.get("username"), p.get("name"))), None)
     if page is None or not isinstance(page.get("access_token"), str):
         raise UserError(f"connect: the Facebook user who signed in manages no Page {shown(grant.handle)}")
     return {"page_id": str(page["id"]), "access_token": page["access_token"], "user_access_token": user_token}
@@ -222,7 +222,8 @@ FLOWS: dict[str, Flow] = {f.platform: f for f in (
          needs_secret=False),
     Flow("mastodon", ("read", "write"), _mastodon, client_auth="form"),
     # Facebook Login: no PKCE in the manual web flow; scopes separated by commas.
-    Flow("facebook", ("pages_show_list", "pages_read_engagement", "pages_manage_posts"), _facebook,
+    Flow("facebook", ("pages_show_list", "pages_read_engagement", "pages_manage_posts", "publish_video"),
+         _facebook,
          scope_sep=",", pkce=False, client_auth="form"),
     Flow("instagram", ("pages_show_list", "pages_read_engagement", "instagram_basic",
                        "instagram_content_publish"), _instagram,

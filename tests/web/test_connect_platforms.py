@@ -9,7 +9,8 @@ import base64
 import hashlib
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,12 +18,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from adapters import adapter_class
 from adapters.standins import standin_class
 from scheduler.core import vault
 from scheduler.core.db import session_scope
 from scheduler.core.models import Account
 from scheduler.desk.models import AuditEntry
 from scheduler.web.models import MastodonApp
+from scheduler.web.oauth_flows import FLOWS
 from tests.conftest import Env
 from tests.web.conftest import WebDesk, csrf_of
 
@@ -252,3 +255,157 @@ def test_a_telegram_channel_is_connected_with_its_bot_token_never_shown_again(
         assert refused.status_code == 403
     finally:
         standin.stop()
+
+
+# -- the platforms with an installation-wide app: one flow, one case each -----------------------------
+@dataclass(frozen=True)
+class Case:
+    platform: str
+    authorize: str  # paths on the stand-in
+    token: str
+    app: Callable[[Any], tuple[str, str]]  # registers the callback on the stand-in; the app's id, secret
+    api: Callable[[Any], str] = lambda standin: standin.url  # the accounts' base URL
+
+
+def _meta_app(standin: Any, platform: str) -> tuple[str, str]:
+    standin.login.codes.redirect_uris[standin.app_id].add(_callback(platform))
+    return standin.app_id, standin.app_secret
+
+
+CASES = {c.platform: c for c in (
+    Case("facebook", "/v24.0/dialog/oauth", "/v24.0/oauth/access_token", lambda s: _meta_app(s, "facebook")),
+    Case("instagram", "/v24.0/dialog/oauth", "/v24.0/oauth/access_token",
+         lambda s: _meta_app(s, "instagram")),
+)}
+
+
+@pytest.fixture(params=sorted(CASES))
+def platform(request: Any, web: WebDesk, sqlite_env: Env) -> Iterator[tuple[Case, Any, str, str]]:
+    """A platform's stand-in with the dashboard's app registered on it and configured in the settings."""
+    case = CASES[request.param]
+    standin = standin_class(case.platform)().start()
+    client_id, secret = case.app(standin)
+    sqlite_env.set(**{f"{case.platform}__client_id": client_id, f"{case.platform}__client_secret": secret,
+                      f"{case.platform}__authorize_url": standin.url + case.authorize,
+                      f"{case.platform}__token_url": standin.url + case.token,
+                      f"{case.platform}__api_url": case.api(standin)})
+    yield case, standin, client_id, secret
+    standin.stop()
+
+
+def _start(client: Any, pages: Pages, platform: str, handle: str) -> str:
+    page = pages.keep(client.get("/ui/accounts"))
+    assert f'action="/ui/connect/{platform}"' in page.text
+    started = pages.keep(client.post(f"/ui/connect/{platform}", data={"csrf": csrf_of(page.text),
+                                                                       "handle": handle}))
+    assert started.status_code == 303, started.text
+    return started.headers["location"]
+
+
+def _secrets_of(account: Account | None) -> list[str]:
+    if account is None:
+        return []
+    return [v for k, v in vault.unseal(account.credentials).reveal().items()
+            if k not in ("user_id", "page_id", "open_id", "expires_at", "refresh_expires_at", "login",
+                         "app_id", "client_id", "client_key", "author")]
+
+
+def test_each_platform_connects_and_reconnects_through_its_oauth_pages(
+        web: WebDesk, platform: tuple[Case, Any, str, str]) -> None:
+    case, standin, client_id, secret = platform
+    flow = FLOWS[case.platform]
+    standin.sign_in("newsdesk", followers=7)
+    client, pages = web.sign_in("admin"), Pages()
+    authorize = _start(client, pages, case.platform, "newsdesk")
+    assert authorize.startswith(standin.url + case.authorize)
+    query = parse_qs(urlsplit(authorize).query)
+    assert query[flow.client_param] == [client_id] and query["redirect_uri"] == [_callback(case.platform)]
+    assert query["scope"] == [flow.scope_sep.join(flow.scopes)] and query["state"][0]
+    assert ("code_challenge" in query) == flow.pkce
+    assert all(query[k] == [v] for k, v in flow.extra.items())
+    page = client.get("/ui/accounts")
+    assert urlsplit(standin.url).netloc in page.headers["content-security-policy"]
+    back = _consent(authorize)
+    assert parse_qs(urlsplit(back).query)["state"] == query["state"]
+    done = _finish(client, pages, back)
+    assert done.status_code == 303, done.text
+    account = _account(case.platform, "newsdesk")
+    assert account is not None and account.base_url == case.api(standin) and account.remote_id
+    model = adapter_class(case.platform).credentials_model
+    stored = vault.unseal(account.credentials).reveal()
+    model.model_validate(stored)  # the shape the adapter takes, nothing else
+    first = _secrets_of(account)
+    assert _finish(client, pages, back).status_code == 403  # the answer cannot be replayed
+    assert f"{case.platform}:newsdesk" in pages.keep(client.get("/ui/accounts")).text
+
+    # Re-connecting goes through the platform again and stores the new token on the same account.
+    reconnected = _finish(client, pages, _consent(_start(client, pages, case.platform, "newsdesk")))
+    assert reconnected.status_code == 303, reconnected.text
+    again = _account(case.platform, "newsdesk")
+    assert again is not None and again.id == account.id
+    assert vault.unseal(again.credentials).get("access_token") != stored["access_token"]
+    with session_scope() as s:
+        actions = s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "admin")).all()
+    assert "account.add" in actions and "account.reauth" in actions
+    pages.assert_never_shown(secret, *first, *_secrets_of(again))
+
+
+def test_each_platform_refuses_a_forged_state_a_denied_consent_and_another_accounts_token(
+        web: WebDesk, platform: tuple[Case, Any, str, str]) -> None:
+    case, standin, _, secret = platform
+    client, pages = web.sign_in("admin"), Pages()
+    standin.sign_in("someone_else")  # signed in on the platform as another account
+    refused = _finish(client, pages, _consent(_start(client, pages, case.platform, "newsdesk")))
+    assert refused.status_code in (403, 422) and _account(case.platform, "newsdesk") is None
+
+    standin.sign_in("newsdesk")
+    authorize = _start(client, pages, case.platform, "newsdesk")
+    forged = pages.keep(client.get(f"/ui/oauth/{case.platform}/callback", params={"state": "x", "code": "x"}))
+    assert forged.status_code == 403
+    denied = _finish(client, pages, _consent(authorize, "deny"))
+    assert denied.status_code == 422 and "access_denied" in denied.text
+    editor = web.sign_in("editor")
+    state = parse_qs(urlsplit(authorize).query)["state"][0]
+    assert editor.get(f"/ui/oauth/{case.platform}/callback", params={"state": state}).status_code == 403
+    assert _account(case.platform, "newsdesk") is None
+    pages.assert_never_shown(secret)
+
+
+def test_each_standin_is_strict_about_redirect_uri_state_the_code_and_the_client(
+        web: WebDesk, platform: tuple[Case, Any, str, str]) -> None:
+    case, standin, client_id, secret = platform
+    flow = FLOWS[case.platform]
+    standin.sign_in("newsdesk")
+    verifier = "a-verifier-of-enough-length-0123456789-abcdefghij"
+    params = {"response_type": "code", flow.client_param: client_id, "redirect_uri": _callback(case.platform),
+              "scope": flow.scope_sep.join(flow.scopes), "state": "s1", **flow.extra}
+    if flow.pkce:
+        params.update(code_challenge=_challenge(verifier), code_challenge_method="S256")
+    with httpx.Client(base_url=standin.url) as http:
+        elsewhere = http.get(case.authorize, params={**params, "redirect_uri": "https://evil.example/cb"})
+        assert elsewhere.status_code == 400 and "location" not in elsewhere.headers
+        unknown = http.get(case.authorize, params={**params, flow.client_param: "someone-elses-app"})
+        assert unknown.status_code == 400 and "location" not in unknown.headers
+        no_state = http.get(case.authorize, params={**params, "state": ""})
+        assert "error=" in no_state.headers["location"] and "code=" not in no_state.headers["location"]
+
+        def code() -> str:
+            back = http.post(case.authorize, data={**params, "decision": "allow"})
+            return parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
+
+        token = {"grant_type": "authorization_code", "redirect_uri": _callback(case.platform),
+                 flow.client_param: client_id, "client_secret": secret}
+        if flow.pkce:
+            token["code_verifier"] = verifier
+            spent = code()
+            wrong = http.post(case.token, data={**token, "code": spent, "code_verifier": "not-the-verifier"})
+            assert wrong.status_code in (400, 401) and secret not in wrong.text
+            assert http.post(case.token, data={**token, "code": spent}).status_code in (400, 401)
+        assert http.post(case.token, data={**token, "code": code(), "client_secret": "not-the-secret"}
+                         ).status_code in (400, 401)
+        assert http.post(case.token, data={**token, "code": code(), "redirect_uri": f"{SERVER}/other"}
+                         ).status_code in (400, 401)
+        once = code()
+        good = http.post(case.token, data={**token, "code": once})
+        assert good.status_code == 200 and good.json()["access_token"]
+        assert http.post(case.token, data={**token, "code": once}).status_code in (400, 401)  # once only
