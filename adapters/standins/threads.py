@@ -4,7 +4,10 @@ Implements container creation (``POST /v1.0/{user}/threads``: TEXT, IMAGE, VIDEO
 items, replies), container status (``GET /v1.0/{container}``) that turns FINISHED after a number of
 polls, ``threads_publish`` with the 250-post / 1000-reply rolling quota, media reads, the profile's
 ``threads`` and ``replies`` lists, ``threads_insights`` (followers_count), ``threads_publishing_limit``
-and ``GET /refresh_access_token``. Errors use Meta's Graph envelope
+and ``GET /refresh_access_token``; for connecting an account, the authorize page ``/oauth/authorize``
+(threads.net's; the exact registered ``redirect_uri``, ``state``, comma-separated scopes, no PKCE),
+``POST /oauth/access_token`` (the code and the app's secret -> a one-hour token and ``user_id``) and
+``GET /access_token?grant_type=th_exchange_token`` (-> a 60-day token). Errors use Meta's Graph envelope
 ``{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`` with HTTP 400, as Graph does.
 
 Media is not downloaded: a URL must be absolute http(s), and a URL in ``fail_urls`` makes its
@@ -25,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import regex
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
+from adapters.standins.oauth import AuthorizationCodes
 
 TEXT_LIMIT = 500
 LINK_LIMIT = 5
@@ -72,6 +76,16 @@ def graph_error(message: str, code: int, subcode: int | None = None, status: int
     return HttpError(status, {"error": error})
 
 
+def _oauth_refusal(status: int, error: str, description: str) -> HttpError:
+    # The token endpoint answers in Graph's envelope, like the rest of graph.threads.net.
+    if error == "invalid_client":
+        return graph_error("Error validating client secret.", 1)
+    if "redirect" in description:
+        return graph_error("Error validating verification code. Please make sure your redirect_uri is "
+                           "identical to the one you used in the OAuth dialog request", 100, 36008)
+    return graph_error("This authorization code has been used.", 100, 36009)
+
+
 @dataclass
 class _User:
     id: str
@@ -112,6 +126,10 @@ class ThreadsStandIn(StandIn):
         self.media: dict[str, dict[str, Any]] = {}
         self.refresh_calls = 0
         self._seq = 17_841_400_000_000_000
+        # The Threads app (its own id and secret, apart from the Meta app's) and its codes.
+        self.app_id, self.app_secret = "3344556677", secrets.token_hex(16)
+        self.oauth = AuthorizationCodes({self.app_id: set()}, pkce="none", scope_sep=",",
+                                        refuse=_oauth_refusal)
         self._defaults()
         super().__init__(host, port)
 
@@ -126,6 +144,10 @@ class ThreadsStandIn(StandIn):
 
     def register(self) -> None:
         self.route("GET", r"/refresh_access_token", self.refresh)
+        self.route("GET", r"/oauth/authorize", self.authorize)
+        self.route("POST", r"/oauth/authorize", self.authorize_decision)
+        self.route("POST", r"/oauth/access_token", self.access_token)
+        self.route("GET", r"/access_token", self.exchange)
         self.route("POST", r"/v1\.0/(?P<user>[^/]+)/threads", self.create_container)
         self.route("POST", r"/v1\.0/(?P<user>[^/]+)/threads_publish", self.publish)
         self.route("GET", r"/v1\.0/(?P<user>[^/]+)/(?P<edge>threads|replies)", self.list_media)
@@ -150,6 +172,53 @@ class ThreadsStandIn(StandIn):
             self.tokens[token] = _Token(user.id, frozenset(scopes), issued, issued + TOKEN_LIFE)
             expires = datetime.fromtimestamp(issued + TOKEN_LIFE, UTC).isoformat(timespec="seconds")
         return {"access_token": token, "user_id": user.id, "expires_at": expires}
+
+    def sign_in(self, handle: str, followers: int = 0) -> None:
+        """Signed in on threads.net as ``handle`` (the consent page acts for them)."""
+        with self.lock:
+            self.oauth.signed_in = handle.lstrip("@")
+            self._user_named(handle.lstrip("@"), followers)
+
+    def _user_named(self, username: str, followers: int = 0) -> str:
+        user = next((u for u in self.users.values() if u.username == username), None)
+        if user is None:
+            user = _User(self._next_id(), username, followers)
+            self.users[user.id] = user
+        return user.id
+
+    # -- connecting ---------------------------------------------------------------------------------
+    def authorize(self, req: Request) -> Response:
+        with self.lock:
+            return self.oauth.consent_page(req, {self.app_id: self.app_secret}, {"threads_basic"})
+
+    def authorize_decision(self, req: Request) -> Response:
+        with self.lock:
+            return self.oauth.decide(req, {self.app_id: self.app_secret}, self._user_named)
+
+    def access_token(self, req: Request) -> Response:
+        """The code, with the app's id and secret, for a short-lived (one-hour) token."""
+        params = self._params(req)
+        with self.lock:
+            if params.get("grant_type") != "authorization_code":
+                raise graph_error("Param grant_type must be authorization_code", 100)
+            client = self.oauth.form_client(params, {self.app_id: self.app_secret})
+            code = self.oauth.redeem(params, client)
+            token = "THAA" + secrets.token_urlsafe(40)
+            self.tokens[token] = _Token(code.user, code.scopes, time.time(), time.time() + 3600)
+            return Response(200, {"access_token": token, "user_id": int(code.user)})
+
+    def exchange(self, req: Request) -> Response:
+        """``th_exchange_token``: a valid short-lived token and the app secret for a 60-day token."""
+        params = self._params(req)
+        with self.lock:
+            if params.get("grant_type") != "th_exchange_token":
+                raise graph_error("Param grant_type must be th_exchange_token", 100)
+            if params.get("client_secret") != self.app_secret:
+                raise graph_error("Error validating client secret.", 1)
+            token = self._token(params.get("access_token", ""))
+            long = "THAA" + secrets.token_urlsafe(40)
+            self.tokens[long] = _Token(token.user_id, token.scopes, time.time(), time.time() + TOKEN_LIFE)
+            return Response(200, {"access_token": long, "token_type": "bearer", "expires_in": TOKEN_LIFE})
 
     def expire_tokens(self) -> None:
         with self.lock:

@@ -272,10 +272,17 @@ def _meta_app(standin: Any, platform: str) -> tuple[str, str]:
     return standin.app_id, standin.app_secret
 
 
+def _registered(standin: Any, platform: str, client_id: str, secret: str) -> tuple[str, str]:
+    standin.oauth.redirect_uris.setdefault(client_id, set()).add(_callback(platform))
+    return client_id, secret
+
+
 CASES = {c.platform: c for c in (
     Case("facebook", "/v24.0/dialog/oauth", "/v24.0/oauth/access_token", lambda s: _meta_app(s, "facebook")),
     Case("instagram", "/v24.0/dialog/oauth", "/v24.0/oauth/access_token",
          lambda s: _meta_app(s, "instagram")),
+    Case("threads", "/oauth/authorize", "/oauth/access_token",
+         lambda s: _registered(s, "threads", s.app_id, s.app_secret)),
 )}
 
 
