@@ -4,7 +4,10 @@ Implements ``POST /rest/posts`` (201, URN in ``x-restli-id``), the author finder
 Images API (initializeUpload, one authorised PUT), the Videos API (initializeUpload, signed part PUTs
 answering ETags, finalizeUpload, status that turns AVAILABLE after a number of reads),
 ``networkSizes`` and ``memberFollowersCount``, and ``POST /oauth/v2/accessToken`` (refresh; the
-refresh token keeps the lifetime of its first grant). Every REST call needs a bearer token,
+refresh token keeps the lifetime of its first grant; and the authorization code, with the app's id and
+secret in the form, from the authorize page ``/oauth/v2/authorization``: the exact registered
+``redirect_uri``, ``state``, no PKCE for web apps, a refresh token only for apps approved for it).
+Every REST call needs a bearer token,
 ``LinkedIn-Version`` (an active YYYYMM: the last 12 months) and ``X-Restli-Protocol-Version: 2.0.0``;
 URNs in paths must be URL-encoded. Errors have LinkedIn's shape ``{"status", "serviceErrorCode",
 "code", "message"}``; validation errors are 422 with ``errorDetails.inputErrors``.
@@ -29,6 +32,7 @@ from urllib.parse import parse_qs, unquote
 import regex
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
+from adapters.standins.oauth import AuthorizationCodes
 from adapters.standins.text import utf16_units
 
 TEXT_LIMIT = 3000
@@ -129,6 +133,11 @@ class LinkedInStandIn(StandIn):
         self.uploads = 0
         self.refresh_calls = 0
         self._seq = 7_141_000_000_000_000_000
+        # Connecting: the app's authorize page and codes; the members signed in by name.
+        self.oauth = AuthorizationCodes({self.client_id: set()}, pkce="none", grant_error="invalid_request",
+                                        refuse=_code_refusal)
+        self.members: dict[str, str] = {}  # a name used in tests -> the member's URN
+        self.grants_refresh_tokens = True  # an app approved for programmatic refresh
         self._defaults()
         super().__init__(host, port)
 
@@ -139,6 +148,8 @@ class LinkedInStandIn(StandIn):
 
     def register(self) -> None:
         self.route("POST", r"/oauth/v2/accessToken", self.access_token)
+        self.route("GET", r"/oauth/v2/authorization", self.authorize)
+        self.route("POST", r"/oauth/v2/authorization", self.authorize_decision)
         self.route("POST", r"/rest/posts", self.create_post)
         self.route("GET", r"/rest/posts", self.find_posts)
         self.route("GET", r"/rest/posts/(?P<urn>[^/]+)", self.read_post)
@@ -178,6 +189,31 @@ class LinkedInStandIn(StandIn):
             if not urn:
                 creds["author"] = author
         return creds
+
+    def sign_in(self, handle: str, followers: int = 0) -> None:
+        """Signed in on linkedin.com as the member ``handle`` names: an organisation URN signs in one
+        of its administrators; any other name is a member of its own."""
+        with self.lock:
+            self.oauth.signed_in = handle
+            self.followers[handle if handle.startswith("urn:li:") else self._member_named(handle)] = followers
+            self._member_named(handle)
+
+    def _member_named(self, name: str) -> str:
+        if name not in self.members:
+            member = name if name.startswith("urn:li:person:") else f"urn:li:person:{secrets.token_hex(5)}"
+            if name.startswith("urn:li:organization:"):
+                self.admins.setdefault(name, set()).add(member)
+                self.followers.setdefault(name, 0)
+            self.members[name] = member
+        return self.members[name]
+
+    def authorize(self, req: Request) -> Response:
+        with self.lock:
+            return self.oauth.consent_page(req, {self.client_id: self.client_secret}, set())
+
+    def authorize_decision(self, req: Request) -> Response:
+        with self.lock:
+            return self.oauth.decide(req, {self.client_id: self.client_secret}, self._member_named)
 
     def expire_access_tokens(self) -> None:
         with self.lock:
@@ -220,9 +256,12 @@ class LinkedInStandIn(StandIn):
             if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
                 raise HttpError(401, {"error": "invalid_client",
                                       "error_description": "Client authentication failed"})
+            if form.get("grant_type") == "authorization_code":
+                return self._redeem(form)
             if form.get("grant_type") != "refresh_token":
                 raise HttpError(400, {"error": "unsupported_grant_type",
-                                      "error_description": "the stand-in only refreshes"})
+                                      "error_description": "grant_type must be authorization_code or "
+                                                           "refresh_token"})
             grant = self.refresh_tokens.get(form.get("refresh_token", ""))
             if grant is None or grant[2] < time.time():
                 raise HttpError(400, {"error": "invalid_grant", "error_description": "The provided "
@@ -238,6 +277,19 @@ class LinkedInStandIn(StandIn):
                                   "refresh_token": form["refresh_token"],
                                   "refresh_token_expires_in": int(refresh_expires - now),
                                   "scope": ",".join(sorted(scopes))})
+
+    def _redeem(self, form: dict[str, str]) -> Response:
+        code = self.oauth.redeem(form, self.client_id)
+        now = time.time()
+        token = "AQV" + secrets.token_urlsafe(48)
+        self.tokens[token] = _Token(code.user, code.scopes, now + ACCESS_LIFE)
+        body: dict[str, Any] = {"access_token": token, "expires_in": ACCESS_LIFE,
+                                "scope": ",".join(sorted(code.scopes))}
+        if self.grants_refresh_tokens:
+            refresh = "AQX" + secrets.token_urlsafe(48)
+            self.refresh_tokens[refresh] = (code.user, code.scopes, now + REFRESH_LIFE)
+            body.update(refresh_token=refresh, refresh_token_expires_in=REFRESH_LIFE)
+        return Response(200, body)
 
     # -- posts --------------------------------------------------------------------------------
     def create_post(self, req: Request) -> Response:
@@ -573,6 +625,13 @@ def _string(data: Any, path: str, name: str | None = None) -> str:
     if not isinstance(value, str) or not value:
         raise invalid(path, f"{path} is required and must be a string")
     return value
+
+
+def _code_refusal(status: int, error: str, description: str) -> HttpError:
+    # LinkedIn's one sentence for every bad code, redirect_uri or verifier.
+    return HttpError(status, {"error": error, "error_description": "Unable to retrieve access token: "
+                              "appid/redirect uri/code verifier does not match authorization code. Or "
+                              "authorization code expired. Or external member binding exists"})
 
 
 def _iso(seconds: float) -> str:

@@ -43,7 +43,6 @@ from scheduler.web.session import Poster, User
 router = APIRouter()
 COOKIE = "cp_oauth"
 COOKIE_SECONDS = 600
-SCOPES = {p: f.scope_sep.join(f.scopes) for p, f in FLOWS.items()}  # what each platform is asked for
 
 
 def app_for(platform: str) -> OAuthApp:
@@ -108,7 +107,7 @@ def _authorize_url(request: Request, flow: Flow, app: App, handle: str,
     """The platform's authorize page for a new connection, and the cookie that remembers it."""
     state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
     query = {"response_type": "code", flow.client_param: app.client_id,
-             "redirect_uri": _callback(request, flow.platform), "scope": SCOPES[flow.platform],
+             "redirect_uri": _callback(request, flow.platform), "scope": flow.scope_for(handle),
              "state": state, **flow.extra}
     if flow.pkce:
         query.update(code_challenge=_challenge(verifier), code_challenge_method="S256")

@@ -76,6 +76,11 @@ class Flow:
     client_param: str = "client_id"  # TikTok calls it client_key
     extra: Mapping[str, str] = field(default_factory=dict)  # more authorize parameters
     needs_secret: bool = True  # the token endpoint refuses a client without one
+    # More scopes for some handles (a LinkedIn organisation needs the Community Management ones).
+    more_scopes: Callable[[str], tuple[str, ...]] = lambda handle: ()
+
+    def scope_for(self, handle: str) -> str:
+        return self.scope_sep.join((*self.scopes, *self.more_scopes(handle)))
 
 
 def refusal(body: Any) -> str:
@@ -217,6 +222,9 @@ def _tiktok(grant: Grant) -> dict[str, Any]:
     return {k: v for k, v in creds.items() if v}
 
 
+# A LinkedIn Page is posted to through the Community Management API's scopes.
+_ORGANIZATION_SCOPES = ("w_organization_social", "r_organization_social", "rw_organization_admin")
+
 FLOWS: dict[str, Flow] = {f.platform: f for f in (
     Flow("x", ("tweet.read", "tweet.write", "users.read", "media.write", "offline.access"), _x,
          needs_secret=False),
@@ -230,7 +238,8 @@ FLOWS: dict[str, Flow] = {f.platform: f for f in (
          scope_sep=",", pkce=False, client_auth="form"),
     Flow("threads", ("threads_basic", "threads_content_publish", "threads_manage_insights"), _threads,
          scope_sep=",", pkce=False, client_auth="form"),
-    Flow("linkedin", ("openid", "profile", "w_member_social"), _linkedin, pkce=False, client_auth="form"),
+    Flow("linkedin", ("openid", "profile", "w_member_social"), _linkedin, pkce=False, client_auth="form",
+         more_scopes=lambda h: _ORGANIZATION_SCOPES if h.startswith("urn:li:organization:") else ()),
     Flow("youtube", ("https://www.googleapis.com/auth/youtube.upload",
                      "https://www.googleapis.com/auth/youtube.readonly"), _youtube, client_auth="form",
          extra={"access_type": "offline", "prompt": "consent"}),

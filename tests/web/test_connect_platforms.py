@@ -265,6 +265,7 @@ class Case:
     token: str
     app: Callable[[Any], tuple[str, str]]  # registers the callback on the stand-in; the app's id, secret
     api: Callable[[Any], str] = lambda standin: standin.url  # the accounts' base URL
+    handle: str = "newsdesk"  # the account connected (LinkedIn: an organisation, whose admin signs in)
 
 
 def _meta_app(standin: Any, platform: str) -> tuple[str, str]:
@@ -283,6 +284,9 @@ CASES = {c.platform: c for c in (
          lambda s: _meta_app(s, "instagram")),
     Case("threads", "/oauth/authorize", "/oauth/access_token",
          lambda s: _registered(s, "threads", s.app_id, s.app_secret)),
+    Case("linkedin", "/oauth/v2/authorization", "/oauth/v2/accessToken",
+         lambda s: _registered(s, "linkedin", s.client_id, s.client_secret),
+         handle="urn:li:organization:2414183"),
 )}
 
 
@@ -321,13 +325,13 @@ def test_each_platform_connects_and_reconnects_through_its_oauth_pages(
         web: WebDesk, platform: tuple[Case, Any, str, str]) -> None:
     case, standin, client_id, secret = platform
     flow = FLOWS[case.platform]
-    standin.sign_in("newsdesk", followers=7)
+    standin.sign_in(case.handle, followers=7)
     client, pages = web.sign_in("admin"), Pages()
-    authorize = _start(client, pages, case.platform, "newsdesk")
+    authorize = _start(client, pages, case.platform, case.handle)
     assert authorize.startswith(standin.url + case.authorize)
     query = parse_qs(urlsplit(authorize).query)
     assert query[flow.client_param] == [client_id] and query["redirect_uri"] == [_callback(case.platform)]
-    assert query["scope"] == [flow.scope_sep.join(flow.scopes)] and query["state"][0]
+    assert query["scope"] == [flow.scope_for(case.handle)] and query["state"][0]
     assert ("code_challenge" in query) == flow.pkce
     assert all(query[k] == [v] for k, v in flow.extra.items())
     page = client.get("/ui/accounts")
@@ -336,19 +340,19 @@ def test_each_platform_connects_and_reconnects_through_its_oauth_pages(
     assert parse_qs(urlsplit(back).query)["state"] == query["state"]
     done = _finish(client, pages, back)
     assert done.status_code == 303, done.text
-    account = _account(case.platform, "newsdesk")
+    account = _account(case.platform, case.handle)
     assert account is not None and account.base_url == case.api(standin) and account.remote_id
     model = adapter_class(case.platform).credentials_model
     stored = vault.unseal(account.credentials).reveal()
     model.model_validate(stored)  # the shape the adapter takes, nothing else
     first = _secrets_of(account)
     assert _finish(client, pages, back).status_code == 403  # the answer cannot be replayed
-    assert f"{case.platform}:newsdesk" in pages.keep(client.get("/ui/accounts")).text
+    assert f"{case.platform}:{case.handle}" in pages.keep(client.get("/ui/accounts")).text
 
     # Re-connecting goes through the platform again and stores the new token on the same account.
-    reconnected = _finish(client, pages, _consent(_start(client, pages, case.platform, "newsdesk")))
+    reconnected = _finish(client, pages, _consent(_start(client, pages, case.platform, case.handle)))
     assert reconnected.status_code == 303, reconnected.text
-    again = _account(case.platform, "newsdesk")
+    again = _account(case.platform, case.handle)
     assert again is not None and again.id == account.id
     assert vault.unseal(again.credentials).get("access_token") != stored["access_token"]
     with session_scope() as s:
@@ -362,11 +366,11 @@ def test_each_platform_refuses_a_forged_state_a_denied_consent_and_another_accou
     case, standin, _, secret = platform
     client, pages = web.sign_in("admin"), Pages()
     standin.sign_in("someone_else")  # signed in on the platform as another account
-    refused = _finish(client, pages, _consent(_start(client, pages, case.platform, "newsdesk")))
-    assert refused.status_code in (403, 422) and _account(case.platform, "newsdesk") is None
+    refused = _finish(client, pages, _consent(_start(client, pages, case.platform, case.handle)))
+    assert refused.status_code in (403, 422) and _account(case.platform, case.handle) is None
 
-    standin.sign_in("newsdesk")
-    authorize = _start(client, pages, case.platform, "newsdesk")
+    standin.sign_in(case.handle)
+    authorize = _start(client, pages, case.platform, case.handle)
     forged = pages.keep(client.get(f"/ui/oauth/{case.platform}/callback", params={"state": "x", "code": "x"}))
     assert forged.status_code == 403
     denied = _finish(client, pages, _consent(authorize, "deny"))
@@ -374,7 +378,7 @@ def test_each_platform_refuses_a_forged_state_a_denied_consent_and_another_accou
     editor = web.sign_in("editor")
     state = parse_qs(urlsplit(authorize).query)["state"][0]
     assert editor.get(f"/ui/oauth/{case.platform}/callback", params={"state": state}).status_code == 403
-    assert _account(case.platform, "newsdesk") is None
+    assert _account(case.platform, case.handle) is None
     pages.assert_never_shown(secret)
 
 
@@ -382,10 +386,10 @@ def test_each_standin_is_strict_about_redirect_uri_state_the_code_and_the_client
         web: WebDesk, platform: tuple[Case, Any, str, str]) -> None:
     case, standin, client_id, secret = platform
     flow = FLOWS[case.platform]
-    standin.sign_in("newsdesk")
+    standin.sign_in(case.handle)
     verifier = "a-verifier-of-enough-length-0123456789-abcdefghij"
     params = {"response_type": "code", flow.client_param: client_id, "redirect_uri": _callback(case.platform),
-              "scope": flow.scope_sep.join(flow.scopes), "state": "s1", **flow.extra}
+              "scope": flow.scope_for(case.handle), "state": "s1", **flow.extra}
     if flow.pkce:
         params.update(code_challenge=_challenge(verifier), code_challenge_method="S256")
     with httpx.Client(base_url=standin.url) as http:
