@@ -3,6 +3,8 @@ accounts grid, the inbox of what waits for a person, and a week of deliveries.""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -18,6 +20,7 @@ from scheduler.desk import approval
 from scheduler.desk import deliveries as desk_deliveries
 from scheduler.desk import stories as desk_stories
 from scheduler.desk.access import Actor
+from scheduler.desk.models import AuditEntry
 from scheduler.feeds import desk as feeds_desk
 from scheduler.stories.queueing import RETIMABLE
 
@@ -49,9 +52,14 @@ def grid(s: Session, actor: Actor, *, status: str | None, account: str | None, a
         if attention and not any(d["state"] in ATTENTION for d in cells.values()):
             continue
         columns.update(dict.fromkeys(cells))
+        writable = {d.account.label for d in story.deliveries if actor.may("editor", d.account)}
+        for d in cells.values():
+            d["stamp"] = stamp(d)
+            d["editable"] = text_editable(story, d, d["account"] in writable)
         rows.append({**shown, "cells": cells, "approvable": approvable(s, actor, story),
                      "writers": sorted(approval.writers(s, story)),
-                     "overdue": overdue(story, shown["first_due_at"], utcnow())})
+                     "overdue": overdue(story, shown["first_due_at"], utcnow()),
+                     "editable": story_editable(story, len(writable) == len(story.deliveries))})
     labels = [account] if account else sorted(columns)
     return Grid(labels, rows, next_cursor)
 
@@ -72,6 +80,35 @@ def _stories_to(s: Session, actor: Actor, label: str, status: str | None, cursor
     found = list(s.scalars(query.order_by(Story.id.desc()).limit(limit + 1)))
     more = len(found) > limit
     return found[:limit], str(found[limit - 1].id) if more else None
+
+
+def stamp(cell: dict[str, Any]) -> str:
+    """A short digest of everything a grid cell shows: the live refresh replaces only cells whose
+    stamp changed, and leaves alone the one an operator is typing in."""
+    return hashlib.sha256(json.dumps(cell, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def story_editable(story: Story, editor_of_all: bool) -> bool:
+    """Offer "edit the story" only where ``desk.stories.edit`` would accept it: an editor of every
+    account, and none of its deliveries started (the desk checks both again on the POST)."""
+    return (editor_of_all and story.status not in ("cancelled", "rejected")
+            and all(d.state in desk_stories.EDITABLE and not d.attempts for d in story.deliveries))
+
+
+def waits_again_after_edit(s: Session, story: Story) -> bool:
+    """Whether an edit sends the story (back) to approval, as ``desk.stories.back_to_approval`` decides:
+    it waits, was approved once, or a policy covers one of its accounts; the edit form says so first."""
+    if story.status == "awaiting_approval" or approval.needed(s, [d.account for d in story.deliveries]):
+        return True
+    return s.scalar(select(AuditEntry.id).where(
+        AuditEntry.object_type == "story", AuditEntry.object_id == str(story.id),
+        AuditEntry.action == "story.approve").limit(1)) is not None
+
+
+def text_editable(story: Story, cell: dict[str, Any], editor: bool) -> bool:
+    """One account's own text may change before that delivery's first attempt (``queueing.set_text``)."""
+    return (editor and story.status not in ("cancelled", "rejected") and cell["state"] in RETIMABLE
+            and not cell["attempts"])
 
 
 def approvable(s: Session, actor: Actor, story: Story) -> bool:
