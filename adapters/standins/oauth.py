@@ -39,6 +39,7 @@ class _Code:
     scopes: frozenset[str]
     user: str
     expires: float
+    params: dict[str, str] = field(default_factory=dict)  # the whole request (Google's access_type...)
 
 
 @dataclass
@@ -115,7 +116,8 @@ class AuthorizationCodes:
         challenge = form.get("code_challenge", "") if self.pkce != "none" else ""
         self.codes[code] = _Code(client, redirect_uri, challenge, form.get("code_challenge_method", "plain"),
                                  frozenset(self.scopes_of(form.get("scope", ""))), user_of(self.signed_in),
-                                 time.time() + CODE_SECONDS)
+                                 time.time() + CODE_SECONDS,
+                                 {k: v for k, v in form.items() if k != "decision"})
         return _redirect(redirect_uri, {"state": form.get("state", ""), "code": code})
 
     def redeem(self, form: dict[str, str], client: str) -> _Code:

@@ -11,6 +11,11 @@ an MP4 has no ``ftyp`` box, or ``next_outcome``); and the project's daily quota 
 units) answered 403 ``quotaExceeded``. Errors have Google's ``{"error": {"code", "message", "errors":
 [{"domain", "reason", "message"}], "status"}}`` shape.
 
+Connecting a channel (Google's web-server flow): the consent page ``/o/oauth2/v2/auth`` (the exact
+registered ``redirect_uri``, ``state``, PKCE optional as Google has it) and the ``authorization_code``
+grant at ``/token`` with the client's id and secret in the form (and the verifier when a challenge was
+sent); a refresh token only when ``access_type=offline`` was asked for.
+
 Session URIs are opaque to clients; this one puts them under ``/upload/youtube/v3/videos/resumable`` so
 tests can aim a fault at the chunk PUTs alone.
 """
@@ -26,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
+from adapters.standins.oauth import AuthorizationCodes
 from adapters.standins.text import utf16_units
 
 QUANTUM = 256 * 1024
@@ -46,6 +52,16 @@ def google_error(status: int, reason: str, message: str, domain: str = "global")
 
 def _oauth_error(status: int, error: str, description: str) -> HttpError:
     return HttpError(status, {"error": error, "error_description": description})
+
+
+def _code_refusal(status: int, error: str, description: str) -> HttpError:
+    # Google's terse words: a bad code or verifier is invalid_grant, a client redirect_uri_mismatch.
+    if error == "invalid_client":
+        return _oauth_error(401, "invalid_client", "Unauthorized")
+    if "redirect" in description:
+        return _oauth_error(400, "redirect_uri_mismatch", "Bad Request")
+    return _oauth_error(400, "invalid_grant", "Bad Request" if "verifier" not in description
+                        else "Invalid code verifier.")
 
 
 def _now_iso() -> str:
@@ -107,6 +123,7 @@ class YouTubeStandIn(StandIn):
         self.refresh_tokens: dict[str, str] = {}  # token -> channel id
         self.sessions: dict[str, Session] = {}
         self.videos: dict[str, Video] = {}
+        self.oauth = AuthorizationCodes({self.client_id: set()}, pkce="optional", refuse=_code_refusal)
         self._zero_counters()
 
     def _zero_counters(self) -> None:
@@ -115,6 +132,8 @@ class YouTubeStandIn(StandIn):
 
     def register(self) -> None:
         self.route("POST", "/token", self._token)
+        self.route("GET", "/o/oauth2/v2/auth", self.authorize)
+        self.route("POST", "/o/oauth2/v2/auth", self.authorize_decision)
         self.route("POST", "/upload/youtube/v3/videos", self._start)
         self.route("PUT", "/upload/youtube/v3/videos/resumable", self._put)
         self.route("GET", "/youtube/v3/videos", self._videos)
@@ -135,6 +154,27 @@ class YouTubeStandIn(StandIn):
         return {"access_token": access, "refresh_token": refresh, "client_id": self.client_id,
                 "client_secret": self.client_secret,
                 "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(timespec="seconds")}
+
+    def sign_in(self, handle: str, followers: int = 0) -> None:
+        """Signed in to Google as the owner of the channel ``handle`` (made if it is new)."""
+        with self.lock:
+            self.oauth.signed_in = handle.lstrip("@")
+            self._channel_named(handle.lstrip("@"), followers)
+
+    def _channel_named(self, handle: str, followers: int = 0) -> str:
+        channel = next((c for c in self.channels.values() if c.handle == handle), None)
+        if channel is None:
+            channel = Channel("UC" + secrets.token_urlsafe(16)[:22], handle, followers)
+            self.channels[channel.id] = channel
+        return channel.id
+
+    def authorize(self, req: Request) -> Response:
+        with self.lock:
+            return self.oauth.consent_page(req, {self.client_id: self.client_secret}, set())
+
+    def authorize_decision(self, req: Request) -> Response:
+        with self.lock:
+            return self.oauth.decide(req, {self.client_id: self.client_secret}, self._channel_named)
 
     def _issue(self, channel: str) -> tuple[str, float]:
         token, expires = f"ya29.{secrets.token_urlsafe(60)}", time.time() + self.access_ttl
@@ -174,6 +214,8 @@ class YouTubeStandIn(StandIn):
         form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8", "replace")).items()}
         with self.lock:
             self.refresh_calls += 1
+            if form.get("grant_type") == "authorization_code":
+                return self._redeem(form)
             if form.get("grant_type") != "refresh_token":
                 grant = form.get("grant_type")
                 raise _oauth_error(400, "unsupported_grant_type", f"Invalid grant_type: {grant}")
@@ -190,6 +232,21 @@ class YouTubeStandIn(StandIn):
             access, _ = self._issue(channel)
         return Response(200, {"access_token": access, "expires_in": self.access_ttl, "scope": SCOPE,
                               "token_type": "Bearer"})
+
+    def _redeem(self, form: dict[str, str]) -> Response:
+        for name in ("code", "client_id", "client_secret", "redirect_uri"):
+            if not form.get(name):
+                raise _oauth_error(400, "invalid_request", f"Missing required parameter: {name}")
+        client = self.oauth.form_client(form, {self.client_id: self.client_secret})
+        code = self.oauth.redeem(form, client)
+        access, _ = self._issue(code.user)
+        body: dict[str, Any] = {"access_token": access, "expires_in": self.access_ttl,
+                                "scope": " ".join(sorted(code.scopes)), "token_type": "Bearer"}
+        if code.params.get("access_type") == "offline":
+            refresh = f"1//0{secrets.token_urlsafe(40)}"
+            self.refresh_tokens[refresh] = code.user
+            body["refresh_token"] = refresh
+        return Response(200, body)
 
     # -- videos.insert, resumable -----------------------------------------------------------------
     def _start(self, req: Request) -> Response:

@@ -287,6 +287,8 @@ CASES = {c.platform: c for c in (
     Case("linkedin", "/oauth/v2/authorization", "/oauth/v2/accessToken",
          lambda s: _registered(s, "linkedin", s.client_id, s.client_secret),
          handle="urn:li:organization:2414183"),
+    Case("youtube", "/o/oauth2/v2/auth", "/token",
+         lambda s: _registered(s, "youtube", s.client_id, s.client_secret), handle="@newsdesk"),
 )}
 
 
