@@ -14,6 +14,11 @@ Retry-After) and a daily post cap per creator (``spam_risk_too_many_posts``); a 
 ``file_format_check_failed`` for an MP4 without ``ftyp`` or a PNG photo), and a public post id that
 appears ``moderation_polls`` fetches later. Sizes in MB are MiB. An upload URL expires after
 ``upload_ttl`` seconds (answered 404: TikTok's own answer is not documented).
+
+Connecting (Login Kit for Web): the authorize page ``/v2/auth/authorize/`` (``client_key``, the exact
+registered ``redirect_uri``, ``state``, comma-separated scopes; a PKCE challenge is optional, as only
+desktop and mobile apps send one) and the ``authorization_code`` grant at ``/v2/oauth/token/`` with the
+client key and secret in the form, answering ``open_id`` and both tokens with their lifetimes.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
+from adapters.standins.oauth import AuthorizationCodes
 from adapters.standins.text import utf16_units
 
 MB = 1024 * 1024
@@ -53,6 +59,15 @@ def fail(status: int, code: str, message: str) -> HttpError:
 
 def _oauth_fail(status: int, error: str, description: str) -> HttpError:
     return HttpError(status, {"error": error, "error_description": description, "log_id": _log_id()})
+
+
+def _code_refusal(status: int, error: str, description: str) -> HttpError:
+    # TikTok's words for a bad code, redirect_uri or verifier.
+    if "verifier" in description:
+        return _oauth_fail(400, "invalid_request", "Code verifier or code challenge is invalid.")
+    if "redirect" in description:
+        return _oauth_fail(400, "invalid_request", "Redirect URI is not matched with the authorization code.")
+    return _oauth_fail(400, "invalid_grant", "Authorization code is expired.")
 
 
 @dataclass
@@ -111,6 +126,8 @@ class TikTokStandIn(StandIn):
         self.refresh_tokens: dict[str, tuple[str, float]] = {}  # live refresh token -> open_id, expiry
         self.publishes: dict[str, Publish] = {}
         self.windows: dict[tuple[str, str], list[float]] = {}
+        self.oauth = AuthorizationCodes({self.client_key: set()}, pkce="optional", client_param="client_key",
+                                        scope_sep=",", refuse=_code_refusal)
         self._zero_counters()
 
     def _zero_counters(self) -> None:
@@ -118,6 +135,8 @@ class TikTokStandIn(StandIn):
 
     def register(self) -> None:
         self.route("POST", "/v2/oauth/token/", self._token)
+        self.route("GET", "/v2/auth/authorize/", self.authorize)
+        self.route("POST", "/v2/auth/authorize/", self.authorize_decision)
         self.route("POST", "/v2/post/publish/creator_info/query/", self._creator_info)
         self.route("POST", "/v2/post/publish/video/init/", self._video_init)
         self.route("POST", "/v2/post/publish/content/init/", self._content_init)
@@ -139,6 +158,27 @@ class TikTokStandIn(StandIn):
         return {"access_token": access, "refresh_token": refresh, "client_key": self.client_key,
                 "client_secret": self.client_secret, "open_id": user.open_id,
                 "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(timespec="seconds")}
+
+    def sign_in(self, handle: str, followers: int = 0) -> None:
+        """Signed in on tiktok.com as ``handle`` (made if new): the consent page acts for them."""
+        with self.lock:
+            self.oauth.signed_in = handle.lstrip("@")
+            self._open_id_of(handle.lstrip("@"), followers)
+
+    def _open_id_of(self, username: str, followers: int = 0) -> str:
+        user = next((u for u in self.users.values() if u.username == username), None)
+        if user is None:
+            user = User(f"-000{secrets.token_hex(14)}", username, followers)
+            self.users[user.open_id] = user
+        return user.open_id
+
+    def authorize(self, req: Request) -> Response:
+        with self.lock:
+            return self.oauth.consent_page(req, {self.client_key: self.client_secret}, {"user.info.basic"})
+
+    def authorize_decision(self, req: Request) -> Response:
+        with self.lock:
+            return self.oauth.decide(req, {self.client_key: self.client_secret}, self._open_id_of)
 
     def user(self, handle: str) -> User:
         with self.lock:
@@ -191,6 +231,13 @@ class TikTokStandIn(StandIn):
             self.refresh_calls += 1
             if form.get("client_key") != self.client_key or form.get("client_secret") != self.client_secret:
                 raise _oauth_fail(401, "invalid_client", "Client key or secret is incorrect.")
+            if form.get("grant_type") == "authorization_code":
+                code = self.oauth.redeem(form, self.client_key)
+                access, refresh, _ = self._issue(code.user)
+                return Response(200, {"access_token": access, "expires_in": self.access_ttl,
+                                      "open_id": code.user, "refresh_expires_in": self.refresh_ttl,
+                                      "refresh_token": refresh,
+                                      "scope": ",".join(sorted(code.scopes)), "token_type": "Bearer"})
             if form.get("grant_type") != "refresh_token":
                 raise _oauth_fail(400, "unsupported_grant_type", "The grant type is not supported.")
             found = self.refresh_tokens.pop(form.get("refresh_token", ""), None)  # rotation: single use

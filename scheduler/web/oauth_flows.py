@@ -243,6 +243,8 @@ FLOWS: dict[str, Flow] = {f.platform: f for f in (
     Flow("youtube", ("https://www.googleapis.com/auth/youtube.upload",
                      "https://www.googleapis.com/auth/youtube.readonly"), _youtube, client_auth="form",
          extra={"access_type": "offline", "prompt": "consent"}),
+    # Login Kit for Web has no PKCE (only desktop and mobile apps send a challenge, hex-encoded on
+    # desktop): a web app proves itself with the client secret (platforms.md 9.1).
     Flow("tiktok", ("user.info.basic", "user.info.stats", "video.publish", "video.upload"), _tiktok,
-         scope_sep=",", client_auth="form", client_param="client_key"),
+         scope_sep=",", pkce=False, client_auth="form", client_param="client_key"),
 )}

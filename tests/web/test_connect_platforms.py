@@ -289,6 +289,8 @@ CASES = {c.platform: c for c in (
          handle="urn:li:organization:2414183"),
     Case("youtube", "/o/oauth2/v2/auth", "/token",
          lambda s: _registered(s, "youtube", s.client_id, s.client_secret), handle="@newsdesk"),
+    Case("tiktok", "/v2/auth/authorize/", "/v2/oauth/token/",
+         lambda s: _registered(s, "tiktok", s.client_key, s.client_secret)),
 )}
 
 
