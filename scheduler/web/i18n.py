@@ -128,6 +128,45 @@ ZH: dict[str, str] = {
     "tries": "尝试次数", "last_answer": "最后应答", "add_webhook": "添加 Webhook",
 }
 
+# Editing from the dashboard, the grid's live refresh, the compose preview, a user's notifications.
+EN.update({
+    "edit_story": "Edit the story", "edit_text": "Edit this account's text",
+    "edit_text_of": "Text for {account}", "text_for": "Text sent to {account}",
+    "use_story_text": "Use the story's text again", "not_changed": "Not changed: {n} problem(s).",
+    "time_keep": "Leave it as it is to keep the time.",
+    "edit_started": "Some deliveries have started: the text can no longer change.",
+    "edit_back_to_approval": "After an edit the story waits for an approver again.",
+    "live_updates": "This grid updates itself as deliveries go out.", "preview": "Preview",
+    "preview_of": "How it will look on {platform}", "part_of": "{i}/{n}", "no_alt": "no alt text",
+    "avatar": "avatar of {account}", "notifications": "E-mail notifications", "email": "E-mail address",
+    "notify_by_email": "Send me an e-mail when", "digest": "A daily digest of my desk (after 07:00 UTC)",
+    "notifications_saved": "Notifications saved.",
+    "event_approval.requested": "a story waits for approval",
+    "event_approval.decided": "a story is approved or rejected",
+    "event_delivery.published": "a delivery is published", "event_delivery.failed": "a delivery fails",
+    "event_delivery.unknown": "it is unknown whether a delivery went out",
+    "event_account.auth_broken": "an account needs re-authorising",
+    "event_token.expiring": "a token expires soon", "event_worker.silent": "the workers fall silent",
+    "new_stories": "New stories came in: show them",
+})
+ZH.update({
+    "edit_story": "编辑稿件", "edit_text": "编辑此账号的正文", "edit_text_of": "{account} 的正文",
+    "text_for": "发往 {account} 的正文", "use_story_text": "改回稿件正文",
+    "not_changed": "未修改：{n} 个问题。",
+    "time_keep": "保持不变则不改时间。", "edit_started": "部分投递已开始：正文不能再修改。",
+    "edit_back_to_approval": "修改后稿件需重新审批。", "live_updates": "投递进展会自动更新。",
+    "preview": "预览",
+    "preview_of": "在 {platform} 上的样子", "part_of": "{i}/{n}", "no_alt": "无替代文字",
+    "avatar": "{account} 的头像", "notifications": "邮件通知", "email": "电子邮箱",
+    "notify_by_email": "以下情况给我发邮件",
+    "digest": "每日摘要（UTC 07:00 之后）", "notifications_saved": "通知设置已保存。",
+    "event_approval.requested": "有稿件等待审批", "event_approval.decided": "稿件被批准或驳回",
+    "event_delivery.published": "投递已发布", "event_delivery.failed": "投递失败",
+    "event_delivery.unknown": "无法确定投递是否已发出", "event_account.auth_broken": "账号需要重新授权",
+    "event_token.expiring": "令牌即将过期", "event_worker.silent": "工作进程没有响应",
+    "new_stories": "有新稿件：点此显示",
+})
+
 CATALOGS = {"en": EN, "zh-Hans": ZH}
 WEEKDAYS_ZH = "一二三四五六日"
 

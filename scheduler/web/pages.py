@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
@@ -39,6 +40,30 @@ def stories_page(request: Request, actor: User, status: Short = None, account: S
         labels = [a["account"] for a in desk_accounts.listing(s, actor)]
     return render.page(request, actor, "stories.html", grid=grid, statuses=desk_stories.STATUSES,
                        chosen_status=status or "", account=account or "", attention=attention, labels=labels,
+                       may_edit=actor.at_least("editor"), cancellable=CANCELLABLE,
+                       live=_live_url(request))
+
+
+def _live_url(request: Request) -> str:
+    """The grid's cells as filtered now (``static/grid.js`` polls it): the page's own query, without the
+    flash of the action that led here."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("done", "id")]
+    return "/ui/stories/cells" + (f"?{urlencode(kept)}" if kept else "")
+
+
+@router.get("/stories/cells")
+def stories_cells(request: Request, actor: User, status: Short = None, account: Short = None,
+                  attention: bool = False,
+                  cursor: Annotated[str | None, Query(max_length=20)] = None) -> Response:
+    """The live refresh: the same grid (same filters, same page, the same scopes), as rows of cells each
+    with a stamp of what it shows, so the page replaces only the cells that changed and keeps its
+    filters, scroll and any editor that is open."""
+    with session_scope() as s:
+        grid = views.grid(s, actor, status=status or None, account=account or None, attention=attention,
+                          cursor=cursor)
+    kept = [(k, v) for k, v in request.query_params.multi_items()]
+    back = "/ui/stories" + (f"?{urlencode(kept)}" if kept else "")
+    return render.page(request, actor, "_grid_live.html", grid=grid, back=back,
                        may_edit=actor.at_least("editor"), cancellable=CANCELLABLE)
 
 

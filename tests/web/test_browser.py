@@ -24,8 +24,10 @@ from scheduler.api.app import create_app
 from scheduler.core.db import session_scope
 from scheduler.core.models import Account, Delivery, Story, utcnow
 from scheduler.desk import approval
+from scheduler.desk import stories as desk_stories
 from scheduler.desk.access import Actor, Scope
 from scheduler.matrix import accounts
+from scheduler.stories.drafts import Draft
 from tests.conftest import IN_CI, Env, free_port, wait_for, wait_for_api
 from tests.factories import make_delivery
 from tests.web.conftest import PASSWORD, WebDesk
@@ -263,14 +265,20 @@ def test_approved_in_the_browser_then_crosspost_run_publishes_it_into_the_grid(
         approver = phone.new_page()
         sign_in(approver, base, "approver")
         approver.goto(f"{base}/ui/inbox")
+
+        # The editor's grid, filtered, opened while the story still waits for approval: the worker's post
+        # turns up in it without a reload (the page's own marker survives), the filter as it was.
+        page.goto(f"{base}/ui/stories?account={label}")
+        expect(page.get_by_role("cell", name=re.compile("awaiting approval"))).to_be_visible()
+        page.evaluate("window.notReloaded = true")
         approver.get_by_role("button", name="Approve").click()
         approver.wait_for_url("**done=approved*")
-
-        def in_the_grid() -> bool:
-            approver.goto(f"{base}/ui/stories")
-            return approver.locator("a.ok", has_text="published").count() == 1
-
-        wait_for(in_the_grid, 60, 0.5, "the worker's post to show in the grid")
+        expect(page.locator("a.ok", has_text="published")).to_have_count(1, timeout=60_000)
+        assert page.evaluate("window.notReloaded === true")
+        expect(page.get_by_label("Account")).to_have_value(label)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "stories-live-1280.png"), full_page=True)
+        approver.goto(f"{base}/ui/stories")
         link = approver.locator("a.ok", has_text="published").get_attribute("href")
         assert link is not None and link.startswith(standin.url)
         posts = standin.posts()
@@ -283,3 +291,47 @@ def test_approved_in_the_browser_then_crosspost_run_publishes_it_into_the_grid(
             os.killpg(run.pid, signal.SIGTERM)
             run.wait(30)
         standin.stop()
+
+
+def test_editing_one_accounts_text_from_the_grid_and_the_story_by_keyboard(web: WebDesk, server: str,
+                                                                          browser: object) -> None:
+    expect = sync_api.expect
+    with session_scope() as s:
+        draft = Draft(text="The story's own words", targets=["en"],
+                      at=(utcnow() + timedelta(hours=3)).replace(second=0, microsecond=0))
+        story_id = desk_stories.queue(s, Actor.cli(), draft, utcnow()).id
+        x_delivery = s.scalars(select(Delivery.id).where(Delivery.story_id == story_id,
+                                                         Delivery.account_id == web.ids["x"])).one()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    before = "The story's own words"
+    for width in (1280, 390):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        sign_in(page, server, "editor")
+        cell = page.locator(f"#cell-{x_delivery}")
+        cell.get_by_text("Edit this account's text").click()
+        box = cell.get_by_label(f"Text sent to {web.accounts['x']}")
+        expect(box).to_have_value(before)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(SHOTS / f"stories-edit-cell-{width}.png"), full_page=True)
+        box.fill("中" * 150)  # 300 on X's scale: refused, said beside the text
+        cell.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("alert")).to_contain_text(web.accounts["x"])
+        again = page.get_by_label(f"Text sent to {web.accounts['x']}")
+        expect(again).to_have_attribute("aria-invalid", "true")
+        again.fill(f"Only for X at {width}")
+        again.press("Tab")
+        page.keyboard.press("Enter")  # the keyboard reaches Save next
+        page.wait_for_url("**/ui/stories?done=done*")
+        with session_scope() as s:
+            assert s.get(Delivery, x_delivery).text == f"Only for X at {width}"
+        page.get_by_role("link", name="Edit the story").click()
+        page.get_by_label("Text", exact=True).fill(f"New words for everyone {width}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(SHOTS / f"story-edit-{width}.png"), full_page=True)
+        page.get_by_role("button", name="Save").click()
+        page.wait_for_url("**/ui/stories?done=done*")
+        row = page.locator(f'tr[data-story="{story_id}"] th')
+        expect(row).to_contain_text(f"New words for everyone {width}")
+        before = f"Only for X at {width}"  # the account's own text outlives an edit of the story's
+        context.close()
