@@ -28,7 +28,7 @@ class App:
     registered on the instance."""
 
     client_id: str
-    secret: str | None
+    secret: str | None = field(repr=False)  # never in a log line or a traceback's locals
     authorize_url: str
     token_url: str
     api_url: str  # where the accounts' API is (empty: the platform's own)
@@ -41,7 +41,7 @@ class Grant:
     platform: str
     handle: str
     app: App
-    body: Mapping[str, Any]
+    body: Mapping[str, Any] = field(repr=False)  # the tokens
     timeout: float
 
     def get(self, url: str, params: Mapping[str, str], what: str) -> dict[str, Any]:

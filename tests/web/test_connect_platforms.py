@@ -25,7 +25,7 @@ from scheduler.core.db import session_scope
 from scheduler.core.models import Account
 from scheduler.desk.models import AuditEntry
 from scheduler.web.models import MastodonApp
-from scheduler.web.oauth_flows import FLOWS
+from scheduler.web.oauth_flows import FLOWS, App, Grant
 from tests.conftest import Env
 from tests.web.conftest import WebDesk, csrf_of
 
@@ -424,3 +424,10 @@ def test_each_standin_is_strict_about_redirect_uri_state_the_code_and_the_client
         good = http.post(case.token, data={**token, "code": once})
         assert good.status_code == 200 and good.json()["access_token"]
         assert http.post(case.token, data={**token, "code": once}).status_code in (400, 401)  # once only
+
+
+def test_an_apps_secret_and_the_tokens_stay_out_of_repr() -> None:
+    """A flow's objects may end up in a log line or a traceback's locals: no secret in their repr."""
+    app = App("client", "the-app-secret", "https://a.example/auth", "https://a.example/token", "")
+    grant = Grant("x", "newsdesk", app, {"access_token": "the-access-token"}, 1.0)
+    assert "the-app-secret" not in repr(app) and "the-access-token" not in repr(grant)
