@@ -25,6 +25,7 @@ from scheduler.stories import media
 from scheduler.stories.checks import check_draft, check_targets
 from scheduler.stories.drafts import Draft
 from scheduler.stories.slots import next_free_slot
+from scheduler.web import preview
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class Form:
     when: str = "now"  # now | at | next_slot
     at_local: str = ""  # a datetime-local value, in the operator's zone
     thread: bool = False
+    # The images chosen, for the preview: (file name, alt text). The live check leaves the files out
+    # (they are uploaded once, when queueing); static/compose.js sends the names chosen instead.
+    images: list[tuple[str, str]] = field(default_factory=list)
 
 
 def parse_local(value: str, tz: str) -> datetime:
@@ -125,6 +129,17 @@ def _thread(draft: Draft, body: str, caps: Capabilities) -> list[str]:
         return split_thread(body, caps.text_limit, caps.count)
     except ValueError:
         return []  # the checks say why it cannot be split
+
+
+def previews(s: Session, form: Form, tz: str) -> list[preview.Preview]:
+    """Each target platform's post as it will go out (see ``preview``); none while the form has a
+    problem that belongs to no platform (the counters list it)."""
+    try:
+        draft = draft_of(form, tz)
+        targets = matrix.select_targets(s, draft.targets) if draft.targets else []
+    except UserError:
+        return []
+    return preview.previews(draft, targets, [preview.Image(name, alt) for name, alt in form.images])
 
 
 def counters(s: Session, form: Form, tz: str, now: datetime) -> tuple[list[Counter], list[str]]:

@@ -30,17 +30,20 @@ async def _form(request: Request) -> compose.Form:
         value = data.get(name, "")
         return value[:MAX_FIELD] if isinstance(value, str) else ""
 
-    uploads = []
+    uploads, images = [], []
     for name in UPLOADS:
         item = data.get(name)
         if isinstance(item, UploadFile) and item.filename:
             uploads.append(compose.Upload(item.filename, item.file, text(f"{name}_alt")[:1500]))
+        chosen = item.filename if isinstance(item, UploadFile) else text(f"{name}_name")
+        if name != "video" and chosen:
+            images.append((chosen[:200], text(f"{name}_alt")[:1500]))
     return compose.Form(
         uploads=uploads, text=text("text"), link=text("link")[:2048],
         targets=[v for v in data.getlist("to") if isinstance(v, str) and v.strip()][:200],
         variants={p: text(f"variant_{p}") for p in PLATFORMS if text(f"variant_{p}").strip()},
         when=text("when") if text("when") in ("now", "at", "next_slot") else "now",
-        at_local=text("at")[:40], thread=text("thread") == "on")
+        at_local=text("at")[:40], thread=text("thread") == "on", images=images)
 
 
 Filled = Annotated[compose.Form, Depends(_form)]
@@ -52,11 +55,12 @@ def _page(request: Request, actor: Actor, form: compose.Form, status: int = 200,
         tags, accounts = compose.editable_targets(s, actor)
         tz = prefs.read(s, actor).tz
         counters, general = compose.counters(s, form, tz, utcnow()) if form.targets or form.text else ([], [])
+        previews = compose.previews(s, form, tz)
         platforms = sorted({a.platform for a in accounts})
         choices = [(a.id, a.label, a.platform) for a in accounts]
     return render.page(request, actor, "compose.html", status=status, form=form, tags=tags,
                        choices=choices, platforms=platforms, counters=counters, general=general,
-                       problems=problems or [])
+                       problems=problems or [], previews=previews)
 
 
 @router.get("/compose")
@@ -72,7 +76,9 @@ def compose_check(request: Request, actor: Poster, form: Filled) -> Response:
     with session_scope() as s:
         tz = prefs.read(s, actor).tz
         counters, general = compose.counters(s, form, tz, utcnow())
-    return render.page(request, actor, "_counters.html", counters=counters, general=general)
+        previews = compose.previews(s, form, tz)
+    return render.page(request, actor, "_check.html", counters=counters, general=general,
+                       previews=previews)
 
 
 def _split(problem: str) -> dict[str, str]:

@@ -147,7 +147,8 @@ EN.update({
     "event_delivery.unknown": "it is unknown whether a delivery went out",
     "event_account.auth_broken": "an account needs re-authorising",
     "event_token.expiring": "a token expires soon", "event_worker.silent": "the workers fall silent",
-    "new_stories": "New stories came in: show them",
+    "new_stories": "New stories came in: show them", "variant_used": "its own variant",
+    "and_more": "and {n} more",
 })
 ZH.update({
     "edit_story": "编辑稿件", "edit_text": "编辑此账号的正文", "edit_text_of": "{account} 的正文",
@@ -164,7 +165,7 @@ ZH.update({
     "event_delivery.published": "投递已发布", "event_delivery.failed": "投递失败",
     "event_delivery.unknown": "无法确定投递是否已发出", "event_account.auth_broken": "账号需要重新授权",
     "event_token.expiring": "令牌即将过期", "event_worker.silent": "工作进程没有响应",
-    "new_stories": "有新稿件：点此显示",
+    "new_stories": "有新稿件：点此显示", "variant_used": "使用该平台的变体", "and_more": "等另外 {n} 个账号",
 })
 
 CATALOGS = {"en": EN, "zh-Hans": ZH}

@@ -32,6 +32,9 @@ from tests.conftest import IN_CI, Env, free_port, wait_for, wait_for_api
 from tests.factories import make_delivery
 from tests.web.conftest import PASSWORD, WebDesk
 
+# A 1x1 PNG: enough for the file input (the preview shows the name and the alt text, not the pixels).
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63"
+                    "f8cfc0f01f0005000201a5a2f1f80000000049454e44ae426082")
 CHROMIUM = Path(os.environ.get("CROSSPOST_TEST_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = Path(os.environ.get("CROSSPOST_TEST_SCREENSHOTS", "/tmp/crosspost-screenshots"))
 
@@ -334,4 +337,43 @@ def test_editing_one_accounts_text_from_the_grid_and_the_story_by_keyboard(web: 
         row = page.locator(f'tr[data-story="{story_id}"] th')
         expect(row).to_contain_text(f"New words for everyone {width}")
         before = f"Only for X at {width}"  # the account's own text outlives an edit of the story's
+        context.close()
+
+
+def test_the_compose_preview_splits_x_into_a_thread_as_one_types_while_telegram_stays_one_post(
+        web: WebDesk, server: str, browser: object) -> None:
+    expect = sync_api.expect
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for width in (1280, 390):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        sign_in(page, server, "editor")
+        page.goto(f"{server}/ui/compose")
+        page.get_by_label(web.accounts["x"]).check()
+        page.get_by_label(web.accounts["telegram"]).check()
+        page.get_by_label("Split into a thread").check()
+        text = page.get_by_label("Text", exact=True)
+        text.fill("The budget passed after a night-long session in the #parliament. " * 4)
+        text.press("End")
+        x_posts = page.locator('[data-preview="x"] li.post')
+        telegram_posts = page.locator('[data-preview="telegram"] li.post')
+        expect(x_posts).to_have_count(1)
+        # Typed key by key: the preview follows, and X's post becomes a numbered chain.
+        text.press_sequentially(" Ministers said @desk will publish the full text at https://example.org/b.")
+        expect(x_posts).to_have_count(2)
+        expect(x_posts.nth(0).locator(".part")).to_have_text("1/2")
+        expect(x_posts.nth(1)).to_contain_text("2/2")
+        expect(telegram_posts).to_have_count(1)
+        expect(telegram_posts.locator(".hl.link")).to_have_text("https://example.org/b")
+        expect(telegram_posts.locator(".hl.hashtag")).to_have_text(["#parliament"] * 4)
+        page.get_by_text("Images and video").click()
+        page.get_by_label("Alt text (what the image shows)").first.fill("Ministers leaving at dawn")
+        expect(telegram_posts.locator("figcaption")).to_have_count(0)  # no image chosen yet
+        page.get_by_label("Image 1", exact=True).set_input_files(
+            files=[{"name": "dawn.png", "mimeType": "image/png", "buffer": PNG}])
+        expect(telegram_posts.locator("figcaption")).to_have_text("ALT Ministers leaving at dawn")
+        expect(x_posts.nth(0).locator("figcaption")).to_have_count(1)
+        expect(x_posts.nth(1).locator("figcaption")).to_have_count(0)  # on the chain's first post
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(SHOTS / f"compose-preview-{width}.png"), full_page=True)
         context.close()
