@@ -132,13 +132,16 @@ def connect_bluesky(actor: Poster, handle: Annotated[str, Form(max_length=255)],
 
 @router.post("/connect/telegram/bot-token")
 def connect_telegram(actor: Poster, handle: Annotated[str, Form(max_length=255)],
-                     bot_token: Annotated[str, Form(max_length=128)]) -> Response:
+                     bot_token: Annotated[str, Form(max_length=128)] = "") -> Response:
     """A channel and the bot token from @BotFather (Telegram has no OAuth): the desk checks it with
     getMe, getChat and getChatMember (the bot may post there) before anything is stored; the token is
     never shown again, not even in an error."""
+    # Optional in the form so that a role that may not connect is told 403, not which field is missing.
     require_everywhere(actor, "admin", "accounts add")
     handle = matrix.check_handle("telegram", handle.strip())
     token = bot_token.strip()
+    if not token:
+        raise UserError("bot token: required (from @BotFather)")
     account_id = _store(actor, "telegram", handle, {"bot_token": token},
                         get_settings().telegram.api_url.rstrip("/") or None, token)
     return RedirectResponse(f"/ui/accounts?done=connected&id={account_id}", status_code=303)
@@ -146,7 +149,7 @@ def connect_telegram(actor: Poster, handle: Annotated[str, Form(max_length=255)]
 
 @router.post("/connect/mastodon")
 def connect_mastodon(request: Request, actor: Poster, handle: Annotated[str, Form(max_length=255)],
-                     instance: Annotated[str, Form(max_length=1024)]) -> Response:
+                     instance: Annotated[str, Form(max_length=1024)] = "") -> Response:
     """The instance's app (registered now, or the one registered before for this callback), then a
     page leading to the instance's authorize page: a link, since the pages' form-action cannot name
     every instance in advance."""

@@ -428,6 +428,17 @@ def test_each_standin_is_strict_about_redirect_uri_state_the_code_and_the_client
         assert http.post(case.token, data={**token, "code": once}).status_code in (400, 401)  # once only
 
 
+def test_a_role_that_may_not_connect_is_told_403_before_any_field_is_checked(web: WebDesk) -> None:
+    """Posted by hand without the platform's fields: still 403, not which field is missing."""
+    for role in ("viewer", "editor", "approver"):
+        client = web.sign_in(role)
+        token = csrf_of(client.get("/ui/accounts").text)
+        for path in ("/ui/connect/mastodon", "/ui/connect/telegram/bot-token",
+                     "/ui/connect/bluesky/app-password", "/ui/connect/facebook"):
+            answer = client.post(path, data={"csrf": token, "handle": "someone", "password": "p"})
+            assert answer.status_code == 403, (role, path, answer.status_code)
+
+
 def test_an_apps_secret_and_the_tokens_stay_out_of_repr() -> None:
     """A flow's objects may end up in a log line or a traceback's locals: no secret in their repr."""
     app = App("client", "the-app-secret", "https://a.example/auth", "https://a.example/token", "")
