@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from scheduler.core.db import session_scope
+from scheduler.core.errors import UserError
 from scheduler.core.models import utcnow
-from scheduler.desk import audit, tokens, users
-from scheduler.desk.access import require_everywhere
-from scheduler.desk.errors import TooManyAttempts, Unauthenticated
+from scheduler.desk import audit, events, mail, tokens, users
+from scheduler.desk.access import Actor, require_everywhere
+from scheduler.desk.errors import Forbidden, TooManyAttempts, Unauthenticated
+from scheduler.desk.models import User as DeskUser
 from scheduler.web import i18n, prefs, render, session
 from scheduler.web.session import Poster, User
 
@@ -61,7 +63,19 @@ def logout(request: Request, actor: Poster) -> Response:
 
 @router.get("/settings")
 def settings_form(request: Request, actor: User) -> Response:
-    return render.page(request, actor, "settings.html", languages=i18n.LANGUAGES)
+    return _settings(request, actor)
+
+
+def _settings(request: Request, actor: Actor, status: int = 200, sent: dict[str, Any] | None = None,
+              problems: dict[str, list[str]] | None = None) -> Response:
+    """Preferences, and what the user is told by e-mail (the choices ``PUT /me/notifications`` sets)."""
+    with session_scope() as s:
+        user = s.get(DeskUser, actor.user_id) if actor.user_id is not None else None
+        chosen = None if user is None else {"email": user.email or "", "notify": list(user.notify or []),
+                                            "digest": bool(user.digest)}
+    return render.page(request, actor, "settings.html", status=status, languages=i18n.LANGUAGES,
+                       notifications=sent or chosen, kinds=events.KINDS, mail_on=mail.configured(),
+                       problems=problems or {})
 
 
 @router.post("/settings")
@@ -70,6 +84,28 @@ def save_settings(request: Request, actor: Poster, language: Annotated[str, Form
     with session_scope() as s:
         prefs.save(s, actor, language, tz)
     return RedirectResponse("/ui/settings?done=done", status_code=303)
+
+
+@router.post("/settings/notifications")
+def save_notifications(request: Request, actor: Poster, email: Annotated[str, Form(max_length=255)] = "",
+                       notify: Annotated[list[str], Form(max_length=20)] = [],  # noqa: B006 - FastAPI copies it
+                       digest: Annotated[bool, Form()] = False) -> Response:
+    """One's own e-mail notifications, through the desk's ``users.set_notifications`` (a user sets their
+    own; kinds and the address checked there); refused, the page says why beside the field."""
+    try:
+        with session_scope() as s:
+            user = s.get(DeskUser, actor.user_id) if actor.user_id is not None else None
+            if user is None:
+                raise Forbidden("notifications: this session belongs to no user")
+            users.set_notifications(s, actor, user, utcnow(), email=email.strip() or None, notify=notify,
+                                    digest=digest)
+    except UserError as exc:
+        if isinstance(exc, Forbidden):
+            raise
+        field = "email" if str(exc).startswith("email") else "notify"
+        return _settings(request, actor, 422, {"email": email, "notify": notify, "digest": digest},
+                         {field: [str(exc)]})
+    return RedirectResponse("/ui/settings?done=done#notifications", status_code=303)
 
 
 @router.get("/audit")

@@ -26,6 +26,7 @@ from scheduler.core.models import Account, Delivery, Story, utcnow
 from scheduler.desk import approval
 from scheduler.desk import stories as desk_stories
 from scheduler.desk.access import Actor, Scope
+from scheduler.desk.models import User
 from scheduler.matrix import accounts
 from scheduler.stories.drafts import Draft
 from tests.conftest import IN_CI, Env, free_port, wait_for, wait_for_api
@@ -376,4 +377,30 @@ def test_the_compose_preview_splits_x_into_a_thread_as_one_types_while_telegram_
         expect(x_posts.nth(1).locator("figcaption")).to_have_count(0)  # on the chain's first post
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         page.screenshot(path=str(SHOTS / f"compose-preview-{width}.png"), full_page=True)
+        context.close()
+
+
+def test_changing_ones_notification_settings_by_keyboard_at_both_widths(web: WebDesk, server: str,
+                                                                        browser: object) -> None:
+    expect = sync_api.expect
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for width, address in ((1280, "approver@example.org"), (390, "phone@example.org")):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        sign_in(page, server, "approver")
+        page.get_by_role("link", name="Preferences").click()
+        page.get_by_label("E-mail address").fill(address)
+        page.get_by_label("a story waits for approval").check()
+        page.get_by_label("A daily digest of my desk").focus()
+        page.keyboard.press("Space")  # by keyboard
+        expect(page.get_by_label("A daily digest of my desk")).to_be_checked(checked=width == 1280)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(SHOTS / f"settings-notifications-{width}.png"), full_page=True)
+        page.locator("#notifications").get_by_role("button", name="Save").click()
+        page.wait_for_url("**/ui/settings?done=done*")
+        expect(page.get_by_label("E-mail address")).to_have_value(address)
+        expect(page.get_by_label("a story waits for approval")).to_be_checked()
+        with session_scope() as s:
+            user = s.scalars(select(User).where(User.name == "approver")).one()
+            assert (user.email, user.notify, user.digest) == (address, ["approval.requested"], width == 1280)
         context.close()

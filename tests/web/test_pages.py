@@ -553,7 +553,8 @@ def test_the_sparkline_breaks_at_days_without_a_count() -> None:
 
 
 # A viewer may sign out, set their preferences and manage their own tokens; every other form is refused.
-VIEWER_MAY = {"/ui/login", "/ui/logout", "/ui/settings", "/ui/tokens", "/ui/tokens/{token_id}/revoke"}
+VIEWER_MAY = {"/ui/login", "/ui/logout", "/ui/settings", "/ui/settings/notifications", "/ui/tokens",
+              "/ui/tokens/{token_id}/revoke"}
 
 
 def test_every_form_a_viewer_lacks_the_role_for_answers_403_with_a_valid_csrf_token(web: WebDesk) -> None:
