@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import select
 
 from adapters import adapter_class
@@ -177,6 +178,22 @@ def test_mastodon_refuses_another_accounts_token_a_forged_state_and_a_denied_con
     assert editor.post("/ui/connect/mastodon", data=form).status_code == 403
     assert _account("mastodon", "newsdesk") is None
     pages.assert_never_shown(*(s for s in mastodon.clients.values() if s), *mastodon.tokens)
+
+
+def test_a_registration_whose_secret_no_longer_opens_is_made_again(web: WebDesk, mastodon: Any,
+                                                                  sqlite_env: Env) -> None:
+    """Key rotation re-encrypts accounts, not the dashboard's registrations: one sealed under a key
+    that is gone is replaced by a new registration instead of failing every connection."""
+    mastodon.sign_in("newsdesk")
+    client, pages = web.sign_in("admin"), Pages()
+    _start_mastodon(client, pages, "newsdesk", mastodon.url)
+    sqlite_env.set(secret_key=Fernet.generate_key().decode())
+    authorize = _start_mastodon(client, pages, "newsdesk", mastodon.url)
+    assert mastodon.apps_registered == 2
+    assert _finish(client, pages, _consent(authorize)).status_code == 303
+    with session_scope() as s:
+        app = s.scalars(select(MastodonApp)).one()
+        assert app.client_id == parse_qs(urlsplit(authorize).query)["client_id"][0]
 
 
 def test_the_mastodon_standin_is_as_strict_as_doorkeeper(web: WebDesk, mastodon: Any) -> None:
