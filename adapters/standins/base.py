@@ -179,6 +179,15 @@ class StandIn:
         """Create an account on this stand-in; return the credentials crosspost should store for it."""
         raise NotImplementedError
 
+    def sign_in(self, handle: str, followers: int = 0) -> None:
+        """Who is signed in on the platform's own site (its consent page acts for them)."""
+        raise HttpError(404, {"error": f"the {self.platform} stand-in has no sign-in page"})
+
+    def oauth_app(self, redirect_uri: str) -> dict[str, str]:
+        """The installation's app on this stand-in, with ``redirect_uri`` registered: its client id
+        and secret, for rehearsing a connection from the dashboard (empty: no app is needed)."""
+        return {}
+
     def duplicates(self) -> int:
         """Posts created more than once: same account and same text (every test story is unique)."""
         with self.lock:
@@ -238,6 +247,15 @@ class StandIn:
         if req.method == "POST" and action == "accounts":
             data = req.json()
             return Response(200, self.add_account(data["handle"], int(data.get("followers", 0))))
+        if req.method == "POST" and action == "sign-in":
+            # Rehearsing a connection from another process: who consents, and the dashboard's app.
+            data = req.json()
+            try:
+                self.sign_in(str(data["handle"]), int(data.get("followers", 0)))
+                with self.lock:
+                    return Response(200, self.oauth_app(str(data.get("redirect_uri") or "")))
+            except HttpError as err:
+                return Response(err.status, err.body)
         if req.method == "POST" and action == "latency":
             self.latency = float(req.json()["seconds"])
             return Response(200, {"ok": True})

@@ -130,6 +130,11 @@ class FacebookStandIn(GraphStandIn):
             self.login.codes.signed_in = handle.lstrip("@")
             self._admin_of(handle.lstrip("@"), followers)
 
+    def oauth_app(self, redirect_uri: str) -> dict[str, str]:
+        if redirect_uri:
+            self.login.codes.redirect_uris[self.app_id].add(redirect_uri)
+        return {"client_id": self.app_id, "client_secret": self.app_secret}
+
     def _admin_of(self, handle: str, followers: int = 0) -> str:
         page = next((p for p in self.pages.values() if p.handle == handle), None)
         if page is None:

@@ -125,6 +125,11 @@ class InstagramStandIn(GraphStandIn):
             self.login.codes.signed_in = handle.lstrip("@")
             self._professional(handle.lstrip("@"), followers)
 
+    def oauth_app(self, redirect_uri: str) -> dict[str, str]:
+        if redirect_uri:
+            self.login.codes.redirect_uris[self.app_id].add(redirect_uri)
+        return {"client_id": self.app_id, "client_secret": self.app_secret}
+
     def _professional(self, username: str, followers: int = 0) -> str:
         user = next((u for u in self.users.values()
                      if u.username == username and u.login == "facebook"), None)

@@ -198,6 +198,11 @@ class LinkedInStandIn(StandIn):
             self.followers[handle if handle.startswith("urn:li:") else self._member_named(handle)] = followers
             self._member_named(handle)
 
+    def oauth_app(self, redirect_uri: str) -> dict[str, str]:
+        if redirect_uri:
+            self.oauth.redirect_uris[self.client_id].add(redirect_uri)
+        return {"client_id": self.client_id, "client_secret": self.client_secret}
+
     def _member_named(self, name: str) -> str:
         if name not in self.members:
             member = name if name.startswith("urn:li:person:") else f"urn:li:person:{secrets.token_hex(5)}"

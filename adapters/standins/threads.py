@@ -179,6 +179,11 @@ class ThreadsStandIn(StandIn):
             self.oauth.signed_in = handle.lstrip("@")
             self._user_named(handle.lstrip("@"), followers)
 
+    def oauth_app(self, redirect_uri: str) -> dict[str, str]:
+        if redirect_uri:
+            self.oauth.redirect_uris[self.app_id].add(redirect_uri)
+        return {"client_id": self.app_id, "client_secret": self.app_secret}
+
     def _user_named(self, username: str, followers: int = 0) -> str:
         user = next((u for u in self.users.values() if u.username == username), None)
         if user is None:

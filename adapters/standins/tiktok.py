@@ -165,6 +165,11 @@ class TikTokStandIn(StandIn):
             self.oauth.signed_in = handle.lstrip("@")
             self._open_id_of(handle.lstrip("@"), followers)
 
+    def oauth_app(self, redirect_uri: str) -> dict[str, str]:
+        if redirect_uri:
+            self.oauth.redirect_uris[self.client_key].add(redirect_uri)
+        return {"client_id": self.client_key, "client_secret": self.client_secret}
+
     def _open_id_of(self, username: str, followers: int = 0) -> str:
         user = next((u for u in self.users.values() if u.username == username), None)
         if user is None:

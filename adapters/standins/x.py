@@ -492,6 +492,12 @@ class XStandIn(StandIn):
             self.oauth.signed_in = username
             self._user_named(username, followers)
 
+    def oauth_app(self, redirect_uri: str) -> dict[str, str]:
+        # The public client: PKCE instead of a secret.
+        if redirect_uri:
+            self.oauth.redirect_uris["standin-public"].add(redirect_uri)
+        return {"client_id": "standin-public"}
+
     def _user_named(self, username: str, followers: int = 0) -> str:
         user = next((u for u in self.users.values() if u.username == username), None)
         if user is None:

@@ -161,6 +161,11 @@ class YouTubeStandIn(StandIn):
             self.oauth.signed_in = handle.lstrip("@")
             self._channel_named(handle.lstrip("@"), followers)
 
+    def oauth_app(self, redirect_uri: str) -> dict[str, str]:
+        if redirect_uri:
+            self.oauth.redirect_uris[self.client_id].add(redirect_uri)
+        return {"client_id": self.client_id, "client_secret": self.client_secret}
+
     def _channel_named(self, handle: str, followers: int = 0) -> str:
         channel = next((c for c in self.channels.values() if c.handle == handle), None)
         if channel is None:
