@@ -44,7 +44,8 @@ def retry(delivery_id: int, actor: Poster, back: Back = "/ui/inbox") -> Response
 
 @router.post("/deliveries/{delivery_id}/resolve")
 def resolve(delivery_id: int, actor: Poster, back: Back = "/ui/inbox",
-            published: Annotated[str, Form(max_length=2048)] = "", republish: bool = False) -> Response:
+            published: Annotated[str, Form(max_length=2048)] = "",
+            republish: Annotated[bool, Form()] = False) -> Response:
     with session_scope() as s:
         desk_deliveries.resolve(s, actor, delivery_id, utcnow(), published=published.strip() or None,
                                 republish=republish)
@@ -52,7 +53,7 @@ def resolve(delivery_id: int, actor: Poster, back: Back = "/ui/inbox",
 
 
 @router.post("/stories/{story_id}/approve")
-def approve(story_id: int, actor: Poster, back: Back = "/ui/inbox", now: bool = False,
+def approve(story_id: int, actor: Poster, back: Back = "/ui/inbox", now: Annotated[bool, Form()] = False,
             fingerprint: Annotated[str, Form(max_length=64)] = "",
             at: Annotated[str, Form(max_length=40)] = "") -> Response:
     """The fingerprint of the text the approver read: an edit since then refuses the approval. A story

@@ -150,6 +150,7 @@ EN.update({
     "new_stories": "New stories came in: show them", "variant_used": "its own variant",
     "and_more": "and {n} more",
     "mail_off": "No mail server is set up yet (smtp_url): nothing is sent until an administrator sets one.",
+    "save_notifications": "Update notifications",
 })
 ZH.update({
     "edit_story": "编辑稿件", "edit_text": "编辑此账号的正文", "edit_text_of": "{account} 的正文",
@@ -168,6 +169,7 @@ ZH.update({
     "event_token.expiring": "令牌即将过期", "event_worker.silent": "工作进程没有响应",
     "new_stories": "有新稿件：点此显示", "variant_used": "使用该平台的变体", "and_more": "等另外 {n} 个账号",
     "mail_off": "尚未配置邮件服务器（smtp_url）：管理员配置之前不会发送邮件。",
+    "save_notifications": "更新通知设置",
 })
 
 CATALOGS = {"en": EN, "zh-Hans": ZH}

@@ -396,7 +396,7 @@ def test_changing_ones_notification_settings_by_keyboard_at_both_widths(web: Web
         expect(page.get_by_label("A daily digest of my desk")).to_be_checked(checked=width == 1280)
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         page.screenshot(path=str(SHOTS / f"settings-notifications-{width}.png"), full_page=True)
-        page.locator("#notifications").get_by_role("button", name="Save").click()
+        page.get_by_role("button", name="Update notifications").click()
         page.wait_for_url("**/ui/settings?done=done*")
         expect(page.get_by_label("E-mail address")).to_have_value(address)
         expect(page.get_by_label("a story waits for approval")).to_be_checked()

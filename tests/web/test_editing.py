@@ -167,3 +167,36 @@ def test_a_started_delivery_is_not_offered_an_editor_and_its_story_cannot_change
     assert conflict.status_code == 409 and "started" in conflict.text
     with session_scope() as s:
         assert s.get(Story, story_id).text == "A story to edit"
+
+
+def test_the_publish_again_and_publish_now_buttons_send_their_choice_in_the_form(web: WebDesk) -> None:
+    """Both buttons carry their choice as a hidden form field (once read from the query string only, so
+    the button answered 422/409 and did nothing)."""
+    with session_scope() as s:
+        approval.add_policy(s, Actor.cli(), Scope("tag", "en"), utcnow())
+    story_id = _queue(web, to=str(web.ids["x"]), hours=1)
+    with session_scope() as s:
+        story = s.get(Story, story_id)
+        story.due_at = utcnow() - timedelta(hours=1)
+        for d in story.deliveries:
+            d.due_at = story.due_at
+        fingerprint = story.fingerprint
+    approver = web.sign_in("approver")
+    inbox = approver.get("/ui/inbox").text
+    assert '<input type="hidden" name="now" value="true">' in inbox
+    now = approver.post(f"/ui/stories/{story_id}/approve",
+                        data={"csrf": csrf_of(inbox), "fingerprint": fingerprint, "now": "true"})
+    assert now.status_code == 303
+    with session_scope() as s:
+        delivery = s.get(Story, story_id).deliveries[0]
+        assert delivery.state == "scheduled" and delivery.due_at >= utcnow() - timedelta(minutes=1)
+        delivery.state = "unknown"
+        delivery_id = delivery.id
+    editor = web.sign_in("editor")
+    inbox = editor.get("/ui/inbox").text
+    assert '<input type="hidden" name="republish" value="true">' in inbox
+    again = editor.post(f"/ui/deliveries/{delivery_id}/resolve",
+                        data={"csrf": csrf_of(inbox), "republish": "true"})
+    assert again.status_code == 303
+    with session_scope() as s:
+        assert s.get(Delivery, delivery_id).state == "scheduled"
