@@ -262,6 +262,11 @@ def _origin(instance: str) -> str:
         instance = f"https://{instance}"
     matrix.check_url(instance, "instance")
     parts = urlsplit(instance)
+    # The app's secret and the account's token would cross the network in clear: plain http only for
+    # an instance on this machine (a stand-in, a rehearsal); Mastodon itself is served over https.
+    if parts.scheme != "https" and (parts.hostname or "") not in ("localhost", "::1") \
+            and not (parts.hostname or "").startswith("127."):
+        raise UserError(f"instance: {shown(instance)} must be an https address")
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 

@@ -176,6 +176,11 @@ def test_mastodon_refuses_another_accounts_token_a_forged_state_and_a_denied_con
     assert editor.get("/ui/oauth/mastodon/callback", params={"state": state}).status_code == 403
     form = {"csrf": csrf_of(editor.get("/ui/accounts").text), "handle": "x", "instance": mastodon.url}
     assert editor.post("/ui/connect/mastodon", data=form).status_code == 403
+    # Tokens never cross the network in clear: http only for an instance on this machine.
+    form = {"csrf": csrf_of(pages.keep(client.get("/ui/accounts")).text), "handle": "newsdesk",
+            "instance": "http://mastodon.example"}
+    plain = pages.keep(client.post("/ui/connect/mastodon", data=form))
+    assert plain.status_code == 422 and "https" in plain.text
     assert _account("mastodon", "newsdesk") is None
     pages.assert_never_shown(*(s for s in mastodon.clients.values() if s), *mastodon.tokens)
 
