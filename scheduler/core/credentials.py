@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Row, update
 
 from adapters.base import AccountRef, Adapter, Credentials
 from adapters.errors import AdapterError
@@ -19,8 +20,9 @@ log = logging.getLogger("crosspost.credentials")
 REFRESH_LEASE = timedelta(seconds=60)
 
 
-def to_ref(account: Account) -> AccountRef:
-    """What an adapter needs of a stored account, its credentials unsealed."""
+def to_ref(account: Account | Row[Any]) -> AccountRef:
+    """What an adapter needs of a stored account (the object, or a row with its columns), its
+    credentials unsealed."""
     return AccountRef(id=account.id, platform=account.platform, handle=account.handle,
                       base_url=account.base_url, credentials=vault.unseal(account.credentials),
                       language=account.language)

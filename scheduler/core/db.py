@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +23,12 @@ FILE_MODE = 0o600
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
+    engine = _engine_for(url)
+    _made.append(engine)
+    return engine
+
+
+def _engine_for(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
                                pool_size=20, max_overflow=40)
@@ -89,28 +95,21 @@ def engine() -> Engine:
 
 def dispose_engines() -> None:
     """Drop every pooled connection (after a fork, or when the settings changed)."""
-    for eng in list(_engines()):
-        eng.dispose()
+    while _made:
+        _made.pop().dispose()
     engine_for.cache_clear()
     _sessionmaker.cache_clear()
 
 
-def _engines() -> list[Engine]:
-    # lru_cache keeps no public view of its values; rebuild from the sessionmakers we made.
-    return [sm.kw["bind"] for sm in _made]
-
-
-_made: list[sessionmaker[Session]] = []
+# lru_cache keeps no public view of its values: every engine made, so that all can be disposed.
+_made: list[Engine] = []
 
 
 @lru_cache(maxsize=16)
 def _sessionmaker(url: str, read_only: bool = False) -> sessionmaker[Session]:
     bind = engine_for(url)
-    sm = sessionmaker(bind=bind.execution_options(**{READ_ONLY: True}) if read_only else bind,
-                      expire_on_commit=False)
-    if not read_only:  # a read-only one shares this engine and its pool
-        _made.append(sm)
-    return sm
+    return sessionmaker(bind=bind.execution_options(**{READ_ONLY: True}) if read_only else bind,
+                        expire_on_commit=False)
 
 
 @contextmanager
@@ -118,6 +117,15 @@ def session_scope() -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back if it raises."""
     with _sessionmaker(get_settings().database_url)() as session, session.begin():
         yield session
+
+
+@contextmanager
+def connection_scope() -> Iterator[Connection]:
+    """One transaction on a bare pooled connection, for the publish path, whose statements are all
+    Core: an ORM session and its transaction machinery cost a third of a short transaction's CPU
+    (bench/RESULTS.md). Committed when the block ends, rolled back if it raises."""
+    with engine().begin() as conn:
+        yield conn
 
 
 @contextmanager

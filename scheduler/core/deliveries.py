@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import String, bindparam, case, cast, func, literal, or_, select, update
+from sqlalchemy import Connection, String, bindparam, case, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -245,13 +245,17 @@ def _start_statement() -> Any:
 _START = _start_statement()
 
 
-def start(s: Session, delivery_id: int, now: datetime, lease_seconds: float,
+def _connection(s: Session | Connection) -> Connection:
+    return s.connection() if isinstance(s, Session) else s
+
+
+def start(s: Session | Connection, delivery_id: int, now: datetime, lease_seconds: float,
           celery_id: str | None = None) -> Started | None:
     """``queued -> publishing`` in one statement; None if the delivery is not queued (a duplicate
     message, or cancelled), not yet due, its account stopped being active since the claim (see
     ``hold_for_account``), or a Retry-After came for the account or its platform since the claim
     (see ``why_not_started``). The attempt's row is written with its outcome, not here."""
-    row = s.connection().execute(_START, {"delivery_id": delivery_id, "now": now,
+    row = _connection(s).execute(_START, {"delivery_id": delivery_id, "now": now,
                                           "lease_until": now + timedelta(seconds=lease_seconds)}).first()
     if row is None:
         return None
@@ -329,14 +333,14 @@ def _attempt_statement(dialect: str, answer: bool) -> Any:
         "celery_id": func.coalesce(c.celery_id, stmt.excluded.celery_id)})
 
 
-def _attempt_row(s: Session, lease: Lease, now: datetime, values: dict[str, Any],
+def _attempt_row(s: Session | Connection, lease: Lease, now: datetime, values: dict[str, Any],
                  answer: bool = False) -> None:
     """Write the attempt's row, once it has an outcome. The first outcome written stays (the reaper's
     ``lease_expired`` is not overwritten by the dead worker's late failure), except that an answer
     from the platform (``answer``: a post it created) is always kept on it."""
     row = {"delivery_id": lease.delivery_id, "number": lease.attempt, "started_at": lease.started_at or now,
            "celery_id": lease.celery_id, "ended_at": now, **dict.fromkeys(ATTEMPT_FIELDS), **values}
-    conn = s.connection()
+    conn = _connection(s)
     conn.execute(_attempt_statement(conn.dialect.name, answer), row)
 
 
@@ -345,8 +349,8 @@ def _close_attempt(s: Session, lease: Lease, now: datetime, outcome: str, http_s
     _attempt_row(s, lease, now, {"outcome": outcome, "http_status": http_status, "error": error})
 
 
-def _record_answer(s: Session, lease: Lease, now: datetime, outcome: str, remote_id: str, url: str | None,
-                   http_status: int | None) -> None:
+def _record_answer(s: Session | Connection, lease: Lease, now: datetime, outcome: str, remote_id: str,
+                   url: str | None, http_status: int | None) -> None:
     # Whatever became of the delivery, and even if the reaper closed this attempt already: a post the
     # platform created must stay findable on the attempt that created it.
     _attempt_row(s, lease, now, {"outcome": outcome, "remote_id": remote_id, "url": url,
@@ -380,11 +384,11 @@ def _published_statement() -> Any:
 _PUBLISHED = _published_statement()
 
 
-def published(s: Session, lease: Lease, now: datetime, *, remote_id: str, url: str | None,
+def published(s: Session | Connection, lease: Lease, now: datetime, *, remote_id: str, url: str | None,
               published_at: datetime | None = None, http_status: int | None = None) -> bool:
     """Record a success. False when the delivery had moved on (cancelled, or a newer attempt began):
     the post is then kept on its attempt as a possible duplicate, with its id and link."""
-    changed = bool(s.connection().execute(_PUBLISHED, {
+    changed = bool(_connection(s).execute(_PUBLISHED, {
         "delivery_id": lease.delivery_id, "attempt": lease.attempt, "now": now, "remote_id": remote_id,
         "url": url, "published_at": published_at or now}).rowcount)
     _record_answer(s, lease, now, "published" if changed else "late_success", remote_id, url, http_status)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import Row, bindparam, case, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -24,10 +24,10 @@ from adapters.http import scrub
 from config.settings import Settings, get_settings
 from scheduler.core import deliveries, ratelimit, retry_policy
 from scheduler.core.credentials import RefreshBusy, refresh_credentials, to_ref
-from scheduler.core.db import session_scope
+from scheduler.core.db import connection_scope, session_scope
 from scheduler.core.deliveries import Lease
 from scheduler.core.heartbeat import heartbeat
-from scheduler.core.models import Account, Attempt, Delivery, Story, utcnow
+from scheduler.core.models import Account, Attempt, Delivery, Story, UTCDateTime, utcnow
 from scheduler.core.retry_policy import Decision, Next
 
 log = logging.getLogger("crosspost.publish")
@@ -51,35 +51,40 @@ class LeaseLost(Transient):
     """The reaper took the delivery from this attempt; stop before creating anything more."""
 
 
+def _save_statement() -> Any:
+    d = Delivery.__table__.c
+    # ``unknown`` with our attempt number: the reaper gave up on this attempt, but only an operator
+    # moves the delivery on from there, so what this attempt did is still the truth (a late answer
+    # from a slow platform must be recorded, not dropped). A save is also a sign of life: it renews
+    # the lease as the heartbeat does.
+    return (update(Delivery.__table__)
+            .where(d.id == bindparam("delivery_id"), d.attempts == bindparam("attempt"),
+                   d.state.in_(("publishing", "unknown")))
+            .values(remote_state=bindparam("remote_state", type_=d.remote_state.type),
+                    lease_until=case((d.state == "publishing", bindparam("lease_until", type_=UTCDateTime())),
+                                     else_=d.lease_until)))
+
+
+_SAVE = _save_statement()
+
+
 def _saver(lease: Lease) -> Callable[[dict[str, Any]], None]:
     def save(state: dict[str, Any]) -> None:
-        now = utcnow()
-        lease_seconds = get_settings().lease_seconds
-        with session_scope() as s:
-            # ``unknown`` with our attempt number: the reaper gave up on this attempt, but only an
-            # operator moves the delivery on from there, so what this attempt did is still the truth
-            # (a late answer from a slow platform must be recorded, not dropped). A save is also a
-            # sign of life: it renews the lease as the heartbeat does.
-            kept = s.execute(
-                update(Delivery)
-                .where(Delivery.id == lease.delivery_id, Delivery.attempts == lease.attempt,
-                       Delivery.state.in_(("publishing", "unknown")))
-                .values(remote_state=state, lease_until=case(
-                    (Delivery.state == "publishing", now + timedelta(seconds=lease_seconds)),
-                    else_=Delivery.lease_until))
-                .execution_options(synchronize_session=False)
-            ).rowcount
+        until = utcnow() + timedelta(seconds=get_settings().lease_seconds)
+        with connection_scope() as c:
+            kept = c.execute(_SAVE, {"delivery_id": lease.delivery_id, "attempt": lease.attempt,
+                                     "remote_state": state, "lease_until": until}).rowcount
         if not kept:
             raise LeaseLost(f"delivery {lease.delivery_id}: the lease of attempt {lease.attempt} was lost")
     return save
 
 
-def post_of(story: Story, platform: str, created_at: datetime, language: str | None = None,
-            text: str | None = None) -> Post:
-    """What goes to one account: the story for its platform, or ``text``, the delivery's own."""
-    return Post(text=text or story.text_for(platform), link=story.link, created_at=created_at,
-                media=tuple(Media(**m) for m in story.media or []), thread=bool(story.thread),
-                language=story.language or language)
+def post_of(row: Row[Any], created_at: datetime, text: str | None = None) -> Post:
+    """What goes to one account (a row of ``_ACCOUNT_AND_STORY``): the story for its platform, or
+    ``text``, the delivery's own."""
+    return Post(text=text or (row.variants or {}).get(row.platform) or row.story_text, link=row.link,
+                created_at=created_at, media=tuple(Media(**m) for m in row.media or []),
+                thread=bool(row.thread), language=row.story_language or row.language)
 
 
 def policy(platform: str, state: dict[str, Any] | None, first_attempt_at: datetime | None,
@@ -91,42 +96,55 @@ def policy(platform: str, state: dict[str, Any] | None, first_attempt_at: dateti
                                resumable=adapter.resumable(state or {}))
 
 
-# Built once: a publish pays for running it, not for building it.
-_ACCOUNT_AND_STORY = (select(Account, Story).join(Story, Story.id == bindparam("story_id"))
-                      .where(Account.id == bindparam("account_id")))
+def _account_and_story() -> Any:
+    # Built once, columns only: a publish pays neither the statement's construction nor the ORM's
+    # loading of two whole rows into objects (bench/RESULTS.md).
+    a, st = Account.__table__.c, Story.__table__.c
+    return (select(a.id, a.platform, a.handle, a.base_url, a.credentials, a.credentials_version, a.language,
+                   st.text.label("story_text"), st.variants, st.link, st.media, st.thread,
+                   st.language.label("story_language"))
+            .select_from(Account.__table__.join(Story.__table__, st.id == bindparam("story_id")))
+            .where(a.id == bindparam("account_id")))
+
+
+_ACCOUNT_AND_STORY = _account_and_story()
 
 
 def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: datetime) -> Job | str:
     """Start the attempt: two statements in one transaction on the fast path (the compare-and-set
     that starts it, then the account and the story). The rate gate was taken at the claim."""
-    with session_scope() as s:
-        lease = deliveries.start(s, delivery_id, now, settings.lease_seconds, celery_id)
-        if lease is None:
+    with connection_scope() as c:
+        lease = deliveries.start(c, delivery_id, now, settings.lease_seconds, celery_id)
+        if lease is not None:
+            row = c.execute(_ACCOUNT_AND_STORY, {"account_id": lease.account_id,
+                                                 "story_id": lease.story_id}).one()
+            caps = adapter_class(row.platform).caps
+            first_at = lease.first_attempt_at or now
+
+            def earlier_in_doubt() -> bool:
+                # A first attempt has no earlier attempt that could have been lost.
+                t = Attempt.__table__.c
+                return lease.attempt > 1 and c.scalar(select(t.id).where(
+                    t.delivery_id == delivery_id, t.number < lease.attempt,
+                    t.outcome.in_(("lease_expired", "maybe_sent"))).limit(1)) is not None
+
+            lookup = retry_policy.lookup_first(
+                caps, lease.remote_state, earlier_in_doubt=caps.idempotent and caps.can_find
+                and earlier_in_doubt(), first_attempt_at=first_at, now=now)
+    if lease is None:
+        # Off the fast path: nothing was changed above, so this may be a transaction of its own.
+        with session_scope() as s:
             return deliveries.why_not_started(s, delivery_id, now)
-        account, story = s.execute(_ACCOUNT_AND_STORY, {"account_id": lease.account_id,
-                                                        "story_id": lease.story_id}).one()
-        caps = adapter_class(account.platform).caps
-        first_at = lease.first_attempt_at or now
-
-        def earlier_in_doubt() -> bool:
-            # A first attempt has no earlier attempt that could have been lost.
-            return lease.attempt > 1 and s.scalar(select(Attempt.id).where(
-                Attempt.delivery_id == delivery_id, Attempt.number < lease.attempt,
-                Attempt.outcome.in_(("lease_expired", "maybe_sent"))).limit(1)) is not None
-
-        lookup = retry_policy.lookup_first(
-            caps, lease.remote_state, earlier_in_doubt=caps.idempotent and caps.can_find
-            and earlier_in_doubt(), first_attempt_at=first_at, now=now)
-        return Job(
-            lease=lease,
-            account=to_ref(account),
-            version=account.credentials_version,
-            post=post_of(story, account.platform, first_at, account.language, lease.text),
-            key=f"cp{delivery_id}-{lease.key}",
-            first_attempt_at=first_at,
-            lookup_first=lookup,
-            progress=Progress(lease.remote_state, _saver(lease)),
-        )
+    return Job(
+        lease=lease,
+        account=to_ref(row),
+        version=row.credentials_version,
+        post=post_of(row, first_at, lease.text),
+        key=f"cp{delivery_id}-{lease.key}",
+        first_attempt_at=first_at,
+        lookup_first=lookup,
+        progress=Progress(lease.remote_state, _saver(lease)),
+    )
 
 
 def publish_delivery(delivery_id: int, celery_id: str | None = None) -> str:
@@ -192,8 +210,8 @@ def _publish(adapter: Adapter, job: Job) -> Published:
 
 
 def _record_success(job: Job, result: Published) -> str:
-    with session_scope() as s:
-        ok = deliveries.published(s, job.lease, utcnow(), remote_id=result.remote_id, url=result.url,
+    with connection_scope() as c:
+        ok = deliveries.published(c, job.lease, utcnow(), remote_id=result.remote_id, url=result.url,
                                   published_at=result.published_at)
     return "published" if ok else "published-late"
 
