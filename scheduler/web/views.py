@@ -24,6 +24,8 @@ from scheduler.desk.models import AuditEntry
 from scheduler.feeds import desk as feeds_desk
 from scheduler.stories.queueing import RETIMABLE
 
+HEADING = ("status", "text", "approvable", "overdue", "editable", "writers", "first_due_at", "due_at",
+           "fingerprint")
 ATTENTION = ("failed", "unknown", "blocked_auth", "awaiting_approval")
 WAITING = ("scheduled", "queued", "retry_wait")
 EXPIRING = timedelta(days=3)
@@ -60,6 +62,9 @@ def grid(s: Session, actor: Actor, *, status: str | None, account: str | None, a
                      "writers": sorted(approval.writers(s, story)),
                      "overdue": overdue(story, shown["first_due_at"], utcnow()),
                      "editable": story_editable(story, len(writable) == len(story.deliveries))})
+        # The row's heading (its text, approve, edit and cancel) is refreshed live like its cells.
+        rows[-1]["stamp"] = stamp({k: rows[-1][k] for k in HEADING} | {"states": sorted(
+            d["state"] for d in cells.values())})
     labels = [account] if account else sorted(columns)
     return Grid(labels, rows, next_cursor)
 

@@ -323,6 +323,8 @@ def test_editing_one_accounts_text_from_the_grid_and_the_story_by_keyboard(web: 
         expect(page.get_by_role("alert")).to_contain_text(web.accounts["x"])
         again = page.get_by_label(f"Text sent to {web.accounts['x']}")
         expect(again).to_have_attribute("aria-invalid", "true")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(SHOTS / f"delivery-edit-{width}.png"), full_page=True)
         again.fill(f"Only for X at {width}")
         again.press("Tab")
         page.keyboard.press("Enter")  # the keyboard reaches Save next

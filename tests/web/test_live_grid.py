@@ -9,7 +9,11 @@ from datetime import timedelta
 from html import unescape
 
 from scheduler.core.db import session_scope
-from scheduler.core.models import Account, Delivery, utcnow
+from scheduler.core.models import Account, Delivery, Story, utcnow
+from scheduler.desk import approval
+from scheduler.desk import stories as desk_stories
+from scheduler.desk.access import Actor, Role, Scope
+from scheduler.stories.drafts import Draft
 from tests.factories import make_delivery
 from tests.web.conftest import WebDesk
 
@@ -56,3 +60,22 @@ def test_the_fragment_keeps_the_filters_scopes_and_session(web: WebDesk) -> None
     assert french in _stamps(admin.get("/ui/stories/cells").text)
     signed_out = web.client().get("/ui/stories/cells")
     assert signed_out.status_code == 303 and signed_out.headers["location"].startswith("/ui/login")
+
+
+def test_a_rows_heading_follows_an_approval_made_elsewhere(web: WebDesk) -> None:
+    with session_scope() as s:
+        approval.add_policy(s, Actor.cli(), Scope("tag", "en"), utcnow())
+        draft = Draft(text="waiting for a second pair of eyes", targets=[str(web.ids["x"])])
+        story = desk_stories.queue(s, Actor.cli(), draft, utcnow())
+        story_id, fingerprint = story.id, story.fingerprint
+    approver = web.sign_in("approver")
+    page = approver.get("/ui/stories").text
+    head = re.search(rf'<th scope="row" class="story" id="head-{story_id}" data-stamp="(\w+)">(.*?)</th>',
+                     page, re.S)
+    assert f'action="/ui/stories/{story_id}/approve"' in head.group(2)
+    with session_scope() as s:
+        admin = Actor(name="admin", via="test", roles=(Role("admin", Scope("all", "")),))
+        approval.approve(s, admin, s.get(Story, story_id), utcnow(), fingerprint=fingerprint)
+    fresh = re.search(rf'id="head-{story_id}" data-stamp="(\w+)">(.*?)</th>',
+                      approver.get("/ui/stories/cells").text, re.S)
+    assert fresh.group(1) != head.group(1) and "/approve" not in fresh.group(2)

@@ -1,7 +1,8 @@
 // The stories grid refreshes itself while workers publish: every few seconds, and only while the tab is
 // visible, it fetches the grid's cells as the page is filtered (table[data-live]) and replaces the cells
-// whose stamp changed. The page is never reloaded, so the filters, the scroll position and the keyboard
-// focus stay; a cell with the focus or an open editor is left alone until the operator is done with it.
+// (and the rows' headings: approve, edit, cancel) whose stamp changed. The page is never reloaded, so the
+// filters, the scroll position and the keyboard focus stay; a cell with the focus or an open editor is
+// left alone until the operator is done with it.
 // New stories are not slipped in under the operator's eyes: a link offers them.
 (() => {
   const grid = document.querySelector("table.grid[data-live]");
@@ -17,7 +18,7 @@
 
   function apply(html) {
     const fresh = new DOMParser().parseFromString(html, "text/html");
-    fresh.querySelectorAll("td[id^='cell-']").forEach((cell) => {
+    fresh.querySelectorAll("td[id^='cell-'], th[id^='head-']").forEach((cell) => {
       const shown = document.getElementById(cell.id);
       if (!shown || shown.dataset.stamp === cell.dataset.stamp || busyCell(shown)) { return; }
       shown.innerHTML = cell.innerHTML;
