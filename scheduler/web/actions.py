@@ -149,10 +149,20 @@ def _story_form(request: Request, actor: Actor, story_id: int, *, status: int = 
                  if story.timing == "at" and story.due_at else "")
         shown = {"id": story.id, "status": story.status, "text": story.text, "link": story.link or "",
                  "variants": dict(story.variants or {}), "at": local, **(sent or {}),
-                 "editable": views.story_editable(story, True),
-                 "waits_again": views.waits_again_after_edit(s, story)}
+                 "editable": views.story_editable(story, True), "thread": story.thread,
+                 "waits_again": views.waits_again_after_edit(s, story),
+                 "targets": sorted(str(d.account_id) for d in story.deliveries),
+                 # Accounts given a text of their own keep it whatever the story says (and the preview,
+                 # which shows the story's text per platform, is not theirs): the form names them.
+                 "own": sorted(d.account.label for d in story.deliveries if d.text is not None)}
+        # The same live counters and preview as compose (its check, posted with the story's accounts).
+        form = compose.Form(text=shown["text"], link=shown["link"], targets=shown["targets"],
+                            variants=shown["variants"], thread=story.thread)
+        counters, general = compose.counters(s, form, tz, utcnow())
+        previews = compose.previews(s, form, tz)
     return render.page(request, actor, "story_edit.html", status=status, story=shown,
-                       labels=dict(sorted(labels.items())), problems=problems or {}, back=safe_next(back))
+                       labels=dict(sorted(labels.items())), problems=problems or {}, back=safe_next(back),
+                       counters=counters, general=general, previews=previews)
 
 
 @router.get("/stories/{story_id}/edit")

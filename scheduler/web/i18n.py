@@ -151,6 +151,7 @@ EN.update({
     "and_more": "and {n} more",
     "mail_off": "No mail server is set up yet (smtp_url): nothing is sent until an administrator sets one.",
     "save_notifications": "Update notifications",
+    "has_own_text": "{account} has a text of its own, which an edit of the story does not change.",
 })
 ZH.update({
     "edit_story": "编辑稿件", "edit_text": "编辑此账号的正文", "edit_text_of": "{account} 的正文",
@@ -170,6 +171,7 @@ ZH.update({
     "new_stories": "有新稿件：点此显示", "variant_used": "使用该平台的变体", "and_more": "等另外 {n} 个账号",
     "mail_off": "尚未配置邮件服务器（smtp_url）：管理员配置之前不会发送邮件。",
     "save_notifications": "更新通知设置",
+    "has_own_text": "{account} 有自己的正文，修改稿件不会改变它。",
 })
 
 CATALOGS = {"en": EN, "zh-Hans": ZH}

@@ -333,6 +333,9 @@ def test_editing_one_accounts_text_from_the_grid_and_the_story_by_keyboard(web: 
             assert s.get(Delivery, x_delivery).text == f"Only for X at {width}"
         page.get_by_role("link", name="Edit the story").click()
         page.get_by_label("Text", exact=True).fill(f"New words for everyone {width}")
+        # The preview follows the typing, as in compose.
+        telegram = page.locator('[data-preview="telegram"] .post-text')
+        expect(telegram).to_have_text(f"New words for everyone {width}")
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         page.screenshot(path=str(SHOTS / f"story-edit-{width}.png"), full_page=True)
         page.get_by_role("button", name="Save").click()

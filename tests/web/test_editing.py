@@ -200,3 +200,24 @@ def test_the_publish_again_and_publish_now_buttons_send_their_choice_in_the_form
     assert again.status_code == 303
     with session_scope() as s:
         assert s.get(Delivery, delivery_id).state == "scheduled"
+
+
+def test_the_edit_page_counts_and_previews_for_the_storys_accounts_and_names_own_texts(web: WebDesk) -> None:
+    story_id = _queue(web, "中" * 100)  # 200 on X's scale
+    x = _delivery(story_id, web.accounts["x"])
+    editor = web.sign_in("editor")
+    page = editor.get(f"/ui/stories/{story_id}/edit").text
+    assert 'hx-post="/ui/compose/check"' in page
+    assert re.search(r'class="counter fine" data-platform="x"', page)
+    assert 'data-preview="mastodon"' in page and "has a text of its own" not in page
+    assert f'<input type="hidden" name="to" value="{web.ids["x"]}">' in page
+    token = csrf_of(page)
+    # What the page's live check posts as one types: the story's accounts, the text as typed.
+    check = editor.post("/ui/compose/check", data={"csrf": token, "text": "中" * 150,
+                                                   "to": [str(web.ids[p]) for p in ("x", "telegram")]})
+    assert re.search(r'class="counter over" data-platform="x"', check.text)
+    assert re.search(r'class="counter fine" data-platform="telegram"', check.text)
+    done = editor.post(f"/ui/deliveries/{x.id}/text", data={"csrf": token, "text": "X's own"})
+    assert done.status_code == 303
+    page = editor.get(f"/ui/stories/{story_id}/edit").text
+    assert f"{web.accounts['x']} has a text of its own" in page
