@@ -175,12 +175,12 @@ def edit_story_form(request: Request, story_id: int, actor: User,
 @router.post("/stories/{story_id}/edit")
 def edit_story(request: Request, story_id: int, actor: Poster, variants: Variants, text: Text = "",
                link: Annotated[str, Form(max_length=2048)] = "", at: At = "",
-               back: Back = "/ui/stories") -> Response:
+               next_slot: Annotated[bool, Form()] = False, back: Back = "/ui/stories") -> Response:
     """Text, link and variants through ``desk.stories.edit`` (every queueing check again; an approved
     story waits for its approver again), a new time through ``desk.stories.retime``, in one transaction:
     a refused time leaves the text as it was too. Unchanged parts are not edited (an edit of nothing
     must not send an approved story back to approval)."""
-    sent = {"text": text, "link": link, "variants": variants, "at": at}
+    sent = {"text": text, "link": link, "variants": variants, "at": at, "next_slot": next_slot}
     platforms: dict[str, str] = {}  # account label -> platform, to place the problems
     try:
         with session_scope() as s:
@@ -191,7 +191,9 @@ def edit_story(request: Request, story_id: int, actor: Poster, variants: Variant
             if (text, link.strip() or None, variants) != (story.text, story.link, dict(story.variants or {})):
                 desk_stories.edit(s, actor, story_id, utcnow(), text=text, link=link.strip(),
                                   variants=variants)
-            if when is not None and not (story.timing == "at" and story.due_at == when):
+            if next_slot:
+                desk_stories.retime(s, actor, story_id, utcnow(), next_slot=True)
+            elif when is not None and not (story.timing == "at" and story.due_at == when):
                 desk_stories.retime(s, actor, story_id, utcnow(), at=when)
     except StoryRejected as exc:
         return _story_form(request, actor, story_id, status=422, sent=sent, back=back,

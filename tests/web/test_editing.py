@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from scheduler.core.db import session_scope
-from scheduler.core.models import Delivery, Story, utcnow
+from scheduler.core.models import Account, Delivery, Story, utcnow
 from scheduler.desk import approval
 from scheduler.desk import stories as desk_stories
 from scheduler.desk.access import Actor, Scope
@@ -221,3 +221,21 @@ def test_the_edit_page_counts_and_previews_for_the_storys_accounts_and_names_own
     assert done.status_code == 303
     page = editor.get(f"/ui/stories/{story_id}/edit").text
     assert f"{web.accounts['x']} has a text of its own" in page
+
+
+def test_an_edit_may_move_the_story_to_each_accounts_next_slot(web: WebDesk) -> None:
+    with session_scope() as s:
+        account = s.get(Account, web.ids["x"])
+        account.schedule, account.tz = ["0 9 * * *"], "Asia/Kolkata"  # no daylight saving
+    story_id = _queue(web, to=str(web.ids["x"]))
+    editor = web.sign_in("editor")
+    page = editor.get(f"/ui/stories/{story_id}/edit").text
+    assert 'name="next_slot"' in page
+    done = editor.post(f"/ui/stories/{story_id}/edit", data={"csrf": csrf_of(page), "text": "A story to edit",
+                                                             "next_slot": "true"})
+    assert done.status_code == 303
+    with session_scope() as s:
+        story = s.get(Story, story_id)
+        due = story.deliveries[0].due_at.astimezone(ZoneInfo("Asia/Kolkata"))
+        assert story.timing == "next_slot" and (due.hour, due.minute) == (9, 0)
+        assert story.text == "A story to edit"  # unchanged text: no edit, only the move

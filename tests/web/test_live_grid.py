@@ -79,3 +79,8 @@ def test_a_rows_heading_follows_an_approval_made_elsewhere(web: WebDesk) -> None
     fresh = re.search(rf'id="head-{story_id}" data-stamp="(\w+)">(.*?)</th>',
                       approver.get("/ui/stories/cells").text, re.S)
     assert fresh.group(1) != head.group(1) and "/approve" not in fresh.group(2)
+
+
+def test_an_empty_grid_still_looks_for_new_stories(web: WebDesk) -> None:
+    page = web.sign_in("viewer").get("/ui/stories").text
+    assert '<p data-live="/ui/stories/cells">Nothing here.</p>' in page and 'id="grid-new"' in page

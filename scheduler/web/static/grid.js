@@ -5,7 +5,8 @@
 // left alone until the operator is done with it.
 // New stories are not slipped in under the operator's eyes: a link offers them.
 (() => {
-  const grid = document.querySelector("table.grid[data-live]");
+  // The grid, or the "nothing here" line that stands in for it (then only new stories are looked for).
+  const grid = document.querySelector("table.grid[data-live], p[data-live]");
   if (!grid) { return; }
   const EVERY = 4000;
   let timer = null;
