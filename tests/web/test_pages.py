@@ -583,6 +583,8 @@ def test_every_form_a_viewer_lacks_the_role_for_answers_403_with_a_valid_csrf_to
             assert answer.status_code == 403, (path, answer.status_code)
             checked.append(path)
     assert len(checked) >= 14
+    # Editing a story and one account's text are among them (a viewer is never offered either).
+    assert {f"/ui/stories/{failed.story_id}/edit", f"/ui/deliveries/{failed.id}/text"} <= set(checked)
     with session_scope() as s:
         assert s.get(Delivery, failed.id).state == "failed"
         assert s.get(Account, web.ids["x"]).status == "active"
