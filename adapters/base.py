@@ -6,6 +6,7 @@ or raises one of the errors in :mod:`adapters.errors`; the scheduler owns time.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import typing
@@ -309,11 +310,11 @@ class CredentialsModel(BaseModel):
     @classmethod
     def secret_fields(cls) -> frozenset[str]:
         """The fields typed ``SecretStr`` (or ``SecretStr | None``): what scrubbing hides."""
-        return frozenset(name for name, f in cls.model_fields.items() if _mentions_secret(f.annotation))
+        return _secret_fields(cls)
 
     @classmethod
     def public_fields(cls) -> frozenset[str]:
-        return frozenset(cls.model_fields) - cls.secret_fields()
+        return frozenset(cls.model_fields) - _secret_fields(cls)
 
     @classmethod
     def validate(cls, platform: str, data: object) -> Credentials:
@@ -386,6 +387,12 @@ class OAuthCredentials(CredentialsModel):
     access_token: Token
     refresh_token: Token | None = None
     expires_at: datetime | None = None
+
+
+@functools.cache
+def _secret_fields(model: type[CredentialsModel]) -> frozenset[str]:
+    # Asked on every publish (to scrub its errors); a model's fields never change once it is defined.
+    return frozenset(name for name, f in model.model_fields.items() if _mentions_secret(f.annotation))
 
 
 def _mentions_secret(annotation: Any) -> bool:
