@@ -113,10 +113,11 @@ def tick(as_json: JsonOpt = False) -> None:
     """Reap and claim once, handing due deliveries and due feeds to the workers (for a system crontab)."""
     from scheduler.core.ticks import tick as run_tick
     from scheduler.feeds.polling import tick as feeds_tick
-    from scheduler.tasks import send_poll_feed, send_publish
+    from scheduler.tasks import publisher, send_poll_feed
 
     require_database()
-    result = run_tick(send_publish)
+    with publisher() as send:
+        result = run_tick(send)
     feeds = feeds_tick(send_poll_feed)
     r = result.reaped
     done(as_json, f"claimed {len(result.claimed)}, sent {result.sent}; reaped {r.requeued} lost messages, "
