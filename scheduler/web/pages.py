@@ -99,7 +99,8 @@ def accounts_page(request: Request, actor: User) -> Response:
     growth, lines = _growth(actor)
     return render.page(request, actor, "accounts.html", accounts=found, growth=growth, lines=lines,
                        editable=editable,
-                       connectable=connecting.connectable() if actor.everywhere("admin") else [])
+                       connectable=connecting.connectable() if actor.everywhere("admin") else [],
+                       mastodon=get_settings().mastodon.enabled)
 
 
 def _span(today: date, span: str, offset: int) -> tuple[date, int]:

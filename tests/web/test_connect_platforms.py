@@ -453,3 +453,18 @@ def test_an_apps_secret_and_the_tokens_stay_out_of_repr() -> None:
     app = App("client", "the-app-secret", "https://a.example/auth", "https://a.example/token", "")
     grant = Grant("x", "newsdesk", app, {"access_token": "the-access-token"}, 1.0)
     assert "the-app-secret" not in repr(app) and "the-access-token" not in repr(grant)
+
+
+def test_with_mastodon_connecting_turned_off_no_mastodon_form_is_offered(web: WebDesk,
+                                                                         sqlite_env: Env) -> None:
+    """CROSSPOST_MASTODON__ENABLED=false: neither the connect form nor a row's re-connect is shown, and
+    the route answers 404 when posted by hand."""
+    client = web.sign_in("admin")
+    page = client.get("/ui/accounts").text
+    assert 'action="/ui/connect/mastodon"' in page  # offered by default (an admin, a Mastodon row)
+    sqlite_env.set(mastodon__enabled="false")
+    page = client.get("/ui/accounts").text
+    assert "/ui/connect/mastodon" not in page and 'id="mastodon-instance"' not in page
+    answer = client.post("/ui/connect/mastodon", data={"csrf": csrf_of(page), "handle": "newsdesk",
+                                                       "instance": "https://mastodon.example"})
+    assert answer.status_code == 404
