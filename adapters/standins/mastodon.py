@@ -17,7 +17,6 @@ after that. ``uploads`` counts every accepted upload.
 
 from __future__ import annotations
 
-import base64
 import email.parser
 import email.policy
 import hashlib
@@ -35,7 +34,7 @@ from PIL import Image
 from twitter_text import extract_urls_with_indices
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
-from adapters.standins.oauth import AuthorizationCodes
+from adapters.standins.oauth import AuthorizationCodes, basic_client
 from adapters.standins.text import graphemes
 
 VISIBILITIES = ("public", "unlisted", "private", "direct")
@@ -208,13 +207,8 @@ class MastodonStandIn(StandIn):
     def token(self, req: Request) -> Response:
         """``POST /oauth/token``: authorization_code with the app's id and secret (form or Basic)."""
         form = req.form()
-        header = req.headers.get("authorization", "")
-        if header.startswith("Basic "):
-            try:
-                client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
-            except ValueError:
-                client_id, secret = "", ""
-            form = {**form, "client_id": client_id, "client_secret": secret}
+        if (basic := basic_client(req)) is not None:
+            form = {**form, "client_id": basic[0], "client_secret": basic[1]}
         with self.lock:
             if form.get("grant_type") != "authorization_code":
                 raise _doorkeeper_error(400, "unsupported_grant_type", "The authorization grant type is "

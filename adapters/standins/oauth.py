@@ -149,6 +149,19 @@ class AuthorizationCodes:
         return client
 
 
+def basic_client(req: Request) -> tuple[str, str] | None:
+    """The client id and secret of an ``Authorization: Basic`` header: None without one, empty strings
+    for one that does not decode (the caller refuses it as it refuses a wrong secret)."""
+    header = req.headers.get("authorization", "")
+    if not header.startswith("Basic "):
+        return None
+    try:
+        client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+    except ValueError:  # bad base64 (binascii.Error) or not UTF-8
+        return "", ""
+    return client_id, secret
+
+
 def _oauth(status: int, error: str, description: str) -> HttpError:
     return HttpError(status, {"error": error, "error_description": description})
 

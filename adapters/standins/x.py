@@ -16,7 +16,6 @@ and a refresh token works once.
 
 from __future__ import annotations
 
-import base64
 import email.policy
 import hashlib
 import html
@@ -32,7 +31,7 @@ from twitter_text import extract_urls_with_indices, parse_tweet
 from twitter_text.config import config as twitter_text_config
 
 from adapters.standins.base import Fault, HttpError, Request, Response, StandIn
-from adapters.standins.oauth import AuthorizationCodes
+from adapters.standins.oauth import AuthorizationCodes, basic_client
 
 PROBLEMS = "https://api.twitter.com/2/problems"
 SCOPES = ("tweet.read", "tweet.write", "users.read", "media.write", "offline.access")
@@ -506,12 +505,8 @@ class XStandIn(StandIn):
         return user.id
 
     def _client(self, req: Request, form: dict[str, str]) -> str:
-        header = req.headers.get("authorization", "")
-        if header.startswith("Basic "):
-            try:
-                client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
-            except ValueError:
-                client_id, secret = "", ""
+        if (basic := basic_client(req)) is not None:
+            client_id, secret = basic
             if client_id not in self.clients or self.clients[client_id] != secret:
                 raise oauth_error(401, "unauthorized_client", "Missing valid authorization header")
             return client_id
