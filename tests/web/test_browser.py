@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import uvicorn
@@ -163,6 +164,54 @@ def test_every_page_in_chinese_at_both_widths_fits_and_starts_with_the_skip_link
     page.goto(f"{server}/ui/inbox")
     page.keyboard.press("Tab")  # the keyboard's first stop skips the menu
     expect(page.locator(":focus")).to_have_text("跳到正文")
+    context.close()
+
+
+def test_queued_to_each_accounts_next_slot_then_an_unknown_resolved_from_the_inbox(
+        web: WebDesk, server: str, browser: object) -> None:
+    """The issue's proof: queue to next slots in the browser, and resolve an unknown there."""
+    expect = sync_api.expect
+    with session_scope() as s:
+        for platform in ("x", "telegram"):
+            account = s.get(Account, web.ids[platform])
+            account.schedule, account.tz = ["0 9 * * *"], "Asia/Kolkata"  # a zone without DST
+        unknown = make_delivery(s, s.get(Account, web.ids["x"]), utcnow() - timedelta(minutes=5),
+                                state="unknown")
+        unknown.last_error = "telegram: connection dropped after the request was sent"
+        unknown_id = unknown.id
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    sign_in(page, server, "editor")
+    page.get_by_role("link", name="Compose").click()
+    page.get_by_label("Text", exact=True).fill("The council votes on the budget tonight")
+    for platform in ("x", "telegram"):
+        page.get_by_label(web.accounts[platform], exact=True).check()
+    page.get_by_label("Next slot of each account").check()
+    page.get_by_role("button", name="Queue").click()
+    page.wait_for_url("**/ui/stories?done=queued*")
+    with session_scope() as s:
+        story = s.scalars(select(Story).where(Story.text.startswith("The council"))).one()
+        due = s.execute(select(Delivery.account_id, Delivery.due_at, Delivery.slot_at)
+                        .where(Delivery.story_id == story.id)).all()
+    assert {account for account, _, _ in due} == {web.ids["x"], web.ids["telegram"]}
+    for _, due_at, slot_at in due:
+        local = due_at.astimezone(ZoneInfo("Asia/Kolkata"))
+        assert slot_at == due_at and (local.hour, local.minute) == (9, 0) and due_at > utcnow()
+
+    page.get_by_role("link", name="Inbox").click()
+    card = page.locator(f"#delivery-{unknown_id}")
+    expect(card).to_contain_text("connection dropped after the request was sent")
+    card.get_by_label("Link").fill("https://x.com/desk/status/42")
+    card.get_by_label("Link").press("Enter")  # by keyboard: the field's form is "It went out"
+    page.wait_for_url(f"**/ui/inbox?done=resolved&id={unknown_id}")
+    expect(page.get_by_role("status")).to_contain_text(f"Delivery {unknown_id} resolved")
+    expect(page.locator(f"#delivery-{unknown_id}")).to_have_count(0)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "inbox-resolved-390.png"), full_page=True)
+    with session_scope() as s:
+        done = s.get(Delivery, unknown_id)
+        assert (done.state, done.published_url) == ("published", "https://x.com/desk/status/42")
     context.close()
 
 
