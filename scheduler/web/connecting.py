@@ -222,7 +222,9 @@ def _redeem(request: Request, flow: Flow, app: App, code: str, verifier: str) ->
     else:
         form["client_id"] = app.client_id  # a public client: PKCE stands in for the secret
     try:
-        answer = requests.post(app.token_url, data=form, auth=auth, timeout=get_settings().http_timeout)
+        # Never followed: a 307 would carry the code and the app's secret to wherever it points.
+        answer = requests.post(app.token_url, data=form, auth=auth, timeout=get_settings().http_timeout,
+                               allow_redirects=False)
         body = answer.json()
     except (requests.RequestException, ValueError) as exc:
         raise UserError(f"connect: the platform's token endpoint did not answer ({type(exc).__name__})"
@@ -292,7 +294,8 @@ def _mastodon_app(redirect_uri: str, instance: str) -> App:
     if settings.mastodon.website:
         form["website"] = settings.mastodon.website
     try:
-        answer = requests.post(f"{instance}/api/v1/apps", data=form, timeout=settings.http_timeout)
+        answer = requests.post(f"{instance}/api/v1/apps", data=form, timeout=settings.http_timeout,
+                               allow_redirects=False)
         body = answer.json()
     except (requests.RequestException, ValueError) as exc:
         raise UserError(f"connect: {shown(instance)} did not answer the app registration "

@@ -47,7 +47,8 @@ class Grant:
     def get(self, url: str, params: Mapping[str, str], what: str) -> dict[str, Any]:
         """One GET to the platform after the code (an exchange, a listing); its JSON object."""
         try:
-            answer = requests.get(url, params=dict(params), timeout=self.timeout)
+            # Never followed: Meta's exchange carries the app's secret in the query.
+            answer = requests.get(url, params=dict(params), timeout=self.timeout, allow_redirects=False)
             body = answer.json()
         except (requests.RequestException, ValueError) as exc:
             raise UserError(f"connect: {self.platform} did not answer {what} ({type(exc).__name__})"
@@ -191,7 +192,7 @@ def _linkedin(grant: Grant) -> dict[str, Any]:
         try:
             answer = requests.get(f"{_api(grant, 'https://api.linkedin.com')}/v2/userinfo",
                                   headers={"Authorization": f"Bearer {body['access_token']}"},
-                                  timeout=grant.timeout)
+                                  timeout=grant.timeout, allow_redirects=False)
             sub = answer.json().get("sub") if answer.status_code == 200 else None
         except (requests.RequestException, ValueError, AttributeError):
             sub = None

@@ -9,8 +9,10 @@ import base64
 import hashlib
 import html
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -468,3 +470,49 @@ def test_with_mastodon_connecting_turned_off_no_mastodon_form_is_offered(web: We
     answer = client.post("/ui/connect/mastodon", data={"csrf": csrf_of(page), "handle": "newsdesk",
                                                        "instance": "https://mastodon.example"})
     assert answer.status_code == 404
+
+
+def test_a_token_endpoint_that_redirects_is_not_followed_with_the_code_and_the_secret(
+        web: WebDesk, sqlite_env: Env) -> None:
+    """A 307 from the token endpoint would re-post the code and the app's secret to wherever it points:
+    the answer is a refusal, and nothing reaches the other address."""
+    reached: list[str] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            reached.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+
+    class Redirecting(Elsewhere):
+        def do_POST(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_port}/steal")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    token_endpoint = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (elsewhere, token_endpoint):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sqlite_env.set(linkedin__client_id="li-app", linkedin__client_secret="li-secret-value-123",
+                       linkedin__authorize_url="https://www.linkedin.com/oauth/v2/authorization",
+                       linkedin__token_url=f"http://127.0.0.1:{token_endpoint.server_port}/token")
+        client = web.sign_in("admin")
+        token = csrf_of(client.get("/ui/accounts").text)
+        started = client.post("/ui/connect/linkedin", data={"csrf": token, "handle": "urn:li:person:abc"})
+        assert started.status_code == 303
+        state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
+        back = client.get("/ui/oauth/linkedin/callback", params={"state": state, "code": "the-code"})
+        assert back.status_code >= 400 and "connect:" in back.text
+        assert reached == [] and "li-secret-value-123" not in back.text
+    finally:
+        for server in (elsewhere, token_endpoint):
+            server.shutdown()
+            server.server_close()
