@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -238,11 +238,34 @@ def mask_url(url: str) -> str:
     return f"{scheme}://{authority}{tail}"
 
 
-@lru_cache(maxsize=1)
+# The settings read last, with the generation they were read in. A plain lru_cache could store, after a
+# reset, settings another thread had begun reading before it (a worker's heartbeat reads them every
+# half second): a reset would then be undone by an old environment, even an empty one.
+_cached: tuple[int, Settings] | None = None
+_generation = 0
+_lock = threading.Lock()
+
+
 def get_settings() -> Settings:
-    return Settings()
+    cached = _cached
+    if cached is not None and cached[0] == _generation:
+        return cached[1]
+    generation = _generation
+    settings = Settings()
+    _keep(generation, settings)
+    return settings
+
+
+def _keep(generation: int, settings: Settings) -> None:
+    global _cached
+    with _lock:
+        if generation == _generation:  # no reset since the reading began
+            _cached = (generation, settings)
 
 
 def reset_settings() -> None:
     """Forget the cached settings (after the environment changed)."""
-    get_settings.cache_clear()
+    global _cached, _generation
+    with _lock:
+        _generation += 1
+        _cached = None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings
+from config.settings import Settings, get_settings, reset_settings
 
 
 def test_empty_data_dir_means_the_default_not_the_current_directory(monkeypatch: pytest.MonkeyPatch,
@@ -47,3 +47,22 @@ def test_the_readme_gives_the_code_s_defaults(monkeypatch: pytest.MonkeyPatch) -
         value = getattr(defaults, name.lower())
         shown = figure.removesuffix(" s")
         assert str(value).removesuffix(".0") == shown, f"README says {name} ({figure}); the code has {value}"
+
+
+def test_settings_a_thread_began_reading_before_a_reset_are_not_kept_after_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's heartbeat reads the settings every half second: if its reading began before the
+    environment changed and ended after the reset, what it read must not become the cached settings
+    (it did with a plain lru_cache, and tests then ran on the default data directory)."""
+    import config.settings as settings_module
+
+    monkeypatch.setenv("CROSSPOST_LEASE_SECONDS", "61")
+    reset_settings()
+    began = settings_module._generation
+    stale = Settings()  # the slow reader's view, taken before the change below
+    monkeypatch.setenv("CROSSPOST_LEASE_SECONDS", "62")
+    reset_settings()
+    settings_module._keep(began, stale)  # ...and it finishes after the reset
+    assert get_settings().lease_seconds == 62
+    assert get_settings() is get_settings()  # what was read after the reset is cached
+    reset_settings()

@@ -72,6 +72,9 @@ def _options(version: Annotated[bool, typer.Option("--version", callback=_versio
 def setup_logging() -> None:
     logging.basicConfig(level=get_settings().log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # matplotlib notes at INFO, as the charts module imports it, that it built its font cache (the
+    # first chart on a fresh machine): not the operator's business, and a second line under an error.
+    logging.getLogger("matplotlib").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 # -- set-up and processes -----------------------------------------------------------------------

@@ -80,9 +80,11 @@ class Heartbeat:
         while True:
             # Short naps, so a change of the lease length (or a first lease) is seen within a second.
             self._wake.wait(0.5)
-            lease_seconds = get_settings().lease_seconds
             leases = self.held()
-            if not leases or time.monotonic() - last < lease_seconds / 3:
+            if not leases:
+                continue  # idle: not even the settings are read
+            lease_seconds = get_settings().lease_seconds
+            if time.monotonic() - last < lease_seconds / 3:
                 continue
             last = time.monotonic()
             try:
