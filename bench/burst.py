@@ -83,9 +83,11 @@ def run_noop(deliveries: int, workers: int, pool: str, concurrency: int,
 
 def run_crosspost(deliveries: int, n_accounts: int, workers: int, pool: str, concurrency: int,
                   min_interval: float, latency: float, timeout: float,
-                  proposed_pool: bool = False) -> tuple[float, float]:
+                  proposed_pool: bool = False, batch_max: int = 8) -> tuple[float, float]:
     """One burst through crosspost: (deliveries per second, worker CPU seconds per delivery)."""
-    with Run("postgres", account_min_interval=min_interval) as run:
+    # The tick is told how many publishes the workers run at once (it batches a burst beyond that).
+    with Run("postgres", account_min_interval=min_interval, publish_slots=workers * concurrency,
+             publish_batch_max=batch_max) as run:
         standins = start_standins(latency)
         try:
             accounts = make_accounts(standins, n_accounts)
@@ -114,10 +116,12 @@ def run_crosspost(deliveries: int, n_accounts: int, workers: int, pool: str, con
             first, last, attempts = published_window()
             for proc in [*procs, beat]:
                 run.stop(proc)
-            # Celery logs each task's return value; publish_delivery returns "deferred" when a rate gate
-            # sent the delivery back to wait (no attempt, another task later).
-            deferred = run.count_in_logs("s: 'deferred'")
-            tasks = run.count_in_logs("Task crosspost.publish[") // 2  # a "received" and a "succeeded" line
+            # Celery logs each task's return value (a list for a batch); publish_delivery returns
+            # "deferred" when a rate gate sent the delivery back to wait (no attempt, another task later).
+            deferred = run.count_in_logs("'deferred'")
+            # A "received" and a "succeeded" line each.
+            tasks = (run.count_in_logs("Task crosspost.publish[")
+                     + run.count_in_logs("Task crosspost.publish_batch[")) // 2
             flushed = flushalls() - flushed
             dups = duplicates(standins)
         finally:
@@ -154,6 +158,8 @@ def main() -> None:
                         help="pool:concurrency list for the latency comparison")
     parser.add_argument("--skip-ratio", action="store_true", help="only the latency comparison")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--batch-max", type=int, default=8,
+                        help="CROSSPOST_PUBLISH_BATCH_MAX of the crosspost runs (1: a message per delivery)")
     parser.add_argument("--ab-pool", action="store_true",
                         help="only: stock workers and workers with the proposed DB pool "
                         "(bench/pool_worker.py), alternately, twice each, latency 0, first --min-intervals")
@@ -180,7 +186,7 @@ def main() -> None:
         for value in args.min_intervals.split(","):
             results.append((float(value), run_crosspost(
                 args.deliveries, args.accounts, args.workers, args.pool, args.concurrency, float(value), 0.0,
-                args.timeout)))
+                args.timeout, batch_max=args.batch_max)))
         after = run_noop(args.deliveries, args.workers, args.pool, args.concurrency, args.timeout)
         rate, cpu = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
         for value, (crosspost_rate, crosspost_cpu) in results:
@@ -190,7 +196,7 @@ def main() -> None:
         for entry in args.pools.split(","):
             pool, concurrency = entry.split(":")
             run_crosspost(args.latency_deliveries, args.accounts, args.workers, pool, int(concurrency), 0.0,
-                          args.latency, args.timeout)
+                          args.latency, args.timeout, batch_max=args.batch_max)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,33 @@ def test_reserve_without_spacing_sends_everything_due_at_its_time() -> None:
     assert times == {n: at(0) for n in range(1, 6)}
 
 
+# -- handing a burst to the workers, pure ----------------------------------------------------------
+def test_deliveries_that_fit_the_slots_go_one_per_message() -> None:
+    from scheduler.core.ticks import messages
+
+    claimed = [(n, at(0)) for n in range(1, 5)]
+    assert messages(claimed, slots=4, most=8) == [([n], at(0)) for n in range(1, 5)]
+
+
+def test_a_burst_beyond_the_slots_goes_several_per_message_and_every_slot_gets_one() -> None:
+    from scheduler.core.ticks import messages
+
+    claimed = [(n, at(0)) for n in range(1, 11)]
+    sent = messages(claimed, slots=4, most=8)
+    assert sent == [([1, 2, 3], at(0)), ([4, 5, 6], at(0)), ([7, 8, 9], at(0)), ([10], at(0))]
+    # Capped: 100 over 4 slots would be 25 per message.
+    assert {len(ids) for ids, _ in messages([(n, at(0)) for n in range(100)], slots=4, most=8)} == {8, 4}
+    # most=1 turns batching off.
+    assert messages(claimed, slots=4, most=1) == [([n], at(0)) for n in range(1, 11)]
+
+
+def test_only_deliveries_with_the_same_send_time_share_a_message() -> None:
+    from scheduler.core.ticks import messages
+
+    claimed = [(1, at(0)), (2, at(1)), (3, at(0)), (4, at(1)), (5, at(0))]
+    assert messages(claimed, slots=1, most=8) == [([1, 3, 5], at(0)), ([2, 4], at(1))]
+
+
 # -- the claim takes the gates ---------------------------------------------------------------------
 @pytest.mark.usefixtures("db_env")
 def test_claim_hands_out_only_what_the_gate_lets_through_then_the_rest_in_turn() -> None:
@@ -251,7 +278,7 @@ def test_a_polling_broker_gets_its_messages_one_poll_earlier() -> None:
     interval = get_settings().tick_interval
     with session_scope() as s:
         delivery_id = make_delivery(s, make_account(s), now + timedelta(seconds=interval + 0.5)).id
-    sent: list[tuple[int, datetime | None]] = []
-    assert ticks.tick(lambda d, eta: sent.append((d, eta)), now).claimed == []
-    assert ticks.tick(lambda d, eta: sent.append((d, eta)), now, lead=1.0).claimed == [delivery_id]
-    assert sent == [(delivery_id, now + timedelta(seconds=interval + 0.5))]  # with its time as the eta
+    sent: list[tuple[list[int], datetime | None]] = []
+    assert ticks.tick(lambda ids, eta: sent.append((ids, eta)), now).claimed == []
+    assert ticks.tick(lambda ids, eta: sent.append((ids, eta)), now, lead=1.0).claimed == [delivery_id]
+    assert sent == [([delivery_id], now + timedelta(seconds=interval + 0.5))]  # with its time as the eta

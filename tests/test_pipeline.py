@@ -143,6 +143,53 @@ def test_embedded_default_publishes_each_delivery_once(
     assert log.stat().st_size == before, log.read_text()[before:]
 
 
+def test_a_burst_beyond_the_slots_is_published_once_in_batches(
+        pg_env: Env, redis_url: str, standins: dict[str, StandIn], procs: Processes) -> None:
+    """Two slots for 30 deliveries due at once: the tick hands them out several per message, and each
+    is still published exactly once."""
+    redis.Redis.from_url(redis_url).flushdb()
+    pg_env.set(publish_slots="2", publish_batch_max="4")
+    run_pipeline(pg_env, procs, standins, [["worker", "--concurrency", "2"], ["beat"]])
+    assert "Task crosspost.publish_batch[" in (procs.logs / "worker.log").read_text()
+
+
+def test_worker_killed_mid_batch(pg_env: Env, redis_url: str, standins: dict[str, StandIn],
+                                 procs: Processes) -> None:
+    """kill -9 while the first delivery of a three-delivery message is held open after its post was made:
+    the two behind it, never started, are handed out again and published; the one in flight ends as
+    its platform allows (published after a lookup, or unknown on Telegram); no platform posts twice."""
+    redis.Redis.from_url(redis_url).flushdb()
+    procs.env = pg_env
+    pg_env.set(publish_slots="1", publish_batch_max="8")
+    matrix(standins, per_platform=1)
+    create_paths = {"mastodon": "/api/v1/statuses", "bluesky": "putRecord", "telegram": "sendMessage"}
+    for platform, standin in standins.items():
+        standin.inject(Fault(delay=30, commit=True, path=create_paths[platform]))
+    queue(1)
+    tick = pg_env.cli("tick")
+    assert tick.returncode == 0, tick.stderr
+    worker = procs.start("worker")
+    wait_for(lambda: sum(len(s.posts()) for s in standins.values()) == 1, 60, what="the first post held open")
+    time.sleep(1)  # long enough for a second publish to have begun, were the three not one message
+    assert states() == {"publishing": 1, "queued": 2}
+    held = next(p for p, s in standins.items() if s.posts())
+    procs.kill9(worker)
+    for standin in standins.values():
+        standin.clear_faults()
+    procs.start("worker")
+    procs.start("beat")
+    try:
+        wait_for(settled, 60, what="deliveries settled after the crash")
+    except AssertionError:
+        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+    with session_scope() as s:
+        by_platform = {d.account.platform: d.state for d in s.scalars(select(Delivery))}
+    assert by_platform == {p: "unknown" if p == held == "telegram" else "published" for p in PLATFORMS}
+    for platform, standin in standins.items():
+        assert standin.duplicates() == 0, platform
+        assert len(standin.posts()) == 1, platform
+
+
 def test_worker_killed_mid_publish(pg_env: Env, redis_url: str, standins: dict[str, StandIn],
                                    procs: Processes) -> None:
     """kill -9 while every platform holds the request open after creating the post: the idempotent

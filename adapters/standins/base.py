@@ -202,6 +202,10 @@ class StandIn:
         with self.lock:
             self.faults.extend(faults)
 
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
     def reset(self) -> None:
         with self.lock:
             self.created.clear()

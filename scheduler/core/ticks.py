@@ -24,10 +24,30 @@ class TickResult:
     reaped: deliveries.Reaped = field(default_factory=deliveries.Reaped)
 
 
-def tick(send: Callable[[int, datetime | None], None], now: datetime | None = None,
+def messages(claimed: list[tuple[int, datetime]], slots: int, most: int) -> list[tuple[list[int], datetime]]:
+    """The messages that hand ``claimed`` (delivery, send time) to the workers, in claim order.
+
+    One delivery per message while the deliveries that go at the same moment fit the workers' ``slots``
+    (each starts at once on a thread of its own). A burst larger than that would queue in the broker
+    anyway: it goes ``ceil(n / slots)`` per message (at most ``most``), which still gives every slot work
+    and spends Celery's per-message cost once for several deliveries (bench/RESULTS.md). Only deliveries
+    with the same send time share a message, so none is held back behind another's eta.
+    """
+    by_time: dict[datetime, list[int]] = {}
+    for delivery_id, due_at in claimed:
+        by_time.setdefault(due_at, []).append(delivery_id)
+    out: list[tuple[list[int], datetime]] = []
+    for due_at, ids in by_time.items():
+        size = max(1, min(most, -(-len(ids) // max(1, slots))))
+        out.extend((ids[i:i + size], due_at) for i in range(0, len(ids), size))
+    return out
+
+
+def tick(send: Callable[[list[int], datetime | None], None], now: datetime | None = None,
          lead: float = 0.0) -> TickResult:
     """Reap, then claim everything that may go within the next tick interval (and ``lead`` seconds more)
-    and ``send`` each delivery with the time it may be sent (None when that time has come already)."""
+    and ``send`` the deliveries, a message at a time (:func:`messages`), with the time they may be sent
+    (None when that time has come already)."""
     settings = get_settings()
     now = now or utcnow()
     result = TickResult()
@@ -37,19 +57,21 @@ def tick(send: Callable[[int, datetime | None], None], now: datetime | None = No
     # One interval ahead, plus ``lead``: how late a worker may take a message off a polling broker, so
     # that it holds the message before its eta instead of finding it after.
     ahead = timedelta(seconds=settings.tick_interval + lead)
+    slots = settings.publish_slots or settings.worker_concurrency
     # Claim in batches until nothing is due, so a burst is queued in one tick.
     while True:
         with session_scope() as s:
             batch = deliveries.claim_due_by(s, now, settings.claim_batch, ahead,
                                             spacing=settings.account_min_interval)
         result.claimed.extend(delivery_id for delivery_id, _ in batch)
-        for delivery_id, due_at in batch:
+        for ids, due_at in messages(batch, slots, settings.publish_batch_max):
             try:
-                send(delivery_id, due_at if due_at > now else None)
-                result.sent += 1
+                send(ids, due_at if due_at > now else None)
+                result.sent += len(ids)
             except Exception as exc:
-                # The delivery stays queued; the reaper hands it out again after queued_timeout.
-                log.warning("delivery %s: could not hand to the broker: %s", delivery_id, exc)
+                # They stay queued; the reaper hands them out again after queued_timeout.
+                log.warning("deliveries %s: could not hand to the broker: %s",
+                            ", ".join(map(str, ids)), exc)
         if len(batch) < settings.claim_batch:
             break
     r = result.reaped
