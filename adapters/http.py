@@ -30,8 +30,41 @@ DEFAULT_TIMEOUT = 30.0
 logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
+class PlatformSession(requests.Session):
+    """requests' Session without the per-request merging of settings this project never sets on a
+    session: auth, query parameters, cookies (refused, below) and, unless the environment names a
+    proxy, proxies. Those merges, each with requests' runtime ``isinstance`` checks against typing
+    Protocols, were about half of what requests itself spends preparing a request (bench/RESULTS.md).
+    Whatever does need merging (a proxy, an auth or cookies on the request) takes requests' own path."""
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        if (self.trust_env or self.auth or self.params or any(self.hooks.values()) or request.auth
+                or request.cookies):
+            return super().prepare_request(request)
+        headers = requests.structures.CaseInsensitiveDict(self.headers)
+        for name, value in (request.headers or {}).items():
+            # As requests merges them: a header set to None on the request removes the session's.
+            if value is None:
+                headers.pop(name, None)
+            else:
+                headers[name] = value
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method=(request.method or "GET").upper(), url=request.url, files=request.files,
+                         data=request.data, json=request.json, headers=headers, params=request.params,
+                         auth=None, cookies=self.cookies, hooks=request.hooks)
+        return prepared
+
+    def merge_environment_settings(self, url: str, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> dict[str, Any]:
+        if self.trust_env or proxies or self.proxies:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        return {"proxies": {}, "stream": self.stream if stream is None else stream,
+                "verify": self.verify if verify is None else verify,
+                "cert": self.cert if cert is None else cert}
+
+
 def new_session() -> requests.Session:
-    session = requests.Session()
+    session = PlatformSession()
     session.headers["User-Agent"] = USER_AGENT
     # A session is kept alive and shared by every account of a platform on one thread
     # (``adapters.get_adapter``): a cookie one account's answer set must never ride on another's request.

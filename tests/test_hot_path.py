@@ -207,6 +207,33 @@ def test_publishes_on_one_thread_reuse_one_kept_alive_connection(mastodon: Stand
     assert mastodon.connections - before <= 1  # one (or none, if the identity check's was kept)
 
 
+@pytest.mark.parametrize("proxy", [False, True])
+def test_a_platform_session_prepares_what_requests_would(proxy: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session's short path (no merging of what it never sets) sends the same request as requests'
+    own: the session's headers under the request's, a header set to None removed, query and body kept;
+    with a proxy in the environment, requests' own path runs and finds it."""
+    import requests
+
+    from adapters.http import new_session
+
+    if proxy:
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    session = new_session()
+    plain = requests.Session()
+    plain.headers["User-Agent"] = session.headers["User-Agent"]
+    plain.trust_env = proxy
+    request = requests.Request("POST", "https://example.org/api/v1/statuses", params={"q": "a b"},
+                               json={"status": "Story"}, headers={"Idempotency-Key": "k1", "Accept": None})
+    ours, theirs = session.prepare_request(request), plain.prepare_request(request)
+    assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
+    assert dict(ours.headers) == dict(theirs.headers) and "Accept" not in ours.headers
+    assert ours.headers["Idempotency-Key"] == "k1" and ours.headers["User-Agent"].startswith("crosspost/")
+    settings = session.merge_environment_settings(ours.url, {}, None, None, None)
+    assert settings == plain.merge_environment_settings(theirs.url, {}, None, None, None)
+    assert settings["proxies"] == ({"https": "http://proxy.example:3128"} if proxy else {})
+
+
 def test_a_kept_session_stores_no_cookie_from_one_account_for_another() -> None:
     """The session is shared by every account of a platform on a thread: a cookie set in one account's
     answer must not go out with the next account's request."""
