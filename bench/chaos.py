@@ -124,6 +124,11 @@ class Config:
     keep: bool = False
     verbose: bool = False
     pg_admin: str | None = None
+    # 0: the workers' concurrency. Fewer than the deliveries due at one moment makes the tick hand them
+    # out several per message (with ``bursts``, so that many do fall due together).
+    publish_slots: int = 0
+    # 0: stories fall due uniformly over the run; N: at N instants, many at once.
+    bursts: int = 0
 
     def plan(self) -> Plan:
         if self.short:
@@ -150,6 +155,7 @@ def crosspost_env(root: Path, database_url: str, broker_url: str, cfg: Config,
         "CROSSPOST_ACCOUNT_MIN_INTERVAL": "0.25",
         "CROSSPOST_HTTP_TIMEOUT": str(cfg.http_timeout),
         "CROSSPOST_WORKER_CONCURRENCY": str(cfg.concurrency),
+        "CROSSPOST_PUBLISH_SLOTS": str(cfg.publish_slots),
         "CROSSPOST_LOG_LEVEL": "INFO",
         "CROSSPOST_MEDIA_PUBLIC_URL": media_url,
         "CROSSPOST_MEDIA_ALLOW_PRIVATE": "true",
@@ -235,7 +241,8 @@ def queue_stories(rng: random.Random, cfg: Config, matrix: list[Acct], spread: f
                 text=f"[cx{cfg.seed}s{i}] Chaos story {i}: the news of the day, told exactly once.",
                 targets=[str(a.id) for a in chosen], link=link,
                 media=[m for m in ({"image": image, "video": video}.get(kind),) if m is not None],
-                at=start + timedelta(seconds=rng.uniform(0.0, spread)))
+                at=start + timedelta(seconds=spread * rng.randrange(cfg.bursts) / cfg.bursts if cfg.bursts
+                                     else rng.uniform(0.0, spread)))
             queueing.queue(s, draft, utcnow())
             deliveries += len(chosen)
     return deliveries
@@ -946,6 +953,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--settle-timeout", type=float, default=None, help="Seconds to wait for quiescence.")
     parser.add_argument("--keep", action="store_true", help="Keep the working directory (logs) after a pass.")
     parser.add_argument("--verbose", action="store_true", help="Print each fault as it fires.")
+    parser.add_argument("--publish-slots", type=int, default=0,
+                        help="CROSSPOST_PUBLISH_SLOTS (0: the concurrency); with --bursts, a small number "
+                             "makes the tick hand deliveries out several per message.")
+    parser.add_argument("--bursts", type=int, default=0,
+                        help="Stories fall due at this many instants instead of uniformly over the run.")
     parser.add_argument("--pg-admin", default=None,
                         help="Fallback: use a private database on this shared server instead of a private "
                              "cluster (never restarted; its sessions are terminated instead).")
@@ -958,9 +970,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
                      targets=a.targets, short=False, concurrency=a.concurrency,
                      settle_timeout=a.settle_timeout or 240.0)
     cfg.keep, cfg.verbose, cfg.pg_admin = a.keep, a.verbose, a.pg_admin
-    for name in ("kills", "workers", "stories", "accounts", "targets"):
-        if getattr(cfg, name) < (0 if name == "kills" else 1):
-            parser.error(f"--{name}: must be at least {0 if name == 'kills' else 1}")
+    cfg.publish_slots, cfg.bursts = a.publish_slots, a.bursts
+    for name in ("kills", "workers", "stories", "accounts", "targets", "publish_slots", "bursts"):
+        least = 0 if name in ("kills", "publish_slots", "bursts") else 1
+        if getattr(cfg, name) < least:
+            parser.error(f"--{name.replace('_', '-')}: must be at least {least}")
     return cfg
 
 
