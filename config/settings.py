@@ -117,8 +117,8 @@ class Settings(BaseSettings):
     tick_interval: float = Field(1.0, gt=0, description="Seconds between two beat ticks (how late a "
                                  "delivery may start; the claim is one indexed query).")
     claim_batch: int = Field(500, gt=0, description="Most deliveries one tick claims.")
-    publish_slots: int = Field(0, ge=0, description="Publishes all worker processes run at once (processes "
-                               "x worker_concurrency); 0 means one process's worker_concurrency. When more "
+    publish_slots: int = Field(0, ge=0, description="Publishes all worker processes run at once; 0 means "
+                               "the sum the live workers announce (each its concurrency). When more "
                                "deliveries than this fall due at the same moment, the tick hands them out "
                                "several per message.")
     publish_batch_max: int = Field(8, gt=0, description="Most deliveries in one message to the workers when "

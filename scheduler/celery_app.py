@@ -7,6 +7,7 @@ import logging
 from celery import Celery, signals
 
 from config.settings import Settings, get_settings
+from scheduler.core.workers import Presence
 from scheduler.followers.schedule import tick_period
 
 
@@ -73,6 +74,25 @@ def embed_beat(celery: Celery) -> None:
     signals.worker_shutdown.connect(_stop, weak=False)
 
 
+def announce_slots(celery: Celery) -> None:
+    """While a worker of ``celery`` runs, its publish slots are in the database
+    (``scheduler.core.workers``), so the tick knows how many deliveries the fleet takes at once."""
+    running: list[Presence] = []
+
+    def ready(sender: object, **_: object) -> None:
+        controller = getattr(sender, "controller", None)
+        if getattr(sender, "app", None) is not celery or controller is None:
+            return  # another app's worker in this process (the benchmarks' no-op)
+        running.append(Presence(str(controller.hostname), int(controller.concurrency)).start())
+
+    def shutdown(**_: object) -> None:
+        while running:
+            running.pop().stop()
+
+    signals.worker_ready.connect(ready, weak=False)
+    signals.worker_shutdown.connect(shutdown, weak=False)
+
+
 # Beat's housekeeping runs every second or so; its "sending", "received" and "succeeded" lines would be
 # most of an idle installation's log. They go to DEBUG; what the tasks did (a claim, a sample, an error)
 # is logged by the tasks themselves, and every publish still logs its outcome.
@@ -89,6 +109,7 @@ class RoutineToDebug(logging.Filter):
 
 
 app = create_app(get_settings())
+announce_slots(app)
 # Every task beat runs on a schedule: its names in the lines of the loggers that speak of them (sent,
 # received, expired before it ran, done).
 ROUTINE = tuple(f"{entry['task']}[" for entry in app.conf.beat_schedule.values()) + tuple(

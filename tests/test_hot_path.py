@@ -19,6 +19,7 @@ from scheduler.core import deliveries, publishing, ratelimit
 from scheduler.core.db import engine, session_scope
 from scheduler.core.models import Attempt, Delivery, RateGate, utcnow
 from scheduler.matrix import accounts
+from tests.conftest import Env
 from tests.factories import make_account, make_delivery
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -75,6 +76,33 @@ def test_only_deliveries_with_the_same_send_time_share_a_message() -> None:
 
     claimed = [(1, at(0)), (2, at(1)), (3, at(0)), (4, at(1)), (5, at(0))]
     assert messages(claimed, slots=1, most=8) == [([1, 3, 5], at(0)), ([2, 4], at(1))]
+
+
+def test_the_tick_sizes_its_messages_to_the_slots_the_live_workers_announced(db_env: Env) -> None:
+    from scheduler.core import ticks, workers
+
+    now = utcnow()
+    with session_scope() as s:
+        due = [make_delivery(s, make_account(s, handle=f"desk{n}"), now - timedelta(seconds=1)).id
+               for n in range(6)]
+        workers.announce(s, "crosspost-1@a", 1, now)
+        workers.announce(s, "crosspost-2@b", 1, now)
+        workers.announce(s, "crosspost-3@gone", 40, now - workers.TTL)  # died without withdrawing
+        assert workers.live_slots(s, now) == 2
+    sent: list[list[int]] = []
+    assert sorted(ticks.tick(lambda ids, eta: sent.append(ids), now).claimed) == sorted(due)
+    assert sorted(len(ids) for ids in sent) == [3, 3]  # six due at once over two slots
+    with session_scope() as s:
+        workers.withdraw(s, "crosspost-1@a")
+        workers.announce(s, "crosspost-2@b", 3, now)  # renewed with another concurrency
+        assert workers.live_slots(s, now) == 3
+        more = [make_delivery(s, make_account(s, handle=f"more{n}"), now - timedelta(seconds=1)).id
+                for n in range(6)]
+    # PUBLISH_SLOTS, when set, is taken instead of what the workers say.
+    db_env.set(publish_slots="6")
+    sent.clear()
+    assert sorted(ticks.tick(lambda ids, eta: sent.append(ids), now).claimed) == sorted(more)
+    assert sorted(len(ids) for ids in sent) == [1] * 6
 
 
 # -- the claim takes the gates ---------------------------------------------------------------------

@@ -143,14 +143,27 @@ def test_embedded_default_publishes_each_delivery_once(
     assert log.stat().st_size == before, log.read_text()[before:]
 
 
-def test_a_burst_beyond_the_slots_is_published_once_in_batches(
+def test_a_burst_beyond_the_workers_slots_is_published_once_in_batches(
         pg_env: Env, redis_url: str, standins: dict[str, StandIn], procs: Processes) -> None:
-    """Two slots for 30 deliveries due at once: the tick hands them out several per message, and each
-    is still published exactly once."""
+    """The worker announces its two slots; the tick hands the 30 deliveries due at once out several per
+    message, and each is still published exactly once. Stopped, the worker withdraws its slots."""
     redis.Redis.from_url(redis_url).flushdb()
-    pg_env.set(publish_slots="2", publish_batch_max="4")
-    run_pipeline(pg_env, procs, standins, [["worker", "--concurrency", "2"], ["beat"]])
+    procs.env = pg_env
+    pg_env.set(publish_batch_max="4")
+    worker = procs.start("worker", "--concurrency", "2")
+    wait_for(lambda: live_slots() == 2, 60, what="the worker's two slots announced")
+    run_pipeline(pg_env, procs, standins, [["beat"]])
     assert "Task crosspost.publish_batch[" in (procs.logs / "worker.log").read_text()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)
+    assert live_slots() == 0
+
+
+def live_slots() -> int:
+    from scheduler.core import workers
+
+    with session_scope() as s:
+        return workers.live_slots(s, utcnow())
 
 
 def test_worker_killed_mid_batch(pg_env: Env, redis_url: str, standins: dict[str, StandIn],

@@ -231,6 +231,17 @@ class ProcessLock(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class WorkerSlots(Base):
+    """A live worker process and how many publishes it runs at once, renewed while it lives: the tick
+    sizes its messages to the fleet's slots (``scheduler.core.workers``)."""
+
+    __tablename__ = "worker_slots"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    slots: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class RateGate(Base):
     """The earliest time anything may be sent within a scope (an account, or a platform app)."""
 

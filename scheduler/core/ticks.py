@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from config.settings import get_settings
-from scheduler.core import deliveries
+from scheduler.core import deliveries, workers
 from scheduler.core.db import session_scope
 from scheduler.core.models import utcnow
 from scheduler.core.publishing import policy
@@ -54,10 +54,10 @@ def tick(send: Callable[[list[int], datetime | None], None], now: datetime | Non
     with session_scope() as s:
         result.reaped = deliveries.reap(s, now, queued_timeout=settings.queued_timeout,
                                         max_attempts=settings.max_attempts, policy=policy)
+        slots = settings.publish_slots or workers.live_slots(s, now) or settings.worker_concurrency
     # One interval ahead, plus ``lead``: how late a worker may take a message off a polling broker, so
     # that it holds the message before its eta instead of finding it after.
     ahead = timedelta(seconds=settings.tick_interval + lead)
-    slots = settings.publish_slots or settings.worker_concurrency
     # Claim in batches until nothing is due, so a burst is queued in one tick.
     while True:
         with session_scope() as s:
