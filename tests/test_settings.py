@@ -40,7 +40,7 @@ def test_the_readme_gives_the_code_s_defaults(monkeypatch: pytest.MonkeyPatch) -
             monkeypatch.delenv(key)
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     paragraph = text[text.index("Settings (environment"):].split("\n\n", 1)[0]
-    figures = re.findall(r"`([A-Z_]+)` \(([^)]+)\)", paragraph)
+    figures = re.findall(r"`([A-Z_]+)` \(([^):]+)[):]", paragraph)
     assert len(figures) >= 15, paragraph
     defaults = Settings(_env_file=None)
     for name, figure in figures:
