@@ -10,11 +10,13 @@ import atexit
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import psycopg
@@ -31,9 +33,15 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 def _private_redis() -> str:
     """A Redis server of this test run's own on a free loopback port, so the tests may flush it
-    without touching whatever else uses the machine's Redis (CROSSPOST_TEST_REDIS overrides)."""
-    if os.environ.get("CROSSPOST_TEST_REDIS"):
-        return os.environ["CROSSPOST_TEST_REDIS"]
+    without touching whatever else uses the machine's Redis (CROSSPOST_TEST_REDIS overrides).
+
+    Under pytest-xdist every worker starts its own: the workers inherit the controller's environment,
+    and two workers flushing one server would lose each other's messages."""
+    owner = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    given = os.environ.get("CROSSPOST_TEST_REDIS")
+    # _CROSSPOST_TEST_REDIS_OWNER marks a URL this file set: a worker does not reuse its controller's.
+    if given and os.environ.get("_CROSSPOST_TEST_REDIS_OWNER") in (None, owner):
+        return given
     server = shutil.which("redis-server")
     if server is None:
         return "redis://127.0.0.1:1/0"  # nothing listens there: the tests that need Redis say so
@@ -54,6 +62,7 @@ def _private_redis() -> str:
             time.sleep(0.05)
     # Child processes (workers) and test modules read it from here.
     os.environ["CROSSPOST_TEST_REDIS"] = url
+    os.environ["_CROSSPOST_TEST_REDIS_OWNER"] = owner
     return url
 
 
@@ -91,10 +100,10 @@ def pg_admin() -> str:
     return PG_ADMIN
 
 
-def create_pg_database(admin: str) -> str:
+def create_pg_database(admin: str, template: str | None = None) -> str:
     name = f"cp_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return name
 
 
@@ -102,6 +111,45 @@ def drop_pg_database(admin: str, name: str) -> None:
     dispose_engines()
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- migrated templates ---------------------------------------------------------------------------
+# Alembic's eleven revisions cost a quarter of a second per SQLite test and more on PostgreSQL: each
+# session (each xdist worker) migrates one database of each kind, and every test gets a copy. migrate()
+# is only Alembic's upgrade (no seed rows, no files beside the database), so a copy is what it would
+# have made. A test module that must see the migrations run marks itself `fresh_migrate`.
+FRESH = "fresh_migrate"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "crosspost.db"
+    migrate(f"sqlite:///{path}")
+    dispose_engines()
+    return path
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    # sqlite3's backup API rather than a file copy: it copies a consistent database even if a
+    # -wal file held part of it.
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin: str) -> Iterator[str]:
+    # Unique per run and per worker: the server is shared with other work and other test runs.
+    name = f"cp_template_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        migrate(_pg_url(name).replace("postgresql://", "postgresql+psycopg://"))
+        # A database with a connection open cannot be a template: Alembic's engine is disposed by
+        # migrations/env.py, any other one here.
+        dispose_engines()
+        yield name
+    finally:
+        drop_pg_database(pg_admin, name)
 
 
 class Env:
@@ -160,28 +208,35 @@ class Env:
 
 
 @pytest.fixture
-def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+               request: pytest.FixtureRequest) -> Iterator[Env]:
     env = Env(tmp_path, f"sqlite:///{tmp_path / 'crosspost.db'}", f"sqla+sqlite:///{tmp_path / 'broker.db'}")
     env.monkeypatch = monkeypatch
     for key in env.vars:
         monkeypatch.setenv(key, env.vars[key])
     env.activate()
-    migrate()
+    if request.node.get_closest_marker(FRESH):
+        migrate()
+    else:
+        copy_sqlite(request.getfixturevalue("sqlite_template"), tmp_path / "crosspost.db")
     yield env
     dispose_engines()
     reset_settings()
 
 
 @pytest.fixture
-def pg_env(tmp_path: Path, pg_admin: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    name = create_pg_database(pg_admin)
+def pg_env(tmp_path: Path, pg_admin: str, monkeypatch: pytest.MonkeyPatch,
+           request: pytest.FixtureRequest) -> Iterator[Env]:
+    fresh = request.node.get_closest_marker(FRESH) is not None
+    name = create_pg_database(pg_admin, None if fresh else request.getfixturevalue("pg_template"))
     url = _pg_url(name).replace("postgresql://", "postgresql+psycopg://")
     env = Env(tmp_path, url, REDIS_URL)
     env.monkeypatch = monkeypatch
     for key in env.vars:
         monkeypatch.setenv(key, env.vars[key])
     env.activate()
-    migrate()
+    if fresh:
+        migrate()
     yield env
     drop_pg_database(pg_admin, name)
     reset_settings()
@@ -220,6 +275,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _rename(item: pytest.Item, name: str) -> None:
+    # pytest 9.1 keeps an item's id as a NodeId in _id (the _nodeid that pytest-xdist 3.8 and earlier
+    # pytests use is then ignored); neither is public, and nothing public renames an item.
+    if hasattr(item, "_id"):
+        item._id = item.parent.id.child(name)  # type: ignore[union-attr]
+    else:
+        item._nodeid = f"{item.parent.nodeid}::{name}"  # type: ignore[union-attr]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every item its own node id, as pytest-xdist's loadgroup schedules by id. Schemathesis gives all
+    of a test's API operations the test's id (their names differ: ``test[GET /health]``): loadgroup
+    would run one operation of the 55 and drop the rest without a word. And on pytest 9.1 xdist's own
+    ``@group`` suffix is lost (see _rename), so the tests of an xdist_group would be spread over the
+    workers: the suffix is added here."""
+    seen: dict[str, int] = {}
+    for item in items:
+        seen[item.nodeid] = seen.get(item.nodeid, 0) + 1
+    for item in items:
+        if seen[item.nodeid] > 1:
+            _rename(item, item.name)
+    if config.getvalue("loadgroup") and hasattr(items[0] if items else None, "_id"):
+        for item in items:
+            groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                             for m in item.iter_markers("xdist_group")})
+            if groups and "@" not in item.nodeid:
+                _rename(item, f"{item.name}@{'_'.join(groups)}")
+    ids = [item.nodeid for item in items]
+    assert len(set(ids)) == len(ids), "two tests share a node id: pytest-xdist would run only one"
 
 
 # -- Hypothesis ---------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from sqlalchemy import create_engine, text
 from tests.conftest import Env
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+# The fixtures migrate each database from empty rather than copy the session's migrated template.
+pytestmark = pytest.mark.fresh_migrate
 
 
 def config(url: str) -> Config:

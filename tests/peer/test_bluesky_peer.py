@@ -47,7 +47,8 @@ from scheduler.core.db import session_scope
 from scheduler.matrix import accounts
 from tests.peer.conftest import HoldingProxy, Network, Operator, PeerAccount, expired_copy
 
-pytestmark = [pytest.mark.peer, pytest.mark.timeout(1500)]
+# One xdist worker runs them all (--dist loadgroup): the network is started once, not per worker.
+pytestmark = [pytest.mark.peer, pytest.mark.timeout(1500), pytest.mark.xdist_group("peer")]
 
 # CJK, a ZWJ family, flags, skin tones, combining marks (Latin and Arabic harakat), right-to-left
 # Arabic and Hebrew, with tags, a link and mentions in among them.
