@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Any
@@ -22,8 +23,14 @@ from scheduler.matrix import accounts
 NAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 12
 _hasher = PasswordHasher()
-# Verified against when the name is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY = _hasher.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy() -> str:
+    """Verified against when the name is unknown, so a wrong name costs as long as a wrong password.
+    Made at the first sign-in, not at import: an argon2 hash is a sixth of a second, and every
+    command, worker and tick imports this module."""
+    return _hasher.hash("not a password of anyone")
 
 
 def check_name(name: str) -> str:
@@ -134,7 +141,7 @@ def disable(s: Session, actor: Actor, user: User, now: datetime) -> None:
 
 def verify_password(user: User | None, password: str) -> bool:
     """True if ``password`` is the user's; as slow for an unknown user as for a known one."""
-    stored = user.password_hash if user is not None and user.password_hash else _DUMMY
+    stored = user.password_hash if user is not None and user.password_hash else _dummy()
     try:
         _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
