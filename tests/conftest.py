@@ -299,7 +299,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if seen[item.nodeid] > 1:
             _rename(item, item.name)
-    if config.getvalue("loadgroup") and hasattr(items[0] if items else None, "_id"):
+    # Set by pytest-xdist in its workers only (--dist loadgroup): absent in a run without workers.
+    if getattr(config.option, "loadgroup", False) and hasattr(items[0] if items else None, "_id"):
         for item in items:
             groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
                              for m in item.iter_markers("xdist_group")})
