@@ -38,8 +38,10 @@ def publisher() -> Iterator[Callable[[list[int], datetime | None], None]]:
 
 
 # Redis pushes a message to a waiting worker at once; kombu's SQLAlchemy transport (the embedded
-# default) is polled once a second, so the tick hands its messages out that much earlier.
-BROKER_LEAD = 0.0 if get_settings().broker_url.startswith(("redis", "rediss")) else 1.0
+# default) is polled once a second, so the tick hands its messages out two polls earlier: with one, a
+# message that came just after a poll (or while the poll's own work ran) reached the worker after its
+# eta (embedded lateness p99 0.13-0.85 s in five runs, against 0.09-0.24 s with two; bench/RESULTS.md).
+BROKER_LEAD = 0.0 if get_settings().broker_url.startswith(("redis", "rediss")) else 2.0
 
 
 @app.task(name="crosspost.tick", ignore_result=True)
