@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -26,7 +27,7 @@ from scheduler.core.db import dispose_engines, session_scope
 from scheduler.core.models import Delivery, utcnow
 from scheduler.matrix import accounts
 from scheduler.stories import drafts, queueing
-from tests.conftest import Env, wait_for
+from tests.conftest import Env, free_port, wait_for
 
 PLATFORMS = ("mastodon", "bluesky", "telegram")
 pytestmark = pytest.mark.workers
@@ -155,7 +156,7 @@ def test_a_burst_beyond_the_workers_slots_is_published_once_in_batches(
     run_pipeline(pg_env, procs, standins, [["beat"]])
     assert "Task crosspost.publish_batch[" in (procs.logs / "worker.log").read_text()
     worker.send_signal(signal.SIGTERM)
-    worker.wait(30)
+    assert worker.wait(30) == 0  # asked to stop: a clean exit
     assert live_slots() == 0
 
 
@@ -201,6 +202,59 @@ def test_worker_killed_mid_batch(pg_env: Env, redis_url: str, standins: dict[str
     for platform, standin in standins.items():
         assert standin.duplicates() == 0, platform
         assert len(standin.posts()) == 1, platform
+
+
+def test_a_worker_celery_stops_by_itself_exits_with_a_failure(
+        pg_env: Env, standins: dict[str, StandIn], procs: Processes) -> None:
+    """Redis restarts while the worker holds unacknowledged messages: kombu 5.7 cannot restore them and
+    Celery stops the worker, with status 0. Nobody asked it to stop, so crosspost's worker says so and
+    exits 1, for a supervisor's restart-on-failure. (Should kombu recover instead, the worker must
+    still be running, and publish once Redis is back.)"""
+    server = shutil.which("redis-server")
+    assert server is not None, "redis-server is needed (tests/services.sh installs it)"
+    port = free_port()
+
+    def start_redis() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _pings(port), 10, 0.05, what="the test's Redis")
+        return proc
+
+    broker = start_redis()
+    try:
+        pg_env.set(broker_url=f"redis://127.0.0.1:{port}/0")
+        procs.env = pg_env
+        matrix(standins, per_platform=1)
+        for standin in standins.values():
+            standin.inject(Fault(delay=8, commit=True))
+        queue(1)
+        tick = pg_env.cli("tick")
+        assert tick.returncode == 0, tick.stderr
+        worker = procs.start("worker")
+        wait_for(lambda: sum(len(s.posts()) for s in standins.values()) >= 1, 60, what="a post held open")
+        broker.kill()
+        broker.wait(10)
+        broker = start_redis()
+        try:
+            code = worker.wait(60)
+        except subprocess.TimeoutExpired:
+            code = None  # kombu recovered: the worker goes on
+        log = procs.log_tail()
+        if code is None:
+            wait_for(settled, 60, what="deliveries settled after the broker came back")
+        else:
+            assert code == 1, log
+            assert "the worker stopped without being asked to" in log, log
+    finally:
+        broker.kill()
+        broker.wait(10)
+
+
+def _pings(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
 
 
 def test_worker_killed_mid_publish(pg_env: Env, redis_url: str, standins: dict[str, StandIn],

@@ -130,14 +130,28 @@ def tick(as_json: JsonOpt = False) -> None:
 
 
 def _celery(argv: list[str], *, beat_thread: bool = False) -> None:
+    from celery import signals
+
     from scheduler.celery_app import app as celery
     from scheduler.celery_app import embed_beat
 
     if beat_thread:
         embed_beat(celery)
+    asked: list[str] = []
+
+    def shutting_down(sig: str = "", **_: object) -> None:
+        asked.append(sig)
+
+    signals.worker_shutting_down.connect(shutting_down, weak=False)
     code = celery.start(argv)
     if isinstance(code, int) and code:
         raise typer.Exit(code)
+    if argv[0] == "worker" and not asked:
+        # Nobody asked it to stop: Celery gave up by itself (kombu 5.7 does so with status 0 after a
+        # Redis restart, when it cannot restore its unacknowledged messages). A failure status lets a
+        # supervisor's restart-on-failure bring it back; the reaper hands out what it held.
+        print("error: the worker stopped without being asked to (see its log); restart it", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 def _preflight() -> None:
