@@ -31,6 +31,28 @@ PG_ADMIN = os.environ.get("CROSSPOST_TEST_PG", "postgresql://postgres@127.0.0.1:
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis_server(server: str, port: int) -> subprocess.Popen[bytes]:
+    """``redis-server`` on loopback ``port``, keeping nothing on disk; returned once it answers (or
+    after 10 s: whoever uses it then meets the refused connection)."""
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--daemonize", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            redis.Redis(port=port, socket_connect_timeout=0.5).ping()
+            break
+        except redis.RedisError:
+            time.sleep(0.05)
+    return proc
+
+
 def _private_redis() -> str:
     """A Redis server of this test run's own on a free loopback port, so the tests may flush it
     without touching whatever else uses the machine's Redis (CROSSPOST_TEST_REDIS overrides).
@@ -45,21 +67,9 @@ def _private_redis() -> str:
     server = shutil.which("redis-server")
     if server is None:
         return "redis://127.0.0.1:1/0"  # nothing listens there: the tests that need Redis say so
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--daemonize", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    atexit.register(proc.kill)
+    port = free_port()
+    atexit.register(start_redis_server(server, port).kill)
     url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
-            break
-        except redis.RedisError:
-            time.sleep(0.05)
     # Child processes (workers) and test modules read it from here.
     os.environ["CROSSPOST_TEST_REDIS"] = url
     os.environ["_CROSSPOST_TEST_REDIS_OWNER"] = owner
@@ -269,12 +279,6 @@ def wait_for_api(base: str, what: str) -> None:
             return False
 
     wait_for(up, 60, what=what)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rename(item: pytest.Item, name: str) -> None:

@@ -18,6 +18,7 @@ from adapters.standins import StandIn, standin_class
 from scheduler.core import deliveries, publishing, ratelimit
 from scheduler.core.db import engine, session_scope
 from scheduler.core.models import Attempt, Delivery, RateGate, utcnow
+from scheduler.core.ticks import messages
 from scheduler.matrix import accounts
 from tests.conftest import Env
 from tests.factories import make_account, make_delivery
@@ -53,15 +54,11 @@ def test_reserve_without_spacing_sends_everything_due_at_its_time() -> None:
 
 # -- handing a burst to the workers, pure ----------------------------------------------------------
 def test_deliveries_that_fit_the_slots_go_one_per_message() -> None:
-    from scheduler.core.ticks import messages
-
     claimed = [(n, at(0)) for n in range(1, 5)]
     assert messages(claimed, slots=4, most=8) == [([n], at(0)) for n in range(1, 5)]
 
 
 def test_a_burst_beyond_the_slots_goes_several_per_message_and_every_slot_gets_one() -> None:
-    from scheduler.core.ticks import messages
-
     claimed = [(n, at(0)) for n in range(1, 11)]
     sent = messages(claimed, slots=4, most=8)
     assert sent == [([1, 2, 3], at(0)), ([4, 5, 6], at(0)), ([7, 8, 9], at(0)), ([10], at(0))]
@@ -72,8 +69,6 @@ def test_a_burst_beyond_the_slots_goes_several_per_message_and_every_slot_gets_o
 
 
 def test_only_deliveries_with_the_same_send_time_share_a_message() -> None:
-    from scheduler.core.ticks import messages
-
     claimed = [(1, at(0)), (2, at(1)), (3, at(0)), (4, at(1)), (5, at(0))]
     assert messages(claimed, slots=1, most=8) == [([1, 3, 5], at(0)), ([2, 4], at(1))]
 

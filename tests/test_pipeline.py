@@ -27,9 +27,11 @@ from scheduler.core.db import dispose_engines, session_scope
 from scheduler.core.models import Delivery, utcnow
 from scheduler.matrix import accounts
 from scheduler.stories import drafts, queueing
-from tests.conftest import Env, free_port, wait_for
+from tests.conftest import Env, free_port, start_redis_server, wait_for
 
 PLATFORMS = ("mastodon", "bluesky", "telegram")
+# Where each platform's stand-in creates a post: a fault aimed there holds the request open after the post.
+CREATE_PATHS = {"mastodon": "/api/v1/statuses", "bluesky": "putRecord", "telegram": "sendMessage"}
 pytestmark = pytest.mark.workers
 
 
@@ -176,9 +178,8 @@ def test_worker_killed_mid_batch(pg_env: Env, redis_url: str, standins: dict[str
     procs.env = pg_env
     pg_env.set(publish_slots="1", publish_batch_max="8")
     matrix(standins, per_platform=1)
-    create_paths = {"mastodon": "/api/v1/statuses", "bluesky": "putRecord", "telegram": "sendMessage"}
     for platform, standin in standins.items():
-        standin.inject(Fault(delay=30, commit=True, path=create_paths[platform]))
+        standin.inject(Fault(delay=30, commit=True, path=CREATE_PATHS[platform]))
     queue(1)
     tick = pg_env.cli("tick")
     assert tick.returncode == 0, tick.stderr
@@ -215,9 +216,8 @@ def test_a_worker_celery_stops_by_itself_exits_with_a_failure(
     port = free_port()
 
     def start_redis() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _pings(port), 10, 0.05, what="the test's Redis")
+        proc = start_redis_server(server, port)
+        assert redis.Redis(port=port).ping(), "the test's Redis did not start"
         return proc
 
     broker = start_redis()
@@ -250,13 +250,6 @@ def test_a_worker_celery_stops_by_itself_exits_with_a_failure(
         broker.wait(10)
 
 
-def _pings(port: int) -> bool:
-    try:
-        return bool(redis.Redis(port=port, socket_connect_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
-
-
 def test_worker_killed_mid_publish(pg_env: Env, redis_url: str, standins: dict[str, StandIn],
                                    procs: Processes) -> None:
     """kill -9 while every platform holds the request open after creating the post: the idempotent
@@ -264,9 +257,8 @@ def test_worker_killed_mid_publish(pg_env: Env, redis_url: str, standins: dict[s
     redis.Redis.from_url(redis_url).flushdb()
     procs.env = pg_env
     matrix(standins, per_platform=1)
-    create_paths = {"mastodon": "/api/v1/statuses", "bluesky": "putRecord", "telegram": "sendMessage"}
     for platform, standin in standins.items():
-        standin.inject(Fault(delay=25, commit=True, path=create_paths[platform]))
+        standin.inject(Fault(delay=25, commit=True, path=CREATE_PATHS[platform]))
     worker = procs.start("worker")
     procs.start("beat")
     queue(1)

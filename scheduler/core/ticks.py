@@ -38,7 +38,7 @@ def messages(claimed: list[tuple[int, datetime]], slots: int, most: int) -> list
         by_time.setdefault(due_at, []).append(delivery_id)
     out: list[tuple[list[int], datetime]] = []
     for due_at, ids in by_time.items():
-        size = max(1, min(most, -(-len(ids) // max(1, slots))))
+        size = min(most, -(-len(ids) // max(1, slots)))  # ids is never empty: at least 1
         out.extend((ids[i:i + size], due_at) for i in range(0, len(ids), size))
     return out
 
