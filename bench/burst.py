@@ -37,10 +37,13 @@ from bench.common import (
     start_standins,
     states,
     stop_standins,
+    story_text,
     tree_cpu,
     wait_until,
 )
+from scheduler.core.db import engine
 from scheduler.core.models import utcnow
+from scheduler.core.ticks import messages
 
 
 def redis_commands() -> int:
@@ -78,6 +81,58 @@ def run_noop(deliveries: int, workers: int, pool: str, concurrency: int,
     rate = deliveries / (max(times) - min(times))
     print(f"| noop | {deliveries} | {workers} x {pool} {concurrency} | - | - | {rate:.0f}/s | - | - | "
           f"{cpu / deliveries * 1000:.2f} | - | {load()} |", flush=True)
+    return rate, cpu / deliveries
+
+
+def run_floor(deliveries: int, n_accounts: int, workers: int, pool: str, concurrency: int,
+              latency: float, timeout: float, batch_max: int = 8) -> tuple[float, float]:
+    """The same burst through bench/floor.py (the least a publisher on this stack does) to the Mastodon
+    stand-in, in messages formed as the tick forms them: (deliveries per second, worker CPU per delivery)."""
+    from sqlalchemy import text
+
+    with Run("postgres") as run:
+        from bench import floor
+
+        standins = start_standins(latency)
+        try:
+            mastodon = standins["mastodon"]
+            tokens = [mastodon.add_account(f"floor{i}")["access_token"] for i in range(n_accounts)]
+            with engine().begin() as c:
+                c.execute(text(floor.TABLE))
+                c.execute(text("INSERT INTO floor_posts (id, url, token, text) "
+                               "VALUES (:id, :url, :token, :text)"),
+                          [{"id": i, "url": mastodon.url, "token": tokens[i % n_accounts],
+                            "text": story_text(i)} for i in range(deliveries)])
+            for ids, _ in messages([(i, utcnow()) for i in range(deliveries)],
+                                   slots=workers * concurrency, most=batch_max):
+                floor.floor.apply_async(args=[ids])
+            before, requests_before = time.process_time(), len(mastodon.requests)
+            procs = run.workers(workers, pool, concurrency, argv=["-m", "bench.floor", "worker"])
+            cpu = tree_cpu(p.pid for p in procs)
+
+            def published() -> int:
+                with engine().connect() as c:
+                    return int(c.scalar(text("SELECT count(*) FROM floor_posts WHERE state = 'published'")))
+
+            wait_until(lambda: published() >= deliveries, timeout, 0.5, f"{deliveries} floor posts")
+            cpu = tree_cpu(p.pid for p in procs) - cpu
+            standins_cpu = time.process_time() - before
+            for proc in procs:
+                run.stop(proc)
+            with engine().connect() as c:
+                first, last = c.execute(text("SELECT extract(epoch FROM min(started_at)), "
+                                             "extract(epoch FROM max(published_at)) FROM floor_posts")).one()
+            posted = len(mastodon.requests) - requests_before
+            dups = duplicates(standins)
+        finally:
+            stop_standins(standins)
+    rate = deliveries / float(last - first)
+    bound = workers * concurrency / latency if latency else None
+    overlap = f"{rate / bound:.2f}" if bound else "-"
+    print(f"| floor | {deliveries} | {workers} x {pool} {concurrency} | - | {latency * 1000:.0f} ms | "
+          f"{rate:.0f}/s | - | {overlap} | {cpu / deliveries * 1000:.2f} | - | {load()} |"
+          f"  <!-- {posted} requests, {dups} duplicates; stand-in's CPU "
+          f"{standins_cpu / deliveries * 1000:.2f} ms per delivery -->", flush=True)
     return rate, cpu / deliveries
 
 
@@ -164,6 +219,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--batch-max", type=int, default=8,
                         help="CROSSPOST_PUBLISH_BATCH_MAX of the crosspost runs (1: a message per delivery)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the floor runs (bench/floor.py: the least a publisher on this stack does)")
     parser.add_argument("--ab-pool", action="store_true",
                         help="only: stock workers and workers with the proposed DB pool "
                         "(bench/pool_worker.py), alternately, twice each, latency 0, first --min-intervals")
@@ -191,16 +248,29 @@ def main() -> None:
             results.append((float(value), run_crosspost(
                 args.deliveries, args.accounts, args.workers, args.pool, args.concurrency, float(value), 0.0,
                 args.timeout, batch_max=args.batch_max)))
+        lowest = None if args.no_floor else run_floor(
+            args.deliveries, args.accounts, args.workers, args.pool, args.concurrency, 0.0, args.timeout,
+            args.batch_max)
         after = run_noop(args.deliveries, args.workers, args.pool, args.concurrency, args.timeout)
         rate, cpu = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+        if lowest is not None:
+            print(f"| floor / noop (mean of both noop runs) | {args.deliveries} | | - | 0 ms | "
+                  f"| {lowest[0] / rate:.3f} | | {lowest[1] / cpu:.1f}x | | |", flush=True)
         for value, (crosspost_rate, crosspost_cpu) in results:
             print(f"| crosspost / noop (mean of both noop runs) | {args.deliveries} | | {value:g} s | 0 ms | "
                   f"| {crosspost_rate / rate:.3f} | | {crosspost_cpu / cpu:.1f}x | | |", flush=True)
+            if lowest is not None:
+                print(f"| crosspost / floor | {args.deliveries} | | {value:g} s | 0 ms | "
+                      f"| {crosspost_rate / lowest[0]:.3f} | | {crosspost_cpu / lowest[1]:.1f}x | | |",
+                      flush=True)
     if args.latency:
         for entry in args.pools.split(","):
             pool, concurrency = entry.split(":")
             run_crosspost(args.latency_deliveries, args.accounts, args.workers, pool, int(concurrency), 0.0,
                           args.latency, args.timeout, batch_max=args.batch_max)
+            if not args.no_floor:
+                run_floor(args.latency_deliveries, args.accounts, args.workers, pool, int(concurrency),
+                          args.latency, args.timeout, args.batch_max)
 
 
 if __name__ == "__main__":
