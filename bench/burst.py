@@ -27,6 +27,7 @@ import redis
 from bench.common import (
     Run,
     add_stories,
+    closest_starts,
     duplicates,
     flushalls,
     load,
@@ -172,6 +173,7 @@ def run_crosspost(deliveries: int, n_accounts: int, workers: int, pool: str, con
             xacts_now, pg_cpu_now = run.pg_counts()
             xacts, pg_cpu = xacts_now - xacts, pg_cpu_now - pg_cpu
             first, last, attempts = published_window()
+            closest = closest_starts()
             for proc in [*procs, beat]:
                 run.stop(proc)
             # Celery logs each task's return value (a list for a batch); publish_delivery returns
@@ -195,8 +197,8 @@ def run_crosspost(deliveries: int, n_accounts: int, workers: int, pool: str, con
           f"  <!-- tick {tick_seconds:.1f} s, {tasks} publish tasks, {attempts} attempts, "
           f"{deferred} deferred, {dups} duplicates; per delivery: {xacts / deliveries:.1f} PG transactions, "
           f"{pg_cpu / deliveries * 1000:.2f} ms PG backend CPU, {standins_cpu / deliveries * 1000:.2f} ms "
-          f"stand-ins' CPU, {commands / deliveries:.1f} Redis commands "
-          f"-->{invalid}", flush=True)
+          f"stand-ins' CPU, {commands / deliveries:.1f} Redis commands; closest two starts on one account "
+          f"{'-' if closest is None else f'{closest:.3f} s'} -->{invalid}", flush=True)
     return rate, cpu / deliveries
 
 

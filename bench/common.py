@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import os
 import platform
 import re
@@ -453,6 +454,17 @@ def published_window() -> tuple[float, float, int]:
     if first is None or last is None:
         raise RuntimeError("no attempt was recorded")
     return _epoch(first), _epoch(last), attempts
+
+
+def closest_starts() -> float | None:
+    """The shortest time between two attempts' starts on one account (seconds), to check the spacing
+    that ACCOUNT_MIN_INTERVAL promises; None with fewer than two attempts on every account."""
+    with session_scope() as s:
+        rows = s.execute(select(Delivery.account_id, Attempt.started_at)
+                         .join(Delivery, Delivery.id == Attempt.delivery_id)
+                         .order_by(Delivery.account_id, Attempt.started_at)).all()
+    gaps = [_epoch(b) - _epoch(a) for (x, a), (y, b) in itertools.pairwise(rows) if x == y]
+    return min(gaps) if gaps else None
 
 
 def _epoch(value: datetime) -> float:
