@@ -11,13 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from adapters.base import Credentials
 from adapters.standins import StandIn, standin_class
 from scheduler.core import deliveries, publishing, ratelimit
 from scheduler.core.db import engine, session_scope
-from scheduler.core.models import Attempt, Delivery, RateGate, utcnow
+from scheduler.core.models import Account, Attempt, Delivery, RateGate, utcnow
 from scheduler.core.ticks import messages
 from scheduler.matrix import accounts
 from tests.conftest import Env
@@ -110,11 +110,11 @@ def test_claim_hands_out_only_what_the_gate_lets_through_then_the_rest_in_turn()
     for tick in range(4):
         with session_scope() as s:
             handed += deliveries.claim_due_by(s, at(tick), 100, timedelta(seconds=1), spacing=1.0)
-    # The first at its due time, then each one second after the previous, in due order; at most two
-    # per one-second tick (now and now + 1 s).
+    # The first now (its due time has passed: an earlier time would let the second follow it at once),
+    # then each one second after the previous, in due order; at most two per one-second tick.
     assert [d for d, _ in handed] == ids
     times = [t for _, t in handed]
-    assert times == [at(-1), at(0), at(1), at(2), at(3)]
+    assert times == [at(0), at(1), at(2), at(3), at(4)]
     with session_scope() as s:
         gate = s.get(RateGate, ratelimit.account_scope(account.id))
         assert gate is not None and gate.next_at == times[-1] + timedelta(seconds=1)
@@ -206,8 +206,10 @@ def claimed_posts(mastodon: StandIn, count: int) -> list[int]:
     return ids
 
 
-@pytest.mark.usefixtures("db_env")
-def test_a_single_request_publish_costs_four_statements_in_two_transactions(mastodon: StandIn) -> None:
+@pytest.mark.parametrize("spacing", ["0", "1"])
+def test_a_single_request_publish_costs_four_statements_in_two_transactions(
+        spacing: str, db_env: Env, mastodon: StandIn) -> None:
+    db_env.set(account_min_interval=spacing)  # with it, the start also keeps the account's interval
     [delivery_id] = claimed_posts(mastodon, 1)
     with Statements() as seen:
         assert publishing.publish_delivery(delivery_id, "celery-1") == "published"
@@ -218,6 +220,66 @@ def test_a_single_request_publish_costs_four_statements_in_two_transactions(mast
         row = s.get(Delivery, delivery_id)
     assert (attempt.number, attempt.outcome, attempt.celery_id) == (1, "published", "celery-1")
     assert attempt.remote_id == row.remote_id and row.state == "published" and len(mastodon.posts()) == 1
+
+
+# -- the account's least interval, kept at the start ---------------------------------------------
+def last_start(delivery_id: int) -> datetime | None:
+    with session_scope() as s:
+        return s.scalar(select(Account.last_started_at).join(Delivery, Delivery.account_id == Account.id)
+                        .where(Delivery.id == delivery_id))
+
+
+def test_a_late_message_waits_out_the_accounts_interval_after_the_previous_start(
+        db_env: Env, mastodon: StandIn) -> None:
+    """Two deliveries of one account whose messages reach the workers together (late, or after a
+    backlog): the second waits until ACCOUNT_MIN_INTERVAL after the first began, posting nothing."""
+    db_env.set(account_min_interval="60")
+    first, second = claimed_posts(mastodon, 2)
+    assert publishing.publish_delivery(first) == "published"
+    began = last_start(first)
+    assert began is not None
+    assert publishing.publish_delivery(second) == "deferred"
+    with session_scope() as s:
+        row = s.get(Delivery, second)
+        assert (row.state, row.attempts, row.due_at) == ("retry_wait", 0, began + timedelta(seconds=60))
+        assert "ACCOUNT_MIN_INTERVAL (60 s)" in (row.last_error or "")
+        assert s.scalar(select(Attempt.id).where(Attempt.delivery_id == second)) is None
+    assert last_start(second) == began  # the refused start was rolled back, its time with it
+    assert len(mastodon.posts()) == 1
+
+
+def test_what_is_left_of_the_interval_within_a_tick_is_waited_out_on_the_thread(
+        db_env: Env, mastodon: StandIn) -> None:
+    """Timer jitter (a message a little early relative to the previous one's late start) is not worth a
+    round trip through the tick: the worker waits the rest of the interval, then publishes."""
+    db_env.set(account_min_interval="0.3")  # the tests' tick is 0.5 s
+    first, second = claimed_posts(mastodon, 2)
+    assert [publishing.publish_delivery(d) for d in (first, second)] == ["published", "published"]
+    with session_scope() as s:
+        starts = s.scalars(select(Attempt.started_at).order_by(Attempt.started_at)).all()
+    assert len(starts) == 2 and (starts[1] - starts[0]).total_seconds() >= 0.3
+    assert len(mastodon.posts()) == 2
+
+
+def test_a_start_queued_behind_another_on_the_same_account_sees_its_time(
+        db_env: Env, mastodon: StandIn) -> None:
+    """The interval holds between workers starting at the same moment: the second start waits for the
+    first's hold on the account row, then finds the account started just now."""
+    db_env.set(account_min_interval="60")
+    [delivery_id] = claimed_posts(mastodon, 1)
+    with session_scope() as s:
+        account_id = s.scalar(select(Delivery.account_id).where(Delivery.id == delivery_id))
+    outcome: list[str] = []
+    with engine().connect() as other:
+        with other.begin():
+            # Another worker's start, in flight: its transaction holds the account's row.
+            other.execute(update(Account).where(Account.id == account_id).values(last_started_at=utcnow()))
+            racer = threading.Thread(target=lambda: outcome.append(publishing.publish_delivery(delivery_id)))
+            racer.start()
+            racer.join(0.5)
+            assert racer.is_alive(), "the second start did not wait for the first's transaction"
+        racer.join(30)
+    assert outcome == ["deferred"] and mastodon.posts() == []
 
 
 @pytest.mark.usefixtures("db_env")

@@ -3,6 +3,7 @@ Redis + PostgreSQL, and the embedded default (SQLite + SQLAlchemy transport), ag
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ from config.settings import get_settings
 from scheduler.celery_app import create_app
 from scheduler.core import deliveries
 from scheduler.core.db import dispose_engines, session_scope
-from scheduler.core.models import Delivery, utcnow
+from scheduler.core.models import Attempt, Delivery, utcnow
 from scheduler.matrix import accounts
 from scheduler.stories import drafts, queueing
 from tests.conftest import Env, free_port, start_redis_server, wait_for
@@ -160,6 +161,35 @@ def test_a_burst_beyond_the_workers_slots_is_published_once_in_batches(
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0  # asked to stop: a clean exit
     assert live_slots() == 0
+
+
+def test_messages_that_reach_the_worker_late_still_keep_the_accounts_interval(
+        pg_env: Env, redis_url: str, standins: dict[str, StandIn], procs: Processes) -> None:
+    """The tick hands out one account's next three posts a quarter second apart, and the worker starts
+    only after all three send times have passed: they still begin ACCOUNT_MIN_INTERVAL apart."""
+    redis.Redis.from_url(redis_url).flushdb()
+    procs.env = pg_env
+    pg_env.set(account_min_interval="0.25")
+    mastodon = standins["mastodon"]
+    with session_scope() as s:
+        accounts.add(s, "mastodon", "spaced", Credentials(mastodon.add_account("spaced")),
+                     base_url=mastodon.url, tags=["spaced"])
+    queue(4, tag="spaced")
+    handed = pg_env.cli("tick")
+    assert handed.returncode == 0, handed.stderr
+    assert states().get("queued") == 3, states()  # now, +0.25 s, +0.5 s: a 0.5 s tick's worth
+    time.sleep(2)
+    procs.start("worker")
+    procs.start("beat")
+    try:
+        wait_for(lambda: states() == {"published": 4}, 60, what="4 deliveries published")
+    except AssertionError:
+        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+    with session_scope() as s:
+        starts = sorted(s.scalars(select(Attempt.started_at)).all())
+    assert len(starts) == 4 and len(mastodon.posts()) == 4
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.25, gaps
 
 
 def live_slots() -> int:

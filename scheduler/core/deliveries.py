@@ -136,7 +136,10 @@ def claim_due_by(s: Session, now: datetime, limit: int, ahead: timedelta = timed
     # opens later.
     gates = {account_id: max(at for at in (next_at, app_at) if at is not None)
              for _, account_id, _, next_at, app_at in candidates if next_at is not None or app_at is not None}
-    times, _ = ratelimit.reserve([(d, a, due) for d, a, due, *_ in candidates], gates, spacing, until)
+    # Spaced from now, not from due times already past: two overdue deliveries of one account would
+    # otherwise both get a time gone by, and go together.
+    times, _ = ratelimit.reserve([(d, a, max(due, now)) for d, a, due, *_ in candidates], gates, spacing,
+                                 until)
     chosen = sorted(times, key=lambda d: times[d])[:limit]
     if not chosen:
         return []
@@ -285,6 +288,23 @@ def why_not_started(s: Session, delivery_id: int, now: datetime) -> str:
         defer(s, delivery_id, now, until, "the platform asked to wait (Retry-After)")
         return "deferred"
     return "skipped"  # the row changed between the two statements; whoever changed it owns it
+
+
+def interval_left(s: Session, delivery_id: int, now: datetime, spacing: float) -> float:
+    """Seconds until ``spacing`` has passed since the newest attempt on the delivery's account began."""
+    last = s.scalar(select(Account.last_started_at).join(Delivery, Delivery.account_id == Account.id)
+                    .where(Delivery.id == delivery_id))
+    return 0.0 if last is None else max(0.0, (last - now).total_seconds() + spacing)
+
+
+def space_out(s: Session, delivery_id: int, now: datetime, spacing: float) -> str:
+    """After starts found the account's previous attempt less than ``spacing`` seconds old (messages of
+    one account that came late together): wait in ``retry_wait`` until the interval has passed."""
+    until = now + timedelta(seconds=interval_left(s, delivery_id, now, spacing))
+    if defer(s, delivery_id, now, until, f"the account's previous publish started less than "
+                                         f"ACCOUNT_MIN_INTERVAL ({spacing:g} s) before"):
+        return "deferred"
+    return "skipped"  # cancelled or retimed meanwhile
 
 
 def hold_for_account(s: Session, delivery_id: int, now: datetime) -> str | None:

@@ -87,6 +87,10 @@ class Account(Base):
     # account's credentials is refused even after a handle was renamed.
     remote_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the newest attempt on this account started. A start writes it only if the previous one began
+    # ACCOUNT_MIN_INTERVAL ago or earlier: the claim spaces the send times, but messages that reach the
+    # workers late (a backlog, workers started after the tick) would otherwise go out back to back.
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def label(self) -> str:

@@ -7,13 +7,14 @@ outcome is recorded afterwards by a conditional UPDATE on that lease.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, case, select, update
+from sqlalchemy import Row, bindparam, case, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -80,7 +81,7 @@ def _saver(lease: Lease) -> Callable[[dict[str, Any]], None]:
 
 
 def post_of(row: Row[Any], created_at: datetime, text: str | None = None) -> Post:
-    """What goes to one account (a row of ``_ACCOUNT_AND_STORY``): the story for its platform, or
+    """What goes to one account (a row of ``_TAKE_ACCOUNT``): the story for its platform, or
     ``text``, the delivery's own."""
     return Post(text=text or (row.variants or {}).get(row.platform) or row.story_text, link=row.link,
                 created_at=created_at, media=tuple(Media(**m) for m in row.media or []),
@@ -96,28 +97,75 @@ def policy(platform: str, state: dict[str, Any] | None, first_attempt_at: dateti
                                resumable=adapter.resumable(state or {}))
 
 
-def _account_and_story() -> Any:
+def _take_account(spaced: bool) -> Any:
+    """The start's second statement: note the attempt's start on its account and read what the publish
+    needs of the account and its story. With ``spaced``, only if the account's previous attempt began
+    at ``spaced_from`` or earlier; otherwise no row. Writing the account row makes two starts on one
+    account queue for its row lock, so the second sees the first's time (bench/RESULTS.md, session 6)."""
     # Built once, columns only: a publish pays neither the statement's construction nor the ORM's
-    # loading of two whole rows into objects (bench/RESULTS.md).
+    # loading of two whole rows into objects. The story's columns come from subqueries in RETURNING
+    # (SQLite's RETURNING cannot name another table), one primary-key lookup each.
     a, st = Account.__table__.c, Story.__table__.c
-    return (select(a.id, a.platform, a.handle, a.base_url, a.credentials, a.credentials_version, a.language,
-                   st.text.label("story_text"), st.variants, st.link, st.media, st.thread,
-                   st.language.label("story_language"))
-            .select_from(Account.__table__.join(Story.__table__, st.id == bindparam("story_id")))
-            .where(a.id == bindparam("account_id")))
+    story_id = bindparam("story_id")
+
+    def of_story(column: Any, label: str) -> Any:
+        return select(column).where(st.id == story_id).scalar_subquery().label(label)
+
+    stmt = update(Account.__table__).where(a.id == bindparam("account_id"))
+    if spaced:
+        stmt = stmt.where(or_(a.last_started_at.is_(None),
+                              a.last_started_at <= bindparam("spaced_from", type_=UTCDateTime())))
+    return (stmt.values(last_started_at=bindparam("now", type_=UTCDateTime()))
+            .returning(a.id, a.platform, a.handle, a.base_url, a.credentials, a.credentials_version,
+                       a.language, of_story(st.text, "story_text"), of_story(st.variants, "variants"),
+                       of_story(st.link, "link"), of_story(st.media, "media"), of_story(st.thread, "thread"),
+                       of_story(st.language, "story_language")))
 
 
-_ACCOUNT_AND_STORY = _account_and_story()
+_TAKE_ACCOUNT = {spaced: _take_account(spaced) for spaced in (False, True)}
+
+
+class _TooSoon(Exception):
+    """The account's previous attempt started less than ACCOUNT_MIN_INTERVAL ago."""
+
+
+# Starts a publish makes before it gives its delivery back to the tick, when the account's interval has
+# not passed. The claim spaced the send times already, so a refusal is most often timer jitter: a
+# message a few milliseconds early relative to the previous one's start. Waiting that out on the thread
+# costs less than a round trip through the tick (bench/RESULTS.md, session 6).
+INTERVAL_TRIES = 3
+
+
+def _start(delivery_id: int, celery_id: str | None, settings: Settings) -> Job | str:
+    """:func:`_begin`, waiting on this thread for the account's interval when what is left of it is
+    within one tick; otherwise, or after ``INTERVAL_TRIES``, the delivery waits in ``retry_wait``."""
+    for _ in range(INTERVAL_TRIES):
+        try:
+            return _begin(delivery_id, celery_id, settings, utcnow())
+        except _TooSoon:
+            with session_scope() as s:
+                left = deliveries.interval_left(s, delivery_id, utcnow(), settings.account_min_interval)
+            if left > settings.tick_interval:
+                break
+            time.sleep(left)
+    with session_scope() as s:
+        return deliveries.space_out(s, delivery_id, utcnow(), settings.account_min_interval)
 
 
 def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: datetime) -> Job | str:
     """Start the attempt: two statements in one transaction on the fast path (the compare-and-set
-    that starts it, then the account and the story). The rate gate was taken at the claim."""
+    that starts it, then its account's start time with the account and the story). The rate gate was
+    taken at the claim; the account's least interval is kept here too, for messages that came late:
+    raises :class:`_TooSoon`, with nothing changed, when it has not passed."""
+    spacing = settings.account_min_interval
     with connection_scope() as c:
         lease = deliveries.start(c, delivery_id, now, settings.lease_seconds, celery_id)
         if lease is not None:
-            row = c.execute(_ACCOUNT_AND_STORY, {"account_id": lease.account_id,
-                                                 "story_id": lease.story_id}).one()
+            row = c.execute(_TAKE_ACCOUNT[spacing > 0], {
+                "account_id": lease.account_id, "story_id": lease.story_id, "now": now,
+                "spaced_from": now - timedelta(seconds=spacing)}).first()
+            if row is None:
+                raise _TooSoon  # and the start is rolled back with its transaction
             caps = adapter_class(row.platform).caps
             first_at = lease.first_attempt_at or now
 
@@ -150,7 +198,7 @@ def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: dat
 def publish_delivery(delivery_id: int, celery_id: str | None = None) -> str:
     """Make one attempt at ``delivery_id``; return what happened (for logs and tests)."""
     settings = get_settings()
-    job = _begin(delivery_id, celery_id, settings, utcnow())
+    job = _start(delivery_id, celery_id, settings)
     if isinstance(job, str):
         return job
     adapter = get_adapter(job.account.platform, timeout=settings.http_timeout)
