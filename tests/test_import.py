@@ -151,6 +151,32 @@ def test_a_cancelled_story_does_not_count_as_a_duplicate(db_env: Env) -> None:
         assert queueing.queue(s, drafts.Draft(text="Again", targets=["en"], at=FUTURE), utcnow()).id
 
 
+def test_identical_stories_queued_at_the_same_moment_make_one(pg_env: Env) -> None:
+    """A double submit: the second queueing waits for the first's transaction, then finds its twin."""
+    with session_scope() as s:
+        make_account(s, "mastodon", "desk", tags=["en"])
+    draft = drafts.Draft(text="Once only", targets=["en"], at=FUTURE)
+    second: list[object] = []
+
+    def queue_again() -> None:
+        try:
+            with session_scope() as s:
+                second.append(queueing.queue(s, draft, utcnow()).id)
+        except StoryRejected as exc:
+            second.append(exc)
+
+    with session_scope() as s:
+        queueing.queue(s, draft, utcnow())  # stored, not yet committed
+        racer = threading.Thread(target=queue_again)
+        racer.start()
+        racer.join(0.5)
+        assert racer.is_alive(), "the second queueing did not wait for the first"
+    racer.join(30)
+    assert len(second) == 1 and isinstance(second[0], StoryRejected), second
+    assert "identical to story" in second[0].problems[0]
+    assert count_stories() == 1
+
+
 # -- export -> import ---------------------------------------------------------------------------
 def snapshot_stories() -> list[dict[str, object]]:
     """What makes a story the story, without ids and creation times."""

@@ -8,13 +8,14 @@ import json
 import unicodedata
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapters import PLATFORMS, adapter_class
 from adapters.base import Problem
 from adapters.text import split_thread
 from config.settings import get_settings
+from scheduler.core.db import is_postgres
 from scheduler.core.errors import UserError, shown
 from scheduler.core.models import Account, Story
 from scheduler.matrix import accounts
@@ -170,7 +171,14 @@ def fingerprint(draft: Draft, targets: list[Account]) -> str:
 
 
 def duplicate_problem(s: Session, digest: str) -> str | None:
-    """The refusal for a story identical to one already queued (a cancelled one does not count)."""
+    """The refusal for a story identical to one already queued (a cancelled one does not count).
+
+    On PostgreSQL it first takes a transaction lock on the fingerprint: two identical stories queued at
+    the same moment (a double submit, two importers) would otherwise each find no twin and both go out.
+    SQLite's write lock already makes them take turns."""
+    if is_postgres(s):
+        s.execute(select(func.pg_advisory_xact_lock(int.from_bytes(bytes.fromhex(digest[:16]), "big",
+                                                                    signed=True))))
     twin = s.scalars(select(Story.id).where(Story.fingerprint == digest, Story.status != "cancelled")
                      .order_by(Story.id).limit(1)).first()
     if twin is None:
