@@ -184,12 +184,14 @@ def test_a_lease_that_was_taken_over_stops_its_holder(db_env: Env, monkeypatch: 
     lease = Lease("beat", db_env.data_dir, on_lost=lost.set)
     try:
         assert not lost.wait(1)  # renewing while it holds the role
-        # Another holder took the role (this one was stopped for longer than its lease, say).
-        locks.acquire("beat", foreign(), utcnow() + locks.LEASE + timedelta(seconds=1))
+        # Another holder took the role (this one was stopped for longer than its lease, say). One
+        # holder for both uses: built twice, its ``since`` could fall on either side of a second.
+        taker = foreign()
+        locks.acquire("beat", taker, utcnow() + locks.LEASE + timedelta(seconds=1))
         assert lost.wait(5)
     finally:
         lease.release()
-    assert locks.holder_of("beat")[0] == foreign()  # type: ignore[index] - release never takes others'
+    assert locks.holder_of("beat")[0] == taker  # type: ignore[index] - release never takes others'
 
 
 # -- an unwritable data directory -----------------------------------------------------------------
