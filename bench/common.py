@@ -9,6 +9,7 @@ The environment of a run holds the production defaults of every setting except w
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import itertools
@@ -30,6 +31,7 @@ from typing import Any
 
 import psycopg
 import redis
+from celery import Celery
 from cryptography.fernet import Fernet
 from sqlalchemy import func, insert, select
 
@@ -37,6 +39,7 @@ from adapters.base import Credentials
 from adapters.standins import StandIn, standin_class
 from adapters.standins.base import Request
 from config.settings import reset_settings
+from scheduler.cli.main import _worker_argv, setup_logging
 from scheduler.core.db import dispose_engines, migrate, session_scope
 from scheduler.core.models import Attempt, Delivery, Story, utcnow
 from scheduler.matrix import accounts
@@ -470,3 +473,14 @@ def closest_starts() -> float | None:
 def _epoch(value: datetime) -> float:
     # An aggregate may come back without the column type's conversion: naive, but UTC.
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def worker_main(celery: Celery, prog: str) -> None:
+    """``prog worker [--pool P] [--concurrency N]``: a worker of ``celery`` with crosspost's options."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("command", choices=["worker"])
+    parser.add_argument("--pool")
+    parser.add_argument("--concurrency", type=int)
+    args = parser.parse_args()
+    setup_logging()
+    celery.start(_worker_argv(args.pool, args.concurrency))

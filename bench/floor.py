@@ -18,16 +18,15 @@ machine bounds every implementation of the product from above, crosspost's inclu
 
 from __future__ import annotations
 
-import argparse
 import threading
 from typing import Any
 
 import psycopg
 import requests
 
+from bench.common import worker_main
 from config.settings import get_settings
 from scheduler.celery_app import create_app
-from scheduler.cli.main import _worker_argv, setup_logging
 
 TABLE = """
 CREATE TABLE floor_posts (
@@ -75,15 +74,5 @@ def floor(ids: list[int]) -> None:
             db.execute(_PUBLISHED, (str(answer.json()["id"]), delivery_id))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.floor")
-    parser.add_argument("command", choices=["worker"])
-    parser.add_argument("--pool")
-    parser.add_argument("--concurrency", type=int)
-    args = parser.parse_args()
-    setup_logging()
-    app.start(_worker_argv(args.pool, args.concurrency))
-
-
 if __name__ == "__main__":
-    main()
+    worker_main(app, "python -m bench.floor")

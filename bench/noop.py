@@ -9,14 +9,13 @@ gossip/mingle/heartbeat).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import redis
 
+from bench.common import worker_main
 from config.settings import get_settings
 from scheduler.celery_app import create_app
-from scheduler.cli.main import _worker_argv, setup_logging
 
 DONE_KEY = "bench:noop:done"
 
@@ -33,15 +32,5 @@ def noop(n: int) -> None:
         _done.rpush(DONE_KEY, time.time())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.noop")
-    parser.add_argument("command", choices=["worker"])
-    parser.add_argument("--pool")
-    parser.add_argument("--concurrency", type=int)
-    args = parser.parse_args()
-    setup_logging()
-    app.start(_worker_argv(args.pool, args.concurrency))
-
-
 if __name__ == "__main__":
-    main()
+    worker_main(app, "python -m bench.noop")

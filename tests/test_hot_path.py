@@ -154,10 +154,15 @@ def test_a_retry_after_since_the_claim_defers_the_publish_without_an_attempt() -
         assert deliveries.claim_due(s, now, 10) == [delivery_id]
         ratelimit.block(s, ratelimit.account_scope(account.id), now + timedelta(minutes=5))
     assert publishing.publish_delivery(delivery_id) == "deferred"
+    assert_waits_without_attempt(delivery_id, now + timedelta(minutes=5), "Retry-After")
+
+
+def assert_waits_without_attempt(delivery_id: int, until: datetime, reason: str) -> None:
+    """The publish sent the delivery back to wait until ``until``, for ``reason``, before any attempt."""
     with session_scope() as s:
         row = s.get(Delivery, delivery_id)
-        assert (row.state, row.attempts, row.due_at) == ("retry_wait", 0, now + timedelta(minutes=5))
-        assert "Retry-After" in (row.last_error or "")
+        assert (row.state, row.attempts, row.due_at) == ("retry_wait", 0, until)
+        assert reason in (row.last_error or "")
         assert s.scalar(select(Attempt.id).where(Attempt.delivery_id == delivery_id)) is None
 
 
@@ -239,11 +244,7 @@ def test_a_late_message_waits_out_the_accounts_interval_after_the_previous_start
     began = last_start(first)
     assert began is not None
     assert publishing.publish_delivery(second) == "deferred"
-    with session_scope() as s:
-        row = s.get(Delivery, second)
-        assert (row.state, row.attempts, row.due_at) == ("retry_wait", 0, began + timedelta(seconds=60))
-        assert "ACCOUNT_MIN_INTERVAL (60 s)" in (row.last_error or "")
-        assert s.scalar(select(Attempt.id).where(Attempt.delivery_id == second)) is None
+    assert_waits_without_attempt(second, began + timedelta(seconds=60), "ACCOUNT_MIN_INTERVAL (60 s)")
     assert last_start(second) == began  # the refused start was rolled back, its time with it
     assert len(mastodon.posts()) == 1
 

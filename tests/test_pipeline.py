@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -104,6 +104,17 @@ def settled() -> bool:
     return not set(states()) & {"scheduled", "queued", "publishing", "retry_wait"}
 
 
+def wait_states(done: Callable[[], bool] | dict[str, int], timeout: float, what: str,
+                procs: Processes) -> None:
+    """Wait for ``done`` (a predicate, or the exact states it must reach); fail with the states and the
+    processes' logs."""
+    check = (lambda: states() == done) if isinstance(done, dict) else done
+    try:
+        wait_for(check, timeout, what=what)
+    except AssertionError:
+        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+
+
 def assert_each_once(standins: dict[str, StandIn], expected_per_platform: int) -> None:
     for platform, standin in standins.items():
         assert len(standin.posts()) == expected_per_platform, platform
@@ -116,10 +127,7 @@ def run_pipeline(env: Env, procs: Processes, standins: dict[str, StandIn], comma
     queue(5)
     for command in commands:
         procs.start(*command)
-    try:
-        wait_for(lambda: states() == {"published": 30}, 120, what="30 deliveries published")
-    except AssertionError:
-        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+    wait_states({"published": 30}, 120, "30 deliveries published", procs)
     assert_each_once(standins, 10)
     with session_scope() as s:
         urls = s.scalars(select(Delivery.published_url)).all()
@@ -181,10 +189,7 @@ def test_messages_that_reach_the_worker_late_still_keep_the_accounts_interval(
     time.sleep(2)
     procs.start("worker")
     procs.start("beat")
-    try:
-        wait_for(lambda: states() == {"published": 4}, 60, what="4 deliveries published")
-    except AssertionError:
-        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+    wait_states({"published": 4}, 60, "4 deliveries published", procs)
     with session_scope() as s:
         starts = sorted(s.scalars(select(Attempt.started_at)).all())
     assert len(starts) == 4 and len(mastodon.posts()) == 4
@@ -223,10 +228,7 @@ def test_worker_killed_mid_batch(pg_env: Env, redis_url: str, standins: dict[str
         standin.clear_faults()
     procs.start("worker")
     procs.start("beat")
-    try:
-        wait_for(settled, 60, what="deliveries settled after the crash")
-    except AssertionError:
-        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+    wait_states(settled, 60, "deliveries settled after the crash", procs)
     with session_scope() as s:
         by_platform = {d.account.platform: d.state for d in s.scalars(select(Delivery))}
     assert by_platform == {p: "unknown" if p == held == "telegram" else "published" for p in PLATFORMS}
@@ -296,10 +298,7 @@ def test_worker_killed_mid_publish(pg_env: Env, redis_url: str, standins: dict[s
     assert states() == {"publishing": 3}
     procs.kill9(worker)
     procs.start("worker")
-    try:
-        wait_for(settled, 60, what="deliveries settled after the crash")
-    except AssertionError:
-        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+    wait_states(settled, 60, "deliveries settled after the crash", procs)
     by_platform = {}
     with session_scope() as s:
         for d in s.scalars(select(Delivery)):
@@ -321,10 +320,7 @@ def test_flushall_while_queued_loses_nothing(pg_env: Env, redis_url: str, standi
     client.flushdb()  # the broker forgets every message
     procs.start("worker")
     procs.start("beat")
-    try:
-        wait_for(lambda: states() == {"published": 9}, 60, what="all published after FLUSHALL")
-    except AssertionError:
-        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+    wait_states({"published": 9}, 60, "all published after FLUSHALL", procs)
     assert_each_once(standins, 3)
 
 
@@ -351,8 +347,5 @@ def test_publish_retries_itself_on_a_database_error(pg_env: Env, pg_admin: str, 
             wait_for(lambda: "OperationalError" in procs.log_tail(), 60, what="the worker meeting the outage")
         finally:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-    try:
-        wait_for(lambda: states() == {"published": 1}, 60, what="published after the outage")
-    except AssertionError:
-        raise AssertionError(f"states {states()}\n{procs.log_tail()}") from None
+    wait_states({"published": 1}, 60, "published after the outage", procs)
     assert len(standins["mastodon"].posts()) == 1
