@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from adapters.base import Media
 from config.settings import reset_settings
@@ -175,6 +175,21 @@ def test_identical_stories_queued_at_the_same_moment_make_one(pg_env: Env) -> No
     assert len(second) == 1 and isinstance(second[0], StoryRejected), second
     assert "identical to story" in second[0].problems[0]
     assert count_stories() == 1
+
+
+def test_a_large_import_holds_a_bounded_number_of_locks(pg_env: Env, tmp_path: Path) -> None:
+    """PostgreSQL's lock table is shared and small (64 entries per connection by default): an import
+    takes the twin locks of a fixed few buckets, not one per row."""
+    with session_scope() as s:
+        make_account(s, "mastodon", "desk", tags=["en"])
+    rows = [{"text": f"Story {n}", "to": "en", "at": FUTURE.isoformat()} for n in range(200)]
+    path = write_csv(tmp_path / "many.csv", rows)
+    with session_scope() as s:
+        assert len(bulk.import_file(s, path, utcnow()).imported) == 200
+        held = s.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                             "AND pid = pg_backend_pid()"))
+    assert 0 < held <= checks.TWIN_BUCKETS
+    assert count_stories() == 200
 
 
 # -- export -> import ---------------------------------------------------------------------------

@@ -172,6 +172,8 @@ def store(s: Session, prepared: Prepared, now: datetime, *, skip_invalid: bool =
     row is invalid and ``skip_invalid`` is false. ``queue`` stores one draft (default: queueing.queue;
     the desk passes its own, which applies roles, the approval policy and the audit log)."""
     result = ImportResult(skipped=dict(prepared.skipped))
+    if not allow_duplicate:
+        checks.lock_twins(s)  # all at once, in order, before any row takes its own
     valid: list[drafts.Draft] = []
     seen: dict[str, int] = {}
     for number, draft in prepared.drafts:

@@ -170,15 +170,29 @@ def fingerprint(draft: Draft, targets: list[Account]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+# Transaction locks (PostgreSQL) that make identical stories queued at the same moment take turns: one
+# per bucket of fingerprints, a fixed few, because a lock per fingerprint would put one entry per row of
+# a large import in PostgreSQL's shared lock table (64 per connection by default).
+TWIN_LOCKS = 0x74776E73  # "twns"
+TWIN_BUCKETS = 64
+
+
+def lock_twins(s: Session, digest: str | None = None) -> None:
+    """Take the lock of ``digest``'s bucket, or with None every bucket in order (an import, which checks
+    many stories in one transaction: ordered, two imports cannot deadlock). SQLite's write lock already
+    serialises queueing."""
+    if not is_postgres(s):
+        return
+    for bucket in range(TWIN_BUCKETS) if digest is None else (int(digest[:8], 16) % TWIN_BUCKETS,):
+        s.execute(select(func.pg_advisory_xact_lock(TWIN_LOCKS, bucket)))
+
+
 def duplicate_problem(s: Session, digest: str) -> str | None:
     """The refusal for a story identical to one already queued (a cancelled one does not count).
 
-    On PostgreSQL it first takes a transaction lock on the fingerprint: two identical stories queued at
-    the same moment (a double submit, two importers) would otherwise each find no twin and both go out.
-    SQLite's write lock already makes them take turns."""
-    if is_postgres(s):
-        s.execute(select(func.pg_advisory_xact_lock(int.from_bytes(bytes.fromhex(digest[:16]), "big",
-                                                                    signed=True))))
+    It first takes the fingerprint's lock: two identical stories queued at the same moment (a double
+    submit, two importers) would otherwise each find no twin and both go out."""
+    lock_twins(s, digest)
     twin = s.scalars(select(Story.id).where(Story.fingerprint == digest, Story.status != "cancelled")
                      .order_by(Story.id).limit(1)).first()
     if twin is None:
