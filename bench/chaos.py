@@ -76,6 +76,7 @@ try:
         make_schedule,
     )
     from bench.chaos_services import Fleet, PrivatePostgres, PrivateRedis, SharedPostgres, pids_connected_to
+    from bench.common import closest_starts
 except ImportError:  # run as a script: the helpers sit beside this file
     from chaos_faults import (
         IMAGE_PLATFORMS,
@@ -89,10 +90,13 @@ except ImportError:  # run as a script: the helpers sit beside this file
         make_schedule,
     )
     from chaos_services import Fleet, PrivatePostgres, PrivateRedis, SharedPostgres, pids_connected_to
+    from common import closest_starts
 
 REPO = Path(__file__).resolve().parent.parent
 ACTIVE = ("scheduled", "queued", "publishing", "retry_wait")
 STUCK = (*ACTIVE, "blocked_auth", "awaiting_approval")
+# The workers' ACCOUNT_MIN_INTERVAL: no two attempts on one account may start closer, storm or not.
+SPACING = 0.25
 TOKEN_RE = re.compile(r"\[cx\d+s\d+\]")
 # The kind of record each stand-in keeps for a post (Bluesky also keeps "edit" for a changed record,
 # Threads "reply" for a thread's later parts; Facebook keeps a video as "video", a feed post as "post").
@@ -152,7 +156,7 @@ def crosspost_env(root: Path, database_url: str, broker_url: str, cfg: Config,
         "CROSSPOST_BACKOFF_BASE": "0.5",
         "CROSSPOST_BACKOFF_MAX": "4",
         "CROSSPOST_MAX_ATTEMPTS": "40",
-        "CROSSPOST_ACCOUNT_MIN_INTERVAL": "0.25",
+        "CROSSPOST_ACCOUNT_MIN_INTERVAL": str(SPACING),
         "CROSSPOST_HTTP_TIMEOUT": str(cfg.http_timeout),
         "CROSSPOST_WORKER_CONCURRENCY": str(cfg.concurrency),
         "CROSSPOST_PUBLISH_SLOTS": str(cfg.publish_slots),
@@ -810,6 +814,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(f"fault not injected: {error}")
     lapses = summary.get("lease_lapses", [])
     print(f"lease expiries while no worker died (a live worker lost its lease): {len(lapses)}")
+    print(f"closest two attempt starts on one account: {summary.get('closest_starts_s')} s "
+          f"(ACCOUNT_MIN_INTERVAL {SPACING} s)")
     for lapse in lapses[:30]:
         print(f"  lease lapse: {lapse}")
     print("verdict: " + ("PASS" if summary["ok"] else "FAIL: " + "; ".join(summary["problems"])))
@@ -881,6 +887,10 @@ def run(cfg: Config) -> dict[str, Any]:
         finished = finish_processing(standins)
         tallies, outcomes = reckon(standins)
         problems = verdict(tallies, expected, settled)
+        closest = closest_starts()
+        if closest is not None and closest < SPACING - 1e-3:
+            problems.append(f"two attempts on one account started {closest:.3f} s apart, under "
+                            f"ACCOUNT_MIN_INTERVAL ({SPACING} s)")
         faults = dict(injector.counts)
         faults["kills"] = faults.get("kill", 0) + faults.get("kill_held", 0)
         faults["storms"] = sum(v for k, v in faults.items() if k.startswith("storm_"))
@@ -905,7 +915,7 @@ def run(cfg: Config) -> dict[str, Any]:
             "worker_starts": fleet.started, "attempt_outcomes": outcomes,
             "unexpected_exits": [{k: v for k, v in e.items() if k != "log_tail"} for e in fleet.unexpected],
             "fault_errors": injector.errors, "problems": problems, "ok": not problems, "workdir": str(root),
-            "lease_lapses": lapses, "worker_deaths": len(fleet.deaths),
+            "lease_lapses": lapses, "worker_deaths": len(fleet.deaths), "closest_starts_s": closest,
         }
         for exit_ in fleet.unexpected:
             print(f"--- {exit_['process']} exited by itself ({exit_['exit']}); its log ends:\n"

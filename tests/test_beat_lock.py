@@ -22,7 +22,7 @@ import pytest
 from scheduler.core import locks
 from scheduler.core.locks import Holder, Lease, LockHeld
 from scheduler.core.models import utcnow
-from tests.conftest import Env, wait_for
+from tests.conftest import Env, free_port, wait_for
 
 pytestmark = pytest.mark.workers
 
@@ -209,6 +209,16 @@ def make_writable(path: Path) -> None:
         subprocess.run(["chattr", "-i", str(path)], check=False)
     else:
         path.chmod(0o700)
+
+
+def test_a_worker_that_cannot_reach_its_database_fails_as_an_outage(pg_env: Env) -> None:
+    """A database that is down (restarting) at a worker's start is not a set-up error: exit status 1,
+    which a supervisor's restart-on-failure retries, with the driver's words on one line."""
+    pg_env.set(database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing")
+    result = pg_env.cli("worker", timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("error: database: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "refused" in result.stderr and "ready" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("command", [["run"], ["worker"], ["beat"]], ids=lambda c: c[0])

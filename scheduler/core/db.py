@@ -214,10 +214,18 @@ def check_writable(settings: Settings) -> None:
         except OSError as exc:
             raise UserError(f"{what}: cannot write {path}: {exc.strerror}") from None
     name = f"write-probe:{os.getpid()}"
+    reached = False
     try:
         with session_scope() as s:
+            # A database that cannot be reached (restarting, say) is an outage, not a set-up error: its
+            # DBAPIError goes on as it is (exit status 1, so a supervisor restarts the process), while
+            # one that is reached but refuses the write is the operator's to fix (status 2).
+            s.connection()
+            reached = True
             s.execute(insert(ProcessLock).values(name=name, holder=name, expires_at=utcnow()))
             s.execute(delete(ProcessLock).where(ProcessLock.name == name))
     except DBAPIError as exc:
+        if not reached:
+            raise
         first = (str(exc.orig) if exc.orig is not None else type(exc).__name__).splitlines()[0]
         raise UserError(f"database: cannot write: {first}") from None
