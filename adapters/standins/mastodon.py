@@ -110,6 +110,7 @@ class MastodonStandIn(StandIn):
         # Connecting: registered apps (client id -> secret) and their codes; the scopes an app may ask.
         self.clients: dict[str, str | None] = {}
         self.apps_registered = 0
+        self.app_tokens = 0  # client_credentials grants
         self.oauth = AuthorizationCodes({}, pkce="optional", methods=("S256",),
                                         refuse=_doorkeeper_error)
         self._defaults()
@@ -205,21 +206,39 @@ class MastodonStandIn(StandIn):
             return self.oauth.decide(req, self.clients, self._account_named)
 
     def token(self, req: Request) -> Response:
-        """``POST /oauth/token``: authorization_code with the app's id and secret (form or Basic)."""
+        """``POST /oauth/token``: authorization_code with the app's id and secret (form or Basic), or
+        client_credentials: an app token, no user (how a client checks its registration still exists;
+        Doorkeeper answers 401 invalid_client for an app the instance deleted)."""
         form = req.form()
         if (basic := basic_client(req)) is not None:
             form = {**form, "client_id": basic[0], "client_secret": basic[1]}
         with self.lock:
-            if form.get("grant_type") != "authorization_code":
+            if form.get("grant_type") not in ("authorization_code", "client_credentials"):
                 raise _doorkeeper_error(400, "unsupported_grant_type", "The authorization grant type is "
                                         "not supported by the authorization server.")
             client = self.oauth.form_client(form, self.clients)
+            if form["grant_type"] == "client_credentials":
+                # Mastodon's documentation asks for one of the app's redirect URIs here too.
+                if form.get("redirect_uri") not in self.oauth.redirect_uris.get(client, set()):
+                    raise _doorkeeper_error(400, "invalid_grant", "The redirect uri included is not valid.")
+                scopes = set((form.get("scope") or "read").split())
+                if not scopes <= self.oauth.allowed_scopes.get(client, frozenset()):
+                    raise _doorkeeper_error(400, "invalid_scope", "The requested scope is invalid, unknown, "
+                                            "or malformed.")
+                self.app_tokens += 1
+                return Response(200, {"access_token": secrets.token_urlsafe(32), "token_type": "Bearer",
+                                      "scope": " ".join(sorted(scopes)), "created_at": int(time.time())})
             code = self.oauth.redeem(form, client)
             token = secrets.token_urlsafe(32)
             self.tokens[token] = _Token(code.user, code.scopes)
             scope = " ".join(sorted(code.scopes))
         return Response(200, {"access_token": token, "token_type": "Bearer", "scope": scope,
                               "created_at": int(time.time())})
+
+    def delete_app(self, client_id: str) -> None:
+        """The instance's admin removed a registered app: its id and secret no longer authenticate."""
+        with self.lock:
+            self.clients.pop(client_id, None)
 
     def revoke(self, token: str) -> None:
         with self.lock:

@@ -272,9 +272,33 @@ def _origin(instance: str) -> str:
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
+def _still_registered(instance: str, client_id: str, secret: str, scopes: str, redirect_uri: str) -> bool:
+    """Whether the instance still knows the app: its answer to a client_credentials grant. An instance
+    whose admin deleted the app answers 401 invalid_client, and would show the desk's admin an error
+    page at the consent step, with no way back; the app is then registered again."""
+    try:
+        answer = requests.post(f"{instance}/oauth/token", timeout=get_settings().http_timeout,
+                               allow_redirects=False,
+                               data={"grant_type": "client_credentials", "client_id": client_id,
+                                     "client_secret": secret, "scope": scopes, "redirect_uri": redirect_uri})
+    except requests.RequestException as exc:
+        raise UserError(f"connect: {shown(instance)} did not answer ({type(exc).__name__})") from None
+    if answer.status_code == 200:
+        return True
+    if answer.status_code == 401:
+        return False
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    raise UserError(f"connect: {shown(instance)} refused the app's registration "
+                    f"(HTTP {answer.status_code}: {refusal(body)})")
+
+
 def _mastodon_app(redirect_uri: str, instance: str) -> App:
     """The app registered on ``instance`` for this callback and these scopes, registering it the first
-    time (or again if its secret no longer opens: sealed under a key since rotated away)."""
+    time (or again if its secret no longer opens, sealed under a key since rotated away, or if the
+    instance no longer knows it)."""
     if not instance:
         raise UserError("connect: no Mastodon instance was named")
     scopes = " ".join(FLOWS["mastodon"].scopes)
@@ -287,7 +311,7 @@ def _mastodon_app(redirect_uri: str, instance: str) -> App:
                 secret = vault.unseal(row.client_secret).get("client_secret")
             except vault.VaultError:
                 secret = None
-            if secret:
+            if secret and _still_registered(instance, row.client_id, secret, scopes, redirect_uri):
                 return App(row.client_id, secret, *urls)
     settings = get_settings()
     form = {"client_name": settings.mastodon.client_name, "redirect_uris": redirect_uri, "scopes": scopes}

@@ -203,6 +203,23 @@ def test_a_registration_whose_secret_no_longer_opens_is_made_again(web: WebDesk,
         assert app.client_id == parse_qs(urlsplit(authorize).query)["client_id"][0]
 
 
+def test_an_app_the_instance_deleted_is_registered_again(web: WebDesk, mastodon: Any) -> None:
+    """The instance's admin removed the dashboard's app: the next connection finds out before sending
+    anyone to a consent page that could only show an error, registers again and goes through."""
+    mastodon.sign_in("newsdesk")
+    client, pages = web.sign_in("admin"), Pages()
+    first = parse_qs(urlsplit(_start_mastodon(client, pages, "newsdesk", mastodon.url)).query)["client_id"][0]
+    assert mastodon.apps_registered == 1
+    again = parse_qs(urlsplit(_start_mastodon(client, pages, "newsdesk", mastodon.url)).query)["client_id"][0]
+    assert (again, mastodon.apps_registered, mastodon.app_tokens) == (first, 1, 1)  # still known: kept
+    mastodon.delete_app(first)
+    authorize = _start_mastodon(client, pages, "newsdesk", mastodon.url)
+    assert parse_qs(urlsplit(authorize).query)["client_id"][0] != first and mastodon.apps_registered == 2
+    assert _finish(client, pages, _consent(authorize)).status_code == 303
+    assert _account("mastodon", "newsdesk") is not None
+    pages.assert_never_shown(*(s for s in mastodon.clients.values() if s), *mastodon.tokens)
+
+
 def test_the_mastodon_standin_is_as_strict_as_doorkeeper(web: WebDesk, mastodon: Any) -> None:
     # Signed in over the control API; Mastodon needs no app of the installation's (it registers one).
     assert httpx.post(f"{mastodon.url}/_standin/sign-in", json={"handle": "newsdesk"}).json() == {}
@@ -245,6 +262,17 @@ def test_the_mastodon_standin_is_as_strict_as_doorkeeper(web: WebDesk, mastodon:
         me = http.get("/api/v1/accounts/verify_credentials",
                       headers={"Authorization": f"Bearer {good.json()['access_token']}"})
         assert me.json()["username"] == "newsdesk"
+        # An app token (no user): the app's own secret and scopes, nothing wider.
+        app_grant = {"grant_type": "client_credentials", "client_id": app["client_id"],
+                     "client_secret": app["client_secret"], "scope": "read",
+                     "redirect_uri": _callback("mastodon")}
+        assert http.post("/oauth/token", data=app_grant).status_code == 200
+        assert http.post("/oauth/token", data={**app_grant, "redirect_uri": f"{SERVER}/other"}
+                         ).status_code == 400
+        assert http.post("/oauth/token", data={**app_grant, "client_secret": "nope"}
+                         ).json()["error"] == "invalid_client"
+        assert http.post("/oauth/token", data={**app_grant, "scope": "admin:write"}
+                         ).json()["error"] == "invalid_scope"
 
 
 # -- Telegram ------------------------------------------------------------------------------------------
