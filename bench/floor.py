@@ -10,8 +10,9 @@ each delivery id of its message (messages formed by ``ticks.messages``, as the t
 - records the remote id with one ``UPDATE`` in a second transaction.
 
 Two statements in two transactions: half of what goal 5 of issue 11 allows a publish. No credentials to
-unseal, no retry policy, no lease, no log line. Whatever rate this reaches against the no-op on the same
-machine bounds every implementation of the product from above, crosspost's included.
+unseal, no retry policy, no lease, no log line. The rate this reaches against the no-op on the same
+machine bounds what any publisher that records each start and outcome in the database around a
+``requests`` call can reach there, crosspost's included.
 
 ``python -m bench.floor worker [--pool P] [--concurrency N]`` runs a worker of it.
 """
