@@ -916,6 +916,9 @@ def run(cfg: Config) -> dict[str, Any]:
             "unexpected_exits": [{k: v for k, v in e.items() if k != "log_tail"} for e in fleet.unexpected],
             "fault_errors": injector.errors, "problems": problems, "ok": not problems, "workdir": str(root),
             "lease_lapses": lapses, "worker_deaths": len(fleet.deaths), "closest_starts_s": closest,
+            # Messages that carried several deliveries (Celery logs each one received).
+            "batch_tasks": sum(log.read_text(errors="replace").count("Task crosspost.publish_batch[")
+                               for log in fleet.logs.glob("worker*.log")) // 2,
         }
         for exit_ in fleet.unexpected:
             print(f"--- {exit_['process']} exited by itself ({exit_['exit']}); its log ends:\n"
