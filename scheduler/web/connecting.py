@@ -24,6 +24,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from adapters.base import Credentials
 from config.settings import OAuthApp, get_settings
@@ -159,7 +160,7 @@ def connect_mastodon(request: Request, actor: Poster, handle: Annotated[str, For
                        "(CROSSPOST_MASTODON__ENABLED)")
     handle = matrix.check_handle("mastodon", handle.strip())
     origin = _origin(instance)
-    app = _mastodon_app(_callback(request, "mastodon"), origin)
+    app = _mastodon_app(_callback(request, "mastodon"), origin, verify=True)
     url, cookie = _authorize_url(request, FLOWS["mastodon"], app, handle, origin)
     response = render.page(request, actor, "connect_continue.html", url=url, instance=origin,
                            account=f"mastodon:{handle}")
@@ -295,24 +296,34 @@ def _still_registered(instance: str, client_id: str, secret: str, scopes: str, r
                     f"(HTTP {answer.status_code}: {refusal(body)})")
 
 
-def _mastodon_app(redirect_uri: str, instance: str) -> App:
+def _app_row(s: Session, instance: str, redirect_uri: str) -> MastodonApp | None:
+    return s.scalars(select(MastodonApp).where(MastodonApp.instance == instance,
+                                               MastodonApp.redirect_uri == redirect_uri)).first()
+
+
+def _mastodon_app(redirect_uri: str, instance: str, *, verify: bool = False) -> App:
     """The app registered on ``instance`` for this callback and these scopes, registering it the first
-    time (or again if its secret no longer opens, sealed under a key since rotated away, or if the
-    instance no longer knows it)."""
+    time (or again if its secret no longer opens: sealed under a key since rotated away). With
+    ``verify`` (before the admin is sent to the consent page, not when the code comes back: the code is
+    bound to the app), the instance is asked whether it still knows the app, and one it deleted is
+    registered again."""
     if not instance:
         raise UserError("connect: no Mastodon instance was named")
     scopes = " ".join(FLOWS["mastodon"].scopes)
     urls = (f"{instance}/oauth/authorize", f"{instance}/oauth/token", instance)
+    kept: tuple[str, str] | None = None
     with session_scope() as s:
-        row = s.scalars(select(MastodonApp).where(MastodonApp.instance == instance,
-                                                  MastodonApp.redirect_uri == redirect_uri)).first()
+        row = _app_row(s, instance, redirect_uri)
         if row is not None and row.scopes == scopes:
             try:
                 secret = vault.unseal(row.client_secret).get("client_secret")
             except vault.VaultError:
                 secret = None
-            if secret and _still_registered(instance, row.client_id, secret, scopes, redirect_uri):
-                return App(row.client_id, secret, *urls)
+            if secret:
+                kept = (row.client_id, secret)
+    # Asked outside the transaction: an instance may take the whole HTTP timeout to answer.
+    if kept and (not verify or _still_registered(instance, *kept, scopes, redirect_uri)):
+        return App(*kept, *urls)
     settings = get_settings()
     form = {"client_name": settings.mastodon.client_name, "redirect_uris": redirect_uri, "scopes": scopes}
     if settings.mastodon.website:
@@ -330,8 +341,7 @@ def _mastodon_app(redirect_uri: str, instance: str) -> App:
     sealed = vault.seal(Credentials({"client_secret": body["client_secret"]}))
     try:
         with session_scope() as s:
-            row = s.scalars(select(MastodonApp).where(MastodonApp.instance == instance,
-                                                      MastodonApp.redirect_uri == redirect_uri)).first()
+            row = _app_row(s, instance, redirect_uri)
             if row is None:
                 s.add(MastodonApp(instance=instance, redirect_uri=redirect_uri, scopes=scopes,
                                   client_id=body["client_id"], client_secret=sealed))

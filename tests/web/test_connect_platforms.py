@@ -217,6 +217,7 @@ def test_an_app_the_instance_deleted_is_registered_again(web: WebDesk, mastodon:
     assert parse_qs(urlsplit(authorize).query)["client_id"][0] != first and mastodon.apps_registered == 2
     assert _finish(client, pages, _consent(authorize)).status_code == 303
     assert _account("mastodon", "newsdesk") is not None
+    assert mastodon.app_tokens == 1  # the code's return asks nothing more: the code is bound to the app
     pages.assert_never_shown(*(s for s in mastodon.clients.values() if s), *mastodon.tokens)
 
 
