@@ -297,10 +297,11 @@ def interval_left(s: Session, delivery_id: int, now: datetime, spacing: float) -
     return 0.0 if last is None else max(0.0, (last - now).total_seconds() + spacing)
 
 
-def space_out(s: Session, delivery_id: int, now: datetime, spacing: float) -> str:
+def space_out(s: Session, delivery_id: int, now: datetime, left: float, spacing: float) -> str:
     """After starts found the account's previous attempt less than ``spacing`` seconds old (messages of
-    one account that came late together): wait in ``retry_wait`` until the interval has passed."""
-    until = now + timedelta(seconds=interval_left(s, delivery_id, now, spacing))
+    one account that came late together): wait in ``retry_wait`` the ``left`` seconds of the interval
+    (:func:`interval_left`)."""
+    until = now + timedelta(seconds=left)
     if defer(s, delivery_id, now, until, f"the account's previous publish started less than "
                                          f"ACCOUNT_MIN_INTERVAL ({spacing:g} s) before"):
         return "deferred"

@@ -139,17 +139,18 @@ INTERVAL_TRIES = 3
 def _start(delivery_id: int, celery_id: str | None, settings: Settings) -> Job | str:
     """:func:`_begin`, waiting on this thread for the account's interval when what is left of it is
     within one tick; otherwise, or after ``INTERVAL_TRIES``, the delivery waits in ``retry_wait``."""
-    for _ in range(INTERVAL_TRIES):
+    spacing, tries = settings.account_min_interval, 1
+    while True:
         try:
             return _begin(delivery_id, celery_id, settings, utcnow())
         except _TooSoon:
             with session_scope() as s:
-                left = deliveries.interval_left(s, delivery_id, utcnow(), settings.account_min_interval)
-            if left > settings.tick_interval:
-                break
-            time.sleep(left)
-    with session_scope() as s:
-        return deliveries.space_out(s, delivery_id, utcnow(), settings.account_min_interval)
+                now = utcnow()
+                left = deliveries.interval_left(s, delivery_id, now, spacing)
+                if left > settings.tick_interval or tries == INTERVAL_TRIES:
+                    return deliveries.space_out(s, delivery_id, now, left, spacing)
+        time.sleep(left)
+        tries += 1
 
 
 def _begin(delivery_id: int, celery_id: str | None, settings: Settings, now: datetime) -> Job | str:
