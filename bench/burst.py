@@ -23,6 +23,7 @@ import time
 from datetime import timedelta
 
 import redis
+from sqlalchemy import text
 
 from bench.common import (
     Run,
@@ -89,8 +90,6 @@ def run_floor(deliveries: int, n_accounts: int, workers: int, pool: str, concurr
               latency: float, timeout: float, batch_max: int = 8) -> tuple[float, float]:
     """The same burst through bench/floor.py (the least a publisher on this stack does) to the Mastodon
     stand-in, in messages formed as the tick forms them: (deliveries per second, worker CPU per delivery)."""
-    from sqlalchemy import text
-
     with Run("postgres") as run:
         from bench import floor
 
