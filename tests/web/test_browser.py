@@ -303,7 +303,7 @@ def test_approved_in_the_browser_then_crosspost_run_publishes_it_into_the_grid(
                                    base_url=standin.url, tags=["en"])
             label = account.label
             approval.add_policy(s, Actor.cli(), Scope("account", str(account.id)), utcnow())
-        run = sqlite_env.spawn("run", "--concurrency", "1", "--port", str(port), log=tmp_path / "run.log")
+        run = sqlite_env.spawn("run", "--concurrency", "4", "--port", str(port), log=tmp_path / "run.log")
         base = f"http://127.0.0.1:{port}"
         wait_for_api(base, "the dashboard of `crosspost run`")
         desk = browser.new_context(viewport={"width": 1280, "height": 900})
